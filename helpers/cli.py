@@ -1,0 +1,185 @@
+"""``python -m helpers``: the whole fine-tuning path in one command, or its preparation alone.
+
+    python -m helpers prepare --data D --output-dir O      # load + preprocess, writes O/report.json
+    python -m helpers run --model M --data D --language L --task T --max-steps N --output-dir O
+    accelerate launch -m helpers run ...                   # the same on several GPUs
+
+``run`` prepares, evaluates the zero-shot model, trains (resuming from the last checkpoint in O), saves
+the model to O/model, evaluates it on the same test split, and writes O/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import CourseConfig, CourseError, describe, get_config
+
+OVERRIDES = {
+    # flag: (config field, type, help)
+    "--model": ("model", str, "model id on the Hub or a local folder (e.g. openai/whisper-small)"),
+    "--data": ("data", str, "Common Voice folder, audiofolder, mdc:<dataset-id> or a Hub dataset id"),
+    "--language": ("language", str, "language to transcribe, e.g. sinhalese; 'none' for English-only models"),
+    "--task": ("task", str, "transcribe or translate; 'none' for English-only models"),
+    "--output-dir": ("output_dir", str, "folder for checkpoints, TensorBoard logs, the model and results"),
+    "--max-steps": ("max_steps", int, "optimizer steps to train"),
+    "--batch-size": ("train_batch_size", int, "training batch size per device"),
+    "--eval-batch-size": ("eval_batch_size", int, "evaluation batch size per device"),
+    "--gradient-accumulation-steps": ("gradient_accumulation_steps", int, "batches per optimizer step"),
+    "--learning-rate": ("learning_rate", float, "peak learning rate"),
+    "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
+    "--eval-steps": ("eval_steps", int, "evaluate every N steps"),
+    "--save-steps": ("save_steps", int, "save a checkpoint every N steps (a multiple of --eval-steps)"),
+    "--logging-steps": ("logging_steps", int, "log the loss every N steps"),
+    "--save-total-limit": ("save_total_limit", int, "checkpoints kept on disk (older ones are deleted)"),
+    "--generation-max-length": ("generation_max_length", int, "longest generated transcript, in tokens"),
+    "--max-train-samples": ("max_train_samples", int, "use only the first N training clips"),
+    "--max-test-samples": ("max_test_samples", int, "use only the first N test clips"),
+    "--num-proc": ("num_proc", int, "worker processes for preprocessing"),
+    "--seed": ("seed", int, "random seed"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, summary in (("prepare", "load and preprocess; write report.json"),
+                          ("run", "prepare, evaluate zero-shot, train, evaluate; write results.json")):
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.add_argument("--profile", choices=["smoke", "t4"],
+                         help="settings to start from (default: COURSE_PROFILE, else chosen from the machine)")
+        for flag, (field, kind, text) in OVERRIDES.items():
+            sub.add_argument(flag, dest=field, type=kind, help=text)
+        if name == "run":
+            sub.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+            sub.add_argument("--no-fp16", action="store_true", help="train in fp32 even on a GPU")
+            sub.add_argument("--no-gradient-checkpointing", action="store_true", help="faster, more memory")
+            sub.add_argument("--auto-find-batch-size", action="store_true",
+                             help="halve the batch size until a step fits in GPU memory")
+            sub.add_argument("--push-to", metavar="REPO_ID", help="push the final model to this Hub repo")
+    smoke = commands.add_parser("smoke-model", help="build the offline smoke model (done on first use too)")
+    smoke.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    push = commands.add_parser("push", help="push a saved model folder to the Hub")
+    push.add_argument("--model-dir", required=True)
+    push.add_argument("--repo-id", required=True)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> CourseConfig:
+    """The profile's config with every flag the user gave applied ('none' clears language and task)."""
+    overrides = {field: getattr(args, field) for field, _, _ in OVERRIDES.values()}
+    config = get_config(args.profile, **overrides)
+    for field in ("language", "task"):
+        if str(getattr(config, field)).lower() in ("none", ""):
+            config = _clear(config, field)
+    if getattr(args, "no_fp16", False):
+        config = config.replace(fp16=False)
+    if getattr(args, "no_gradient_checkpointing", False):
+        config = config.replace(gradient_checkpointing=False)
+    return config
+
+
+def _clear(config: CourseConfig, field: str) -> CourseConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, **{field: None})
+
+
+def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
+    """Load ``config.data``, subsample if asked, preprocess, and write ``report.json``; return (prepared, report)."""
+    from .data import load_common_voice
+    from .features import format_report, prepare_dataset, save_report
+
+    splits = load_common_voice(config.data, seed=config.seed)
+    for split, limit in (("train", config.max_train_samples), ("test", config.max_test_samples)):
+        if limit is not None and limit < len(splits[split]):
+            splits[split] = splits[split].select(range(limit))
+    prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
+    save_report(report, output_dir / "report.json")
+    print(format_report(report))
+    if len(prepared["train"]) == 0:
+        raise CourseError("No training clip survived preprocessing; see report.json for why each was dropped.")
+    return prepared, report
+
+
+def prepare(config: CourseConfig) -> dict:
+    from .model import load_processor
+
+    output_dir = Path(config.output_dir)
+    processor = load_processor(config.model, config.language, config.task)
+    _, report = load_and_prepare(config, processor, output_dir)
+    print(f"Wrote {output_dir / 'report.json'}")
+    return report
+
+
+def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = False,
+        push_to: str | None = None) -> dict:
+    """The whole path; see the module docstring. Returns what it writes to results.json."""
+    from .model import load_model_and_processor
+    from .training import build_trainer, evaluate_model, train
+
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    prepared, _ = load_and_prepare(config, processor, output_dir)
+    baseline_file = output_dir / "baseline.json"
+    if resume and baseline_file.is_file():  # a resumed run must not re-score the zero-shot model
+        baseline = json.loads(baseline_file.read_text())
+    else:
+        baseline = evaluate_model(model, processor, prepared["test"], config.eval_batch_size,
+                                  config.generation_max_length)["scores"]
+        baseline_file.write_text(json.dumps(baseline, indent=2))
+    print(f"Zero-shot: {baseline}")
+    trainer = build_trainer(model, processor, prepared, config, output_dir,
+                            auto_find_batch_size=auto_find_batch_size)
+    train(trainer, resume=resume)
+    model_dir = output_dir / "model"
+    trainer.save_model(str(model_dir))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(model_dir))
+    finetuned = evaluate_model(trainer.model, processor, prepared["test"], config.eval_batch_size,
+                               config.generation_max_length)["scores"]
+    print(f"Fine-tuned: {finetuned}")
+    results = {"baseline": baseline, "finetuned": finetuned, "model": config.model, "data": config.data,
+               "language": config.language, "task": config.task, "max_steps": config.max_steps}
+    if trainer.is_world_process_zero():
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        print(f"Wrote {output_dir / 'results.json'} and the model to {model_dir}")
+        if push_to:
+            from .hub import push_model
+
+            print(push_model(model_dir, push_to))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    try:
+        if args.command == "smoke-model":
+            from .config import SMOKE_MODEL_DIR
+            from .model import build_smoke_model
+
+            if args.force or not (SMOKE_MODEL_DIR / "config.json").is_file():
+                build_smoke_model(SMOKE_MODEL_DIR)
+            print(f"Smoke model ready in {SMOKE_MODEL_DIR}")
+            return 0
+        if args.command == "push":
+            from .hub import push_model
+
+            print(push_model(Path(args.model_dir), args.repo_id))
+            return 0
+        config = config_from_args(args)
+        print(describe(config))
+        if args.command == "prepare":
+            prepare(config)
+        else:
+            run(config, resume=not args.no_resume, auto_find_batch_size=args.auto_find_batch_size,
+                push_to=args.push_to)
+        return 0
+    except CourseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,126 @@
+"""Preprocessing: decode + resample audio, tokenise labels, filter what Whisper cannot learn from.
+
+We store each clip as 16 kHz int16 audio rather than the course's 80 x 3000 float32 log-mel matrix
+(960 KB per clip however short): a 5 s clip takes 160 KB, and the collator computes log-mel features for
+a whole batch at once (see ``helpers.collator`` and ``benchmarks/`` for the measurements).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+from .audio import SAMPLING_RATE, AudioDecodeError, from_int16, load_audio, to_int16
+
+MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees exactly 30 s; longer clips would be cut mid-sentence.
+DROP_REASONS = {
+    "file_not_found": "the clip named in the tsv does not exist",
+    "empty_file": "the clip is an empty (0-byte) file",
+    "undecodable_audio": "the clip is not decodable audio",
+    "empty_audio": "the clip holds no audio samples",
+    "too_long_audio": f"the audio is longer than {MAX_AUDIO_SECONDS:.0f} s",
+    "empty_transcript": "the transcript is empty",
+    "too_many_label_tokens": "the labels (with prefix tokens) exceed the model's max_target_positions",
+}
+
+
+def _prepare_batch(batch: dict, processor: WhisperProcessor, max_label_tokens: int) -> dict:
+    out = {"audio_16k": [], "labels": [], "duration": [], "drop_reason": [], "source": []}
+    for audio, sentence in zip(batch["audio"], batch["sentence"]):
+        out["source"].append((audio or {}).get("path") or "<bytes>")
+        reason, samples, labels = "", np.zeros(0, np.int16), []
+        try:
+            wave = load_audio(audio)
+        except AudioDecodeError as error:
+            reason, wave = error.reason, np.zeros(0, np.float32)
+        duration = len(wave) / SAMPLING_RATE
+        text = (sentence or "").strip()
+        if not reason and duration > MAX_AUDIO_SECONDS:
+            reason = "too_long_audio"
+        elif not reason and not text:
+            reason = "empty_transcript"
+        if not reason:
+            labels = processor.tokenizer(text).input_ids
+            if len(labels) > max_label_tokens:
+                reason, labels = "too_many_label_tokens", []
+            else:
+                samples = to_int16(wave)
+        out["audio_16k"].append(samples)
+        out["labels"].append(labels)
+        out["duration"].append(duration)
+        out["drop_reason"].append(reason)
+    return out
+
+
+def prepare_split(
+    dataset: Dataset, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1, desc: str = ""
+) -> tuple[Dataset, dict]:
+    """Decode, resample and tokenise one split; return the kept rows and a report of what was dropped.
+
+    ``max_label_tokens`` is the model's ``max_target_positions``: the labels include the prefix tokens
+    (start of transcript, language, task, no-timestamps) and the end token.
+    """
+    num_proc = max(1, min(num_proc, len(dataset) // 8)) or 1  # workers cost more than they save on tiny splits
+    processed = dataset.map(
+        _prepare_batch,
+        batched=True,
+        batch_size=16,
+        fn_kwargs={"processor": processor, "max_label_tokens": max_label_tokens},
+        remove_columns=[c for c in dataset.column_names if c != "sentence"],
+        num_proc=num_proc if num_proc > 1 else None,
+        desc=f"Preparing {desc}".strip(),
+    )
+    reasons = processed["drop_reason"]
+    counts = Counter(r for r in reasons if r)
+    dropped_rows = [
+        {"source": src, "sentence": sentence, "reason": reason, "why": DROP_REASONS[reason]}
+        for src, sentence, reason in zip(processed["source"], processed["sentence"], reasons)
+        if reason
+    ]
+    kept = processed.filter(lambda r: [not x for x in r], input_columns="drop_reason", batched=True)
+    kept = kept.remove_columns(["drop_reason", "source"])
+    report = {
+        "total": len(dataset),
+        "kept": len(kept),
+        "dropped": sum(counts.values()),
+        "dropped_by_reason": dict(sorted(counts.items())),
+        "dropped_rows": dropped_rows,
+        "kept_seconds": round(float(sum(kept["duration"])), 2),
+    }
+    return kept, report
+
+
+def prepare_dataset(
+    splits: DatasetDict, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1
+) -> tuple[DatasetDict, dict]:
+    """:func:`prepare_split` on every split; returns the prepared ``DatasetDict`` and a per-split report."""
+    prepared, report = {}, {}
+    for name, split in splits.items():
+        prepared[name], report[name] = prepare_split(split, processor, max_label_tokens, num_proc, desc=name)
+    return DatasetDict(prepared), report
+
+
+def format_report(report: dict) -> str:
+    """A few human lines: per split, kept and dropped counts with the reason in words."""
+    lines = []
+    for name, part in report.items():
+        lines.append(f"{name}: kept {part['kept']} of {part['total']} clips ({part['kept_seconds']:.1f} s of audio)")
+        for reason, count in part["dropped_by_reason"].items():
+            lines.append(f"  dropped {count}: {DROP_REASONS[reason]}")
+    return "\n".join(lines)
+
+
+def save_report(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def log_mel(audio_16k, feature_extractor: WhisperFeatureExtractor) -> np.ndarray:
+    """The (80, 3000) log-mel spectrogram Whisper sees for one stored clip (for plots and checks)."""
+    features = feature_extractor(from_int16(audio_16k), sampling_rate=SAMPLING_RATE, return_tensors="np")
+    return features.input_features[0]

@@ -1,0 +1,137 @@
+"""The Hugging Face Hub: finding a token safely, the model card, and pushing after a local save.
+
+The token is looked up when needed (``HF_TOKEN``, a Colab secret, or the login cache) and handed
+straight to ``huggingface_hub``: never to ``TrainingArguments`` (pickled into every checkpoint), never
+printed, logged or written to a file of ours.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import get_token as _cached_token
+
+
+def find_token() -> str | None:
+    """The Hub token from ``HF_TOKEN``, a Colab secret named ``HF_TOKEN``, or ``huggingface-cli login``."""
+    if os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"]
+    try:
+        from google.colab import userdata  # type: ignore[import-not-found]
+
+        return userdata.get("HF_TOKEN")
+    except Exception:  # not in Colab, or no such secret, or access not granted
+        pass
+    return _cached_token()
+
+
+def who_am_i(token: str | None = None) -> str | None:
+    """The logged-in user's name, or ``None`` when there is no valid token or no network."""
+    token = token or find_token()
+    if not token:
+        return None
+    try:
+        return HfApi().whoami(token=token)["name"]
+    except Exception:
+        return None
+
+
+def login_status() -> str:
+    """One sentence for learners: who is logged in, or that pushing will be skipped."""
+    token = find_token()
+    if not token:
+        return "Not logged in: training and evaluation work as usual; pushing to the Hub will be skipped."
+    user = who_am_i(token)
+    if user is None:
+        return "A token was found but the Hub did not accept it (offline or invalid): pushing will be skipped."
+    return f"Logged in to the Hugging Face Hub as {user}."
+
+
+def model_card(
+    repo_id: str,
+    base_model: str,
+    dataset_name: str,
+    language: str | None,
+    scores: dict | None,
+    training: dict,
+) -> ModelCard:
+    """A model card with the base model, dataset, language, WER results and training settings."""
+    eval_results = []
+    if scores and scores.get("wer") == scores.get("wer"):  # skip NaN
+        eval_results = [
+            EvalResult(
+                task_type="automatic-speech-recognition",
+                dataset_type=dataset_name,
+                dataset_name=dataset_name,
+                metric_type="wer",
+                metric_name="WER (normalised)",
+                metric_value=scores["wer"],
+            )
+        ]
+    data = ModelCardData(
+        language=language,
+        license="apache-2.0",
+        base_model=base_model,
+        datasets=[dataset_name],
+        metrics=["wer"],
+        model_name=repo_id,
+        pipeline_tag="automatic-speech-recognition",
+        library_name="transformers",
+        tags=["whisper", "hf-asr-leaderboard", "generated_from_trainer"],
+        eval_results=eval_results or None,
+    )
+    rows = "\n".join(f"| {k} | {v} |" for k, v in training.items())
+    results = "\n".join(f"| {k} | {v} |" for k, v in (scores or {}).items())
+    text = f"""---
+{data.to_yaml()}
+---
+
+# {repo_id}
+
+{base_model} fine-tuned for speech recognition on {dataset_name}, following the Hugging Face Audio
+course's "fine-tune Whisper" unit.
+
+## Results on the test split
+
+| metric | value |
+|---|---|
+{results}
+
+`wer` is computed after lower-casing and removing punctuation while keeping combining marks;
+`wer_basic` after Whisper's `BasicTextNormalizer`, as in the course; `wer_ortho` on raw text.
+
+## Training settings
+
+| setting | value |
+|---|---|
+{rows}
+
+## Use
+
+```python
+from transformers import pipeline
+asr = pipeline("automatic-speech-recognition", model="{repo_id}")
+asr("clip.mp3")
+```
+"""
+    return ModelCard(text)
+
+
+def push_model(model_dir: Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
+    """Upload a saved model folder; on failure the local copy stays and the message says how to retry."""
+    token = token or find_token()
+    if not token:
+        return f"No Hub token: the model stays in {model_dir}. Log in (notebook 00) and push again."
+    try:
+        api = HfApi(token=token)
+        api.create_repo(repo_id, exist_ok=True, private=private)
+        api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="Fine-tuned Whisper")
+    except Exception as error:
+        reason = type(error).__name__
+        return (
+            f"Push failed ({reason}); the model is safe in {model_dir}. Retry later with "
+            f"`python -m helpers push --model-dir {model_dir} --repo-id {repo_id}`."
+        )
+    return f"Pushed to https://huggingface.co/{repo_id}"

@@ -1,0 +1,206 @@
+"""Whisper models and processors: the real ones from the Hub, and an offline smoke stand-in.
+
+The smoke model is a tiny randomly initialised ``WhisperForConditionalGeneration`` with Whisper's real
+multilingual vocabulary (built from openai-whisper's ``multilingual.tiktoken``) and a generation config
+like whisper-small's. It is saved as an ordinary folder, so ``load_model_and_processor`` calls the very
+same ``from_pretrained`` for it as for ``openai/whisper-small``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from transformers import (
+    AddedToken,
+    GenerationConfig,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    WhisperTokenizer,
+)
+from transformers.convert_slow_tokenizer import TikTokenConverter
+from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+from .config import SMOKE_MODEL_DIR, CourseError
+
+# Whisper's special tokens, in the order openai-whisper assigns ids after the BPE ranks.
+NUM_LANGUAGES = 99  # whisper-small and every model but large-v3 (100)
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    *[f"<|{code}|>" for code in list(LANGUAGES)[:NUM_LANGUAGES]],
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+]
+TIMESTAMP_TOKENS = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+# openai-whisper's non_speech_tokens(): symbols that would let the model hallucinate speaker tags or music.
+_NON_SPEECH = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』') + (
+    "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
+)
+_MISC_SYMBOLS = "♩♪♫♬♭♮♯"
+
+
+class ModelLoadError(CourseError):
+    """A model id or folder that cannot be loaded; the message says why and what to do."""
+
+
+def multilingual_tiktoken_path() -> Path:
+    """Path of openai-whisper's ``multilingual.tiktoken`` (``pip install --no-deps openai-whisper``).
+
+    Found without importing ``whisper``, whose ``__init__`` needs numba and the full model code.
+    """
+    spec = importlib.util.find_spec("whisper")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "assets" / "multilingual.tiktoken"
+        if path.is_file():
+            return path
+    raise ModelLoadError(
+        "openai-whisper's multilingual.tiktoken was not found; install it with "
+        "'pip install --no-deps openai-whisper' to build the offline smoke model."
+    )
+
+
+def build_whisper_tokenizer(tiktoken_file: Path | None = None) -> WhisperTokenizer:
+    """Whisper's multilingual tokenizer rebuilt offline from the real BPE ranks; ids match openai-whisper."""
+    vocab, merges = TikTokenConverter().extract_vocab_merges_from_model(str(tiktoken_file or multilingual_tiktoken_path()))
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS[1:]]}
+    )
+    # Timestamps are ordinary added tokens in the Hub tokenizers: decode() filters them by id instead.
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TIMESTAMP_TOKENS])
+    tokenizer.pad_token = "<|endoftext|>"  # as in the Hub tokenizers; padding is masked by attention, not id
+    tokenizer.model_max_length = 448
+    return tokenizer
+
+
+def whisper_generation_config(tokenizer: WhisperTokenizer, max_target_positions: int = 448) -> GenerationConfig:
+    """A generation config shaped like openai/whisper-small's, derived from ``tokenizer``'s ids."""
+    ids = tokenizer.convert_tokens_to_ids
+    suppress = {tokenizer.encode(" -", add_special_tokens=False)[0], tokenizer.encode(" '", add_special_tokens=False)[0]}
+    for symbol in _NON_SPEECH + list(_MISC_SYMBOLS):
+        for text in (symbol, " " + symbol):
+            pieces = tokenizer.encode(text, add_special_tokens=False)
+            if len(pieces) == 1 or symbol in _MISC_SYMBOLS:
+                suppress.add(pieces[0])
+    suppress |= {ids(t) for t in ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>")}
+    return GenerationConfig(
+        bos_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|endoftext|>"),
+        pad_token_id=ids("<|endoftext|>"),
+        decoder_start_token_id=ids("<|startoftranscript|>"),
+        no_timestamps_token_id=ids("<|notimestamps|>"),
+        prev_sot_token_id=ids("<|startofprev|>"),
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in list(LANGUAGES)[:NUM_LANGUAGES]},
+        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+        is_multilingual=True,
+        begin_suppress_tokens=[tokenizer.encode(" ", add_special_tokens=False)[0], ids("<|endoftext|>")],
+        suppress_tokens=sorted(suppress),
+        max_initial_timestamp_index=50,
+        max_length=max_target_positions,
+    )
+
+
+def build_smoke_model(folder: Path = SMOKE_MODEL_DIR, seed: int = 0) -> Path:
+    """Save a tiny random Whisper with the real vocabulary and processor to ``folder``; return it."""
+    import torch
+
+    tokenizer = build_whisper_tokenizer()
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=256,
+        decoder_ffn_dim=256,
+        max_source_positions=1500,
+        max_target_positions=448,
+        pad_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = whisper_generation_config(tokenizer)
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def resolve_language(language: str | None) -> str | None:
+    """Validate a language name or code against Whisper's list; ``None`` stays ``None`` (English-only models)."""
+    if language is None or language == "":
+        return None
+    key = language.lower()
+    if key in TO_LANGUAGE_CODE or key in LANGUAGES:
+        return key
+    raise CourseError(
+        f"Unknown Whisper language {language!r}. Use a name such as 'sinhalese' or a code such as 'si' "
+        "(Dhivehi is not a Whisper language; the course uses Sinhala, its closest relative)."
+    )
+
+
+def _ensure_smoke_model(model_id: str) -> None:
+    if Path(model_id) == SMOKE_MODEL_DIR and not (SMOKE_MODEL_DIR / "config.json").is_file():
+        print(f"Building the offline smoke model in {SMOKE_MODEL_DIR} (once).")
+        build_smoke_model(SMOKE_MODEL_DIR)
+
+
+def _load_error(model_id: str, error: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"Could not load the Whisper model {model_id!r}: it is neither a folder with a saved Whisper model "
+        f"nor a Hub model id that can be downloaded here ({type(error).__name__})."
+    )
+
+
+def load_processor(model_id: str, language: str | None = None, task: str | None = None) -> WhisperProcessor:
+    """The checkpoint's processor, its tokenizer's prefix set to ``language`` and ``task`` when multilingual."""
+    _ensure_smoke_model(model_id)
+    try:
+        processor = WhisperProcessor.from_pretrained(model_id)
+    except (OSError, ValueError) as error:
+        raise _load_error(model_id, error) from error
+    processor.tokenizer.set_prefix_tokens(language=resolve_language(language), task=task)
+    return processor
+
+
+def load_model_and_processor(
+    model_id: str, language: str | None = None, task: str | None = None
+) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+    """Load a Whisper checkpoint and its processor, set up to transcribe ``language``.
+
+    Language and task go on ``model.generation_config`` (today's API; ``forced_decoder_ids`` is gone) and on
+    the tokenizer, whose prefix tokens then start every label. English-only checkpoints (``*.en``) take
+    neither: they are ignored there, with a note.
+    """
+    language = resolve_language(language)
+    processor = load_processor(model_id, language, task)
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(model_id)
+    except (OSError, ValueError) as error:
+        raise _load_error(model_id, error) from error
+    generation = model.generation_config
+    if getattr(generation, "is_multilingual", False) and getattr(generation, "lang_to_id", None):
+        generation.language = language
+        generation.task = task
+    else:
+        if language not in (None, "english", "en") or task not in (None, "transcribe"):
+            print(f"Note: {model_id} is English-only; language {language!r} and task {task!r} are ignored.")
+        processor.tokenizer.language = processor.tokenizer.task = None
+        processor.tokenizer.set_prefix_tokens()  # rebuilds the label template without language and task
+        generation.language = generation.task = None
+    generation.forced_decoder_ids = None
+    return model, processor
