@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: system audio tools, a virtual environment in .venv, the project and the offline
+# smoke model. Safe to run again. In Colab, use the notebooks' first cell instead (it keeps Colab's torch).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# espeak-ng/ffmpeg/sox only (re)make speech corpora (tests, benchmarks); decoding itself needs none of them.
+if ! command -v espeak-ng >/dev/null || ! command -v ffmpeg >/dev/null || ! command -v sox >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg sox >/dev/null
+  else
+    echo "Note: install espeak-ng, ffmpeg and sox to regenerate speech corpora (tests that need them are skipped)."
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# A bare torch requirement with no torch installed pulls a multi-GB CUDA build: take the CPU build first.
+python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0" || python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+python -m pip install -q -e ".[dev]"
+# openai-whisper ships Whisper's real vocabulary (multilingual.tiktoken) and the reference tokenizer our
+# tests compare with; --no-deps because its code (numba, triton) is never imported.
+python -m pip install -q --no-deps openai-whisper
+python -m helpers smoke-model
+python -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
+echo "Setup done: activate with '. .venv/bin/activate'."

@@ -1,0 +1,56 @@
+"""Shared fixtures: the offline smoke model's processor, openai-whisper's reference code, the corpus."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("COURSE_PROFILE", "smoke")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from helpers.config import BUNDLED_CORPUS, SMOKE_MODEL_DIR  # noqa: E402
+
+
+def openai_whisper_module(name: str) -> types.ModuleType:
+    """Import ``whisper.<name>`` from openai-whisper without its ``__init__`` (which needs numba, triton)."""
+    if not hasattr(sys.modules.get("whisper"), "_stub"):
+        spec = importlib.util.find_spec("whisper")
+        if spec is None:
+            pytest.skip("openai-whisper is not installed (pip install --no-deps openai-whisper)")
+        package = types.ModuleType("whisper")
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        package._stub = True
+        sys.modules["whisper"] = package
+    return importlib.import_module(f"whisper.{name}")
+
+
+@pytest.fixture(scope="session")
+def openai_whisper():
+    """``openai_whisper("tokenizer")`` imports a module of openai-whisper's reference implementation."""
+    return openai_whisper_module
+
+
+@pytest.fixture(scope="session")
+def reference_tokenizer():
+    """openai-whisper's own multilingual tokenizer (99 languages, as whisper-small)."""
+    return openai_whisper_module("tokenizer").get_tokenizer(multilingual=True, num_languages=99)
+
+
+@pytest.fixture(scope="session")
+def processor():
+    from helpers.model import load_processor
+
+    return load_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    assert (BUNDLED_CORPUS / "train.tsv").is_file(), "bundled corpus missing: python tools/make_corpus.py"
+    return BUNDLED_CORPUS
