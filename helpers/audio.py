@@ -3,11 +3,23 @@
 ``datasets`` >= 4 decodes audio through torchcodec, which does not load beside a CPU-only torch; we keep
 audio columns undecoded (``Audio(decode=False)``) and decode here, so Colab, laptops and CI run the same
 code.
+
+Real corpora hold odd files. ``load_audio`` accepts any rate and channel count libsndfile reads (MP3,
+WAV, FLAC, OGG; 8 kHz telephone audio, 44.1 kHz stereo) and turns it into 16 kHz mono float32. What it
+cannot use it refuses with an ``AudioDecodeError`` whose ``reason`` is one of ``DECODE_REASONS``, so
+preprocessing can skip the clip and count it: missing and empty files, files that are not audio, files
+cut short (an MP3 or WAV holding fewer samples than its header announces, as after an interrupted copy)
+and samples that are not finite numbers.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import re
+import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +28,24 @@ import soxr
 
 SAMPLING_RATE = 16_000
 
+# Short codes used in preprocessing reports, with the words a person reads.
+DECODE_REASONS = {
+    "file_not_found": "the clip named in the tsv does not exist",
+    "empty_file": "the clip is an empty (0-byte) file",
+    "undecodable_audio": "the clip is not audio that can be decoded (another kind of file, or corrupt)",
+    "truncated_audio": "the clip is cut short: it holds fewer samples than its header announces",
+    "empty_audio": "the clip holds no audio samples",
+    "invalid_samples": "the clip's samples are not finite numbers (NaN or infinity)",
+}
+
+# A file is called truncated only when this much of what its header announces is missing: encoders and
+# decoders disagree by a frame or two (an MP3 frame is 1152 samples), and that costs no words.
+_TRUNCATION_TOLERANCE = 0.01
+_TRUNCATION_MIN_SECONDS = 0.1
+
 
 class AudioDecodeError(ValueError):
-    """A clip that cannot be read as audio; ``reason`` is a short code used in preprocessing reports."""
+    """A clip that cannot be used as audio; ``reason`` is a key of ``DECODE_REASONS``."""
 
     def __init__(self, message: str, reason: str = "undecodable_audio"):
         super().__init__(message)
@@ -34,26 +61,121 @@ def _source(audio: dict | str | Path | bytes) -> tuple[object, str]:
             return audio["path"], audio["path"]
         raise AudioDecodeError("audio entry has neither bytes nor a path", "file_not_found")
     if isinstance(audio, (bytes, bytearray)):
-        return io.BytesIO(audio), "<bytes>"
+        return io.BytesIO(bytes(audio)), "<bytes>"
+    if audio is None or str(audio) == "":
+        raise AudioDecodeError("no clip named", "file_not_found")
     return str(audio), str(audio)
+
+
+# libmpg123 (inside libsndfile) prints warnings about damaged MP3s straight to file descriptor 2, a few
+# lines per file, which Python cannot catch; a corpus with many such files would bury the report under
+# them. While any thread decodes, fd 2 points at /dev/null (the report says what happened to each clip).
+_stderr_lock = threading.Lock()
+_stderr_depth = 0
+_stderr_saved: int | None = None
+
+
+@contextmanager
+def quiet_native_stderr():
+    """Hide what C libraries write to fd 2 inside the block (nestable, thread-safe, a no-op without fd 2)."""
+    global _stderr_depth, _stderr_saved
+    with _stderr_lock:
+        if _stderr_depth == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+                _stderr_saved = saved
+            except (OSError, ValueError, AttributeError):
+                _stderr_saved = None  # no usable fd 2 (some notebook kernels): nothing to hide
+        _stderr_depth += 1
+    try:
+        yield
+    finally:
+        with _stderr_lock:
+            _stderr_depth -= 1
+            if _stderr_depth == 0 and _stderr_saved is not None:
+                os.dup2(_stderr_saved, 2)
+                os.close(_stderr_saved)
+                _stderr_saved = None
+
+
+def _mp3_has_frame_count(source: object) -> bool:
+    """Whether an MP3 carries a Xing/Info/VBRI header, whose frame count is exact rather than estimated.
+
+    Without one, libsndfile estimates the length from the file size, so a shorter decode proves nothing.
+    """
+    try:
+        if isinstance(source, io.BytesIO):
+            handle = io.BytesIO(source.getvalue())
+        else:
+            handle = open(source, "rb")  # noqa: SIM115 - closed below
+        with handle:
+            head = handle.read(10)
+            offset = 0
+            if head[:3] == b"ID3" and len(head) == 10:  # skip an ID3v2 tag: 4 "syncsafe" 7-bit size bytes
+                size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+                offset = 10 + size + (10 if head[5] & 0x10 else 0)
+            handle.seek(offset)
+            first_frame = handle.read(400)
+    except OSError:
+        return False
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+_WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _announced_frames(info: sf.SoundFile, source: object) -> int | None:
+    """How many frames the file's header promises, where that is known exactly; ``None`` otherwise."""
+    if info.format in ("MP3", "MPEG"):
+        return info.frames if _mp3_has_frame_count(source) else None
+    if info.format in ("WAV", "WAVEX", "RF64", "W64"):
+        # libsndfile trims the frame count of a cut WAV to what is there and logs the header's claim.
+        match = _WAV_DATA_SIZE.search(info.extra_info)
+        if match:
+            claimed, present = int(match.group(1)), int(match.group(2))
+            # Streaming writers (ffmpeg to a pipe) leave 0 or 0xFFFFFFFF there: unknown, not truncated.
+            if 0 < claimed < 0xFFFFFFF0 and claimed > present:
+                bytes_per_frame = max(1, present // max(1, info.frames)) if info.frames else 1
+                return info.frames + (claimed - present) // bytes_per_frame
+        return info.frames
+    return None  # FLAC and OGG fail loudly when cut, which is reported as undecodable
 
 
 def load_audio(audio: dict | str | Path | bytes, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """Decode one clip to mono float32 at ``sampling_rate`` (16 kHz, what Whisper's features expect).
 
-    Raises ``AudioDecodeError`` with the reason when the clip cannot be decoded.
+    Any sampling rate and channel count is accepted (channels are averaged, the rate converted with
+    soxr). Raises ``AudioDecodeError`` with a ``DECODE_REASONS`` key when the clip cannot be used.
     """
     source, name = _source(audio)
-    if isinstance(source, str) and not Path(source).is_file():
-        raise AudioDecodeError(f"file not found: {name}", "file_not_found")
-    if isinstance(source, str) and Path(source).stat().st_size == 0:
+    if isinstance(source, str):
+        if not Path(source).is_file():
+            raise AudioDecodeError(f"file not found: {name}", "file_not_found")
+        if Path(source).stat().st_size == 0:
+            raise AudioDecodeError(f"empty file (0 bytes): {name}", "empty_file")
+    elif isinstance(source, io.BytesIO) and not source.getbuffer().nbytes:
         raise AudioDecodeError(f"empty file (0 bytes): {name}", "empty_file")
     try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True)
+        with quiet_native_stderr(), sf.SoundFile(source) as handle:
+            announced = _announced_frames(handle, source)
+            rate = handle.samplerate
+            data = handle.read(dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for broken files
         raise AudioDecodeError(f"not readable as audio ({type(error).__name__}): {name}") from error
-    if data.size == 0:
+    if data.shape[0] == 0:
         raise AudioDecodeError(f"no audio samples: {name}", "empty_audio")
+    if announced:
+        missing = announced - data.shape[0]
+        if missing > max(_TRUNCATION_TOLERANCE * announced, _TRUNCATION_MIN_SECONDS * rate):
+            raise AudioDecodeError(
+                f"truncated: {data.shape[0]} of {announced} samples present: {name}", "truncated_audio"
+            )
+    if not np.isfinite(data).all():
+        raise AudioDecodeError(f"samples are NaN or infinite: {name}", "invalid_samples")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if rate != sampling_rate:
         # soxr's "HQ" quality is a band-limited resampler, far better than linear interpolation and fast.

@@ -3,19 +3,31 @@
 Common Voice left the Hugging Face Hub in October 2025 and is published by the Mozilla Data Collective
 (MDC). ``load_common_voice`` accepts, in this order of checking:
 
-* a local Common Voice release folder (``clips/`` + ``train.tsv``/``dev.tsv``/``test.tsv``), or any folder
-  above one (an unpacked ``cv-corpus-*`` archive, e.g. on Google Drive);
-* an ``audiofolder`` (audio files + ``metadata.csv`` with ``file_name`` and a transcript column);
+* a local Common Voice release folder (``clips/`` + ``train.tsv``/``dev.tsv``/``test.tsv``), or a folder
+  up to three levels above one (an unpacked ``cv-corpus-*`` archive, e.g. on Google Drive), or one of
+  its tsv files;
+* an ``audiofolder`` (audio files + ``metadata.csv`` or ``metadata.jsonl`` with ``file_name`` and a
+  transcript column, at the top or in ``train/``, ``test/``... folders);
 * ``mdc:<dataset-id>``: downloaded with the ``datacollective`` SDK, API key in ``MDC_API_KEY``;
 * a Hub dataset id ``owner/name`` (optionally ``owner/name:config``), for mirrors and your own datasets.
 
 Every source gives the same result: ``train`` (train + dev/validation merged, as in the course) and
-``test`` (held out), each with only ``audio`` (undecoded, see ``helpers.audio``) and ``sentence``.
+``test`` (held out; 10 % of train when the source has no test split), each with only ``audio``
+(undecoded, see ``helpers.audio``) and ``sentence``.
+
+Loading is strict about the *shape* of a source and lenient about its *rows*. A source that cannot give
+a training set (no such folder, no train split, a tsv without ``path``/``sentence``, a tsv that is not
+UTF-8 text) raises ``DataSourceError`` with one sentence saying what was expected. Rows are never
+dropped here: a row naming a missing clip, or with an empty sentence, goes on to preprocessing, which
+skips it and counts it under its reason (``helpers.features``). Tsv quirks are parsed as meant: a
+UTF-8 (or UTF-16) byte-order mark, Windows line ends, extra or missing optional columns, fields in
+quotes, and quotes inside sentences (Common Voice writes them unescaped).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -24,28 +36,56 @@ from datasets import Audio, Dataset, DatasetDict, concatenate_datasets
 from .config import CourseError
 
 TRANSCRIPT_COLUMNS = ("sentence", "transcription", "text", "transcript", "normalized_text")
+CV_EXPECTED = "a Common Voice locale folder with clips/, train.tsv, dev.tsv and test.tsv"
+# Split folder names an audiofolder may use, as datasets' audiofolder understands them.
+SPLIT_NAMES = {
+    "train": "train", "training": "train",
+    "validation": "validation", "valid": "validation", "dev": "validation", "val": "validation",
+    "test": "test", "testing": "test", "eval": "test", "evaluation": "test",
+}
+_SEARCH_DEPTH = 3  # cv-corpus-23.0-2025-09-05/dv/train.tsv sits two levels below a Drive folder
 
 
 class DataSourceError(CourseError):
     """The data source does not exist or is not shaped as expected; the message says what was expected."""
 
 
-def _clean(field: str) -> str:
-    # Some tools quote every field; Common Voice itself writes quotes inside sentences unescaped.
+def _unquote(field: str) -> str:
+    """Strip the quotes of a CSV-quoted field, and only of those; doubled inner quotes become single.
+
+    Common Voice writes quotes inside sentences unescaped, so ``"Stop!" she said, "now"`` stays as is:
+    a field counts as quoted only if every quote inside it is doubled.
+    """
     field = field.strip()
-    if len(field) >= 2 and field[0] == field[-1] == '"':
-        field = field[1:-1].replace('""', '"')
+    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', ""):
+        return field[1:-1].replace('""', '"')
     return field
 
 
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    # Spreadsheet programs save "Unicode text" as UTF-16 with a byte-order mark.
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataSourceError(
+            f"{path} is not UTF-8 text (undecodable byte on line {line}); save it as UTF-8 (Common Voice "
+            "ships its tsv files that way)."
+        ) from error
+
+
 def read_cv_tsv(path: Path) -> list[dict[str, str]]:
-    """Read one Common Voice tsv: tolerant of a UTF-8 BOM, Windows line ends, quoting and extra columns."""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        lines = handle.read().splitlines()
-    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows:
+    """Read one Common Voice tsv into dicts keyed by its header (a BOM, CRLF, quoting, ragged rows are fine).
+
+    Raises ``DataSourceError`` when the file is not text or has no ``path`` or ``sentence`` column.
+    """
+    # splitlines() also ends lines at \r\n and a lone \r; empty lines are skipped below.
+    lines = _read_text(path).splitlines()
+    if not lines:
         raise DataSourceError(f"{path} is empty; expected a header row with at least 'path' and 'sentence'.")
-    header = [_clean(name) for name in rows[0]]
+    header = [_unquote(name) for name in lines[0].split("\t")]
     missing = {"path", "sentence"} - set(header)
     if missing:
         raise DataSourceError(
@@ -53,20 +93,62 @@ def read_cv_tsv(path: Path) -> list[dict[str, str]]:
             "'client_id path sentence up_votes down_votes age gender accents variant locale segment'."
         )
     records = []
-    for row in rows[1:]:
-        if not any(cell.strip() for cell in row):
+    for line in lines[1:]:
+        if not line.strip():
             continue
-        row = [_clean(cell) for cell in row] + [""] * (len(header) - len(row))
+        row = [_unquote(cell) for cell in line.split("\t")]
+        if len(row) > len(header) and '"' in line:
+            # A quoted field holding a tab: let the csv module honour the quotes for this line.
+            quoted = [cell.strip() for cell in next(csv.reader([line], delimiter="\t"))]
+            row = quoted if len(quoted) <= len(header) else row
+        row += [""] * (len(header) - len(row))
         records.append(dict(zip(header, row)))
     return records
 
 
-def find_cv_folder(root: Path) -> Path | None:
-    """The folder holding ``train.tsv`` at or below ``root`` (an unpacked release nests it as cv-corpus-*/xx)."""
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    # clips/ holds up to a million files in a real release: never walk into it.
+    return [Path(e.path) for e in entries if e.is_dir() and e.name not in ("clips", "audios") and e.name[0] != "."]
+
+
+def find_cv_folders(root: Path, depth: int = _SEARCH_DEPTH) -> list[Path]:
+    """Every folder holding a ``train.tsv`` at or up to ``depth`` levels below ``root``."""
     if (root / "train.tsv").is_file():
-        return root
-    found = sorted(p.parent for p in root.rglob("train.tsv"))
+        return [root]
+    if depth == 0:
+        return []
+    return [found for sub in _subfolders(root) for found in find_cv_folders(sub, depth - 1)]
+
+
+def find_cv_folder(root: Path) -> Path | None:
+    """The one Common Voice locale folder at or below ``root``; ``None`` if there is none.
+
+    Raises ``DataSourceError`` when there are several (a Drive folder holding two languages): guessing
+    would train on the wrong one.
+    """
+    found = find_cv_folders(Path(root))
+    if len(found) > 1:
+        names = ", ".join(str(p) for p in found[:5]) + (" ..." if len(found) > 5 else "")
+        raise DataSourceError(f"{root} holds {len(found)} Common Voice folders ({names}); pass the one to use.")
     return found[0] if found else None
+
+
+def _clip_path(folder: Path, name: str) -> str:
+    """Where a tsv's ``path`` points: ``clips/<name>``; very old releases left out the ``.mp3``."""
+    if not name:
+        return ""
+    clip = folder / "clips" / name
+    if not clip.exists() and not Path(name).suffix and (folder / "clips" / f"{name}.mp3").exists():
+        clip = folder / "clips" / f"{name}.mp3"
+    return str(clip)
+
+
+def _as_dataset(audio: list[str], sentences: list[str]) -> Dataset:
+    return Dataset.from_dict({"audio": audio, "sentence": sentences}).cast_column("audio", Audio(decode=False))
 
 
 def _cv_split(folder: Path, names: tuple[str, ...]) -> Dataset:
@@ -75,24 +157,37 @@ def _cv_split(folder: Path, names: tuple[str, ...]) -> Dataset:
         if not (folder / f"{name}.tsv").is_file():
             continue
         for record in read_cv_tsv(folder / f"{name}.tsv"):
-            clip = record["path"]
             # Rows naming a missing clip are kept here and counted as "file not found" in preprocessing.
-            audio.append(str(folder / "clips" / clip) if clip else "")
+            audio.append(_clip_path(folder, record["path"]))
             sentences.append(record["sentence"])
-    return Dataset.from_dict({"audio": audio, "sentence": sentences}).cast_column("audio", Audio(decode=False))
+    return _as_dataset(audio, sentences)
 
 
-def load_cv_folder(folder: Path) -> DatasetDict:
+def _hold_out(train: Dataset, where: str, seed: int) -> DatasetDict:
+    if len(train) < 2:
+        raise DataSourceError(f"{where} has no test split and too few clips ({len(train)}) to hold some out.")
+    print(f"{where} has no test split: holding out 10% of train as test (seed {seed}).")
+    held = train.train_test_split(test_size=0.1, seed=seed)
+    return DatasetDict(train=held["train"], test=held["test"])
+
+
+def load_cv_folder(folder: Path, seed: int = 42) -> DatasetDict:
     """Load a Common Voice release locale folder: train = train.tsv + dev.tsv, test = test.tsv."""
+    folder = Path(folder)
     found = find_cv_folder(folder)
     if found is None:
+        others = sorted(p.name for p in folder.glob("*.tsv")) if folder.is_dir() else []
+        detail = f" (it has {', '.join(others)} but no train split)" if others else ""
         raise DataSourceError(
-            f"{folder} holds no train.tsv; expected a Common Voice locale folder with clips/, train.tsv, "
-            "dev.tsv and test.tsv (e.g. cv-corpus-*/dv after unpacking the MDC download)."
+            f"{folder} holds no train.tsv{detail}; expected {CV_EXPECTED} "
+            "(e.g. cv-corpus-*/dv after unpacking the MDC download)."
         )
+    train = _cv_split(found, ("train", "dev"))
+    if len(train) == 0:
+        raise DataSourceError(f"{found / 'train.tsv'} lists no clips: there is nothing to train on.")
     if not (found / "test.tsv").is_file():
-        raise DataSourceError(f"{found} has train.tsv but no test.tsv; the test split is needed for evaluation.")
-    return DatasetDict(train=_cv_split(found, ("train", "dev")), test=_cv_split(found, ("test",)))
+        return _hold_out(train, str(found), seed)
+    return DatasetDict(train=train, test=_cv_split(found, ("test",)))
 
 
 def _keep_audio_and_sentence(dataset: Dataset, where: str) -> Dataset:
@@ -111,25 +206,74 @@ def _keep_audio_and_sentence(dataset: Dataset, where: str) -> Dataset:
 def _train_test(splits: DatasetDict, where: str, seed: int) -> DatasetDict:
     names = set(splits)
     if "train" not in names:
-        raise DataSourceError(f"{where} has splits {sorted(names)}; expected at least 'train'.")
+        raise DataSourceError(f"{where} has splits {sorted(names)} but no train split; expected at least 'train'.")
     train = [splits["train"]] + [splits[n] for n in ("validation", "dev", "valid") if n in names]
     train = concatenate_datasets([_keep_audio_and_sentence(d, where) for d in train])
     if "test" in names:
         return DatasetDict(train=train, test=_keep_audio_and_sentence(splits["test"], where))
-    print(f"{where} has no test split: holding out 10% of train as test (seed {seed}).")
-    held = train.train_test_split(test_size=0.1, seed=seed)
-    return DatasetDict(train=held["train"], test=held["test"])
+    return _hold_out(train, where, seed)
+
+
+def _metadata_files(folder: Path) -> list[Path]:
+    found = []
+    for place in [folder, *(sub for sub in _subfolders(folder) if sub.name.lower() in SPLIT_NAMES)]:
+        for name in ("metadata.csv", "metadata.jsonl"):
+            if (place / name).is_file():
+                found.append(place / name)
+    return found
+
+
+def _read_metadata(path: Path) -> list[dict[str, str]]:
+    text = _read_text(path)
+    if path.suffix == ".jsonl":
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as error:
+            raise DataSourceError(f"{path} line {error.lineno}: not a JSON object ({error.msg}).") from error
+    return list(csv.DictReader(text.splitlines()))
 
 
 def load_audiofolder(folder: Path, seed: int = 42) -> DatasetDict:
-    """Load an ``audiofolder`` (``metadata.csv`` with ``file_name`` and a transcript column)."""
-    from datasets import load_dataset
+    """Load an ``audiofolder``: ``metadata.csv``/``.jsonl`` rows with ``file_name`` and a transcript column.
 
-    return _train_test(load_dataset("audiofolder", data_dir=str(folder)), str(folder), seed)
+    Read here rather than with ``load_dataset("audiofolder")``, which needs torchcodec and stops at the
+    first file it cannot find; a missing file is counted in preprocessing instead. The split is the
+    metadata file's folder name (``train/``, ``test/``...) or the first folder of ``file_name``.
+    """
+    folder = Path(folder)
+    columns: dict[str, dict[str, list[str]]] = {}
+    for meta in _metadata_files(folder):
+        rows = _read_metadata(meta)
+        if not rows:
+            continue
+        text = next((c for c in TRANSCRIPT_COLUMNS if c in rows[0]), None)
+        if "file_name" not in rows[0] or text is None:
+            raise DataSourceError(
+                f"{meta} has columns {sorted(rows[0])}; expected 'file_name' and a transcript column "
+                f"(one of {', '.join(TRANSCRIPT_COLUMNS)})."
+            )
+        for row in rows:
+            name = str(row.get("file_name") or "").strip()
+            first = Path(name).parts[0].lower() if name and len(Path(name).parts) > 1 else ""
+            split = SPLIT_NAMES.get(meta.parent.name.lower()) if meta.parent != folder else None
+            split = split or SPLIT_NAMES.get(first, "train")
+            part = columns.setdefault(split, {"audio": [], "sentence": []})
+            part["audio"].append(str(meta.parent / name) if name else "")
+            part["sentence"].append(str(row.get(text) or ""))
+    if not columns.get("train", {}).get("audio"):
+        found = f"it has only {', '.join(sorted(columns))}" if columns else "its metadata lists no files"
+        raise DataSourceError(f"{folder} is an audiofolder without a train split ({found}).")
+    splits = DatasetDict({name: _as_dataset(part["audio"], part["sentence"]) for name, part in columns.items()})
+    return _train_test(splits, str(folder), seed)
 
 
-def load_from_mdc(dataset_id: str, download_dir: str | None = None) -> DatasetDict:
-    """Download (once) a Common Voice release from the Mozilla Data Collective and load its folder."""
+def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42) -> DatasetDict:
+    """Download (once) a Common Voice release from the Mozilla Data Collective and load its folder.
+
+    The SDK reads the API key from ``MDC_API_KEY`` itself; we only check it is there, and never print it.
+    """
+    if not dataset_id:
+        raise DataSourceError("'mdc:' needs a dataset id after it, e.g. mdc:<id shown on the dataset's MDC page>.")
     if not os.environ.get("MDC_API_KEY"):
         raise DataSourceError(
             "Loading from the Mozilla Data Collective needs an API key in the MDC_API_KEY environment variable "
@@ -137,8 +281,12 @@ def load_from_mdc(dataset_id: str, download_dir: str | None = None) -> DatasetDi
         )
     from datacollective import download_dataset
 
-    extracted = download_dataset(dataset_id, download_directory=download_dir, extract=True)
-    return load_cv_folder(Path(extracted))
+    try:
+        extracted = download_dataset(dataset_id, download_directory=download_dir, extract=True)
+    except Exception as error:  # the SDK raises HTTP, permission, rate-limit and network errors
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: {first_line}") from error
+    return load_cv_folder(Path(extracted), seed)
 
 
 def load_from_hub(dataset_id: str, seed: int = 42) -> DatasetDict:
@@ -149,7 +297,11 @@ def load_from_hub(dataset_id: str, seed: int = 42) -> DatasetDict:
     try:
         splits = load_dataset(name, config or None)
     except Exception as error:
-        raise DataSourceError(f"Could not load the Hub dataset {dataset_id!r}: {error}") from error
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise DataSourceError(
+            f"{dataset_id!r} is not a local folder and could not be loaded as a Hub dataset "
+            f"({type(error).__name__}: {first_line})."
+        ) from error
     return _train_test(splits, dataset_id, seed)
 
 
@@ -160,22 +312,27 @@ def load_common_voice(source: str | Path, seed: int = 42) -> DatasetDict:
     >>> splits["train"].column_names
     ['audio', 'sentence']
     """
-    text = str(source)
+    text = str(source).strip()
     if text.startswith("mdc:"):
-        return load_from_mdc(text[4:])
+        return load_from_mdc(text[4:].strip(), seed=seed)
     path = Path(text).expanduser()
+    if path.is_file() and path.name in ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv", "metadata.csv",
+                                        "metadata.jsonl"):
+        path = path.parent  # a tsv or metadata file stands for its folder
     if path.is_dir():
         if find_cv_folder(path) is not None:
-            return load_cv_folder(path)
-        if any(path.rglob("metadata.csv")) or any(path.rglob("metadata.jsonl")):
+            return load_cv_folder(path, seed)
+        if _metadata_files(path):
             return load_audiofolder(path, seed)
+        if any(path.glob("*.tsv")):
+            return load_cv_folder(path, seed)  # explains which split is missing
         raise DataSourceError(
-            f"{path} is neither a Common Voice folder (clips/ + train.tsv, dev.tsv, test.tsv) nor an audiofolder "
-            "(audio files + metadata.csv)."
+            f"{path} is neither {CV_EXPECTED} nor an audiofolder (audio files + metadata.csv with file_name "
+            "and a transcript column)."
         )
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
         raise DataSourceError(
-            f"Data source {text!r} was not found. Expected a Common Voice folder, an audiofolder, "
+            f"Data source {text!r} was not found; expected a Common Voice folder, an audiofolder, "
             "'mdc:<dataset-id>' or a Hub dataset id 'owner/name'."
         )
     return load_from_hub(text, seed)
