@@ -50,24 +50,30 @@ class ModelLoadError(CourseError):
     """A model id or folder that cannot be loaded; the message says why and what to do."""
 
 
-def multilingual_tiktoken_path() -> Path:
-    """Path of openai-whisper's ``multilingual.tiktoken`` (``pip install --no-deps openai-whisper``).
+def multilingual_tiktoken_path(name: str = "multilingual") -> Path:
+    """Path of openai-whisper's ``<name>.tiktoken`` (``pip install --no-deps openai-whisper``).
 
+    ``multilingual`` is the vocabulary of every multilingual Whisper; ``gpt2`` that of the ``*.en`` models.
     Found without importing ``whisper``, whose ``__init__`` needs numba and the full model code.
     """
     spec = importlib.util.find_spec("whisper")
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "assets" / "multilingual.tiktoken"
+        path = Path(folder) / "assets" / f"{name}.tiktoken"
         if path.is_file():
             return path
     raise ModelLoadError(
-        "openai-whisper's multilingual.tiktoken was not found; install it with "
+        f"openai-whisper's {name}.tiktoken was not found; install it with "
         "'pip install --no-deps openai-whisper' to build the offline smoke model."
     )
 
 
 def build_whisper_tokenizer(tiktoken_file: Path | None = None) -> WhisperTokenizer:
-    """Whisper's multilingual tokenizer rebuilt offline from the real BPE ranks; ids match openai-whisper."""
+    """Whisper's tokenizer rebuilt offline from the real BPE ranks; ids match openai-whisper's.
+
+    The special tokens follow the BPE ranks in openai-whisper's order, so the same code gives the
+    multilingual tokenizer (``<|endoftext|>`` = 50257) and, from ``gpt2.tiktoken``, the English-only one
+    (``<|endoftext|>`` = 50256).
+    """
     vocab, merges = TikTokenConverter().extract_vocab_merges_from_model(str(tiktoken_file or multilingual_tiktoken_path()))
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
     tokenizer.add_special_tokens(
@@ -80,8 +86,10 @@ def build_whisper_tokenizer(tiktoken_file: Path | None = None) -> WhisperTokeniz
     return tokenizer
 
 
-def whisper_generation_config(tokenizer: WhisperTokenizer, max_target_positions: int = 448) -> GenerationConfig:
-    """A generation config shaped like openai/whisper-small's, derived from ``tokenizer``'s ids."""
+def whisper_generation_config(
+    tokenizer: WhisperTokenizer, max_target_positions: int = 448, multilingual: bool = True
+) -> GenerationConfig:
+    """A generation config shaped like openai/whisper-small's (or whisper-small.en's), from ``tokenizer``'s ids."""
     ids = tokenizer.convert_tokens_to_ids
     suppress = {tokenizer.encode(" -", add_special_tokens=False)[0], tokenizer.encode(" '", add_special_tokens=False)[0]}
     for symbol in _NON_SPEECH + list(_MISC_SYMBOLS):
@@ -90,6 +98,10 @@ def whisper_generation_config(tokenizer: WhisperTokenizer, max_target_positions:
             if len(pieces) == 1 or symbol in _MISC_SYMBOLS:
                 suppress.add(pieces[0])
     suppress |= {ids(t) for t in ("<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>")}
+    languages = dict(
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in list(LANGUAGES)[:NUM_LANGUAGES]},
+        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+    )
     return GenerationConfig(
         bos_token_id=ids("<|endoftext|>"),
         eos_token_id=ids("<|endoftext|>"),
@@ -97,9 +109,8 @@ def whisper_generation_config(tokenizer: WhisperTokenizer, max_target_positions:
         decoder_start_token_id=ids("<|startoftranscript|>"),
         no_timestamps_token_id=ids("<|notimestamps|>"),
         prev_sot_token_id=ids("<|startofprev|>"),
-        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in list(LANGUAGES)[:NUM_LANGUAGES]},
-        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
-        is_multilingual=True,
+        **(languages if multilingual else {}),  # *.en checkpoints have neither
+        is_multilingual=multilingual,
         begin_suppress_tokens=[tokenizer.encode(" ", add_special_tokens=False)[0], ids("<|endoftext|>")],
         suppress_tokens=sorted(suppress),
         max_initial_timestamp_index=50,
@@ -107,11 +118,15 @@ def whisper_generation_config(tokenizer: WhisperTokenizer, max_target_positions:
     )
 
 
-def build_smoke_model(folder: Path = SMOKE_MODEL_DIR, seed: int = 0) -> Path:
-    """Save a tiny random Whisper with the real vocabulary and processor to ``folder``; return it."""
+def build_smoke_model(folder: Path = SMOKE_MODEL_DIR, seed: int = 0, english_only: bool = False) -> Path:
+    """Save a tiny random Whisper with the real vocabulary and processor to ``folder``; return it.
+
+    ``english_only`` gives a stand-in for the ``*.en`` checkpoints (GPT-2 vocabulary, no language tokens in
+    its generation config), so that path is tested offline too.
+    """
     import torch
 
-    tokenizer = build_whisper_tokenizer()
+    tokenizer = build_whisper_tokenizer(multilingual_tiktoken_path("gpt2" if english_only else "multilingual"))
     config = WhisperConfig(
         vocab_size=len(tokenizer),
         num_mel_bins=80,
@@ -131,7 +146,7 @@ def build_smoke_model(folder: Path = SMOKE_MODEL_DIR, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config)
-    model.generation_config = whisper_generation_config(tokenizer)
+    model.generation_config = whisper_generation_config(tokenizer, multilingual=not english_only)
     processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -54,3 +54,13 @@ def processor():
 def corpus() -> Path:
     assert (BUNDLED_CORPUS / "train.tsv").is_file(), "bundled corpus missing: python tools/make_corpus.py"
     return BUNDLED_CORPUS
+
+
+@pytest.fixture(scope="session")
+def prepared(processor, corpus):
+    """``(splits, prepared, report)`` for the bundled corpus, prepared once for the whole session."""
+    from helpers.data import load_common_voice
+    from helpers.features import prepare_dataset
+
+    splits = load_common_voice(str(corpus))
+    return splits, *prepare_dataset(splits, processor, num_proc=2)

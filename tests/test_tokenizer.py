@@ -77,3 +77,16 @@ def test_generation_config_like_whisper_small(tokenizer, reference_tokenizer):
     assert config.task_to_id == {"transcribe": 50359, "translate": 50358}
     assert config.begin_suppress_tokens == [220, 50257]
     assert set(reference_tokenizer.non_speech_tokens) <= set(config.suppress_tokens)
+
+
+def test_english_only_tokenizer_matches_openai_whisper(openai_whisper):
+    """The *.en stand-in: GPT-2 ranks with the specials one id lower, as in whisper-small.en."""
+    from helpers.model import build_whisper_tokenizer, multilingual_tiktoken_path
+
+    reference = openai_whisper("tokenizer").get_tokenizer(multilingual=False)
+    ours = build_whisper_tokenizer(multilingual_tiktoken_path("gpt2"))
+    text = "Hello world, this is an English-only Whisper!"
+    assert ours.encode(text, add_special_tokens=False) == reference.encode(text)
+    for token in ("<|endoftext|>", "<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>"):
+        assert ours.convert_tokens_to_ids(token) == reference.special_tokens[token]
+    assert ours.convert_tokens_to_ids("<|endoftext|>") == 50256 and len(ours) == 51864

@@ -1,0 +1,92 @@
+"""Preprocessing on the bundled MP3s: real labels, stored 16 kHz audio, Whisper's own log-mel, counted filters."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from datasets import Audio, Dataset
+
+from helpers.audio import SAMPLING_RATE, load_audio, to_int16
+from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
+from helpers.features import DROP_REASONS, format_report, log_mel, prepare_split
+
+PREFIX = [50258, 50322, 50359, 50363]  # <|startoftranscript|> <|si|> <|transcribe|> <|notimestamps|>
+EOT = 50257
+
+
+def test_every_bundled_clip_is_kept_with_real_labels(prepared, processor):
+    splits, ready, report = prepared
+    for name in ("train", "test"):
+        assert report[name]["kept"] == report[name]["total"] == len(splits[name]) == len(ready[name])
+        assert report[name]["dropped_by_reason"] == {}
+    row = ready["train"][0]
+    assert row["labels"][:4] == PREFIX and row["labels"][-1] == EOT
+    assert processor.tokenizer.decode(row["labels"], skip_special_tokens=True) == row["sentence"]
+    n = len(splits["train"])
+    assert f"train: kept {n} of {n} clips" in format_report(report)
+
+
+def test_stored_audio_is_the_decoded_clip_at_16_khz(prepared, corpus):
+    splits, ready, _ = prepared
+    path = splits["test"][3]["audio"]["path"]
+    stored = np.asarray(ready["test"][3]["audio_16k"])
+    assert stored.dtype == np.int16 or np.issubdtype(stored.dtype, np.integer)
+    seconds = sf.info(path).duration
+    assert stored.size == pytest.approx(seconds * SAMPLING_RATE, abs=0.01 * SAMPLING_RATE)
+    assert ready["test"][3]["duration"] == pytest.approx(seconds, abs=0.01)
+    assert np.abs(stored).max() > 1000  # speech, not silence
+
+
+def test_log_mel_matches_openai_whisper_end_to_end(openai_whisper, processor, corpus):
+    """Our decode (soundfile + soxr) and features against openai-whisper's ffmpeg decode and log-mel."""
+    reference_audio = openai_whisper("audio")
+    clip = str(next((corpus / "clips").glob("*.mp3")))
+    theirs = reference_audio.log_mel_spectrogram(reference_audio.load_audio(clip), padding=reference_audio.N_SAMPLES)
+    theirs = theirs[:, : reference_audio.N_FRAMES].numpy()
+    collator = DataCollatorSpeechSeq2SeqWithPadding(processor, decoder_start_token_id=PREFIX[0])
+    ours = collator.features([{"audio_16k": to_int16(load_audio(clip))}])[0].numpy()
+    assert ours.shape == theirs.shape == (80, 3000)
+    assert np.abs(ours - theirs).mean() < 0.02  # different resamplers (soxr vs ffmpeg) and int16 storage
+    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.995
+    np.testing.assert_allclose(log_mel(to_int16(load_audio(clip)), processor.feature_extractor), ours, atol=1e-5)
+
+
+def test_filters_are_counted_by_reason(processor, tmp_path):
+    rng = np.random.default_rng(0)
+    speech = 0.1 * rng.standard_normal(SAMPLING_RATE * 2).astype(np.float32)
+    files = {}
+    for name, seconds in (("ok", 2), ("long", 31)):
+        files[name] = tmp_path / f"{name}.wav"
+        sf.write(files[name], np.resize(speech, SAMPLING_RATE * seconds), SAMPLING_RATE)
+    (tmp_path / "text.mp3").write_text("not audio")
+    (tmp_path / "empty.mp3").write_bytes(b"")
+    rows = [
+        (files["ok"], "ආයුබෝවන්"), (files["ok"], "hello"), (files["long"], "too long"), (files["ok"], "   "),
+        (files["ok"], "word " * 500), (tmp_path / "text.mp3", "x"), (tmp_path / "empty.mp3", "x"),
+        (tmp_path / "missing.mp3", "x"),
+    ]
+    dataset = Dataset.from_dict({"audio": [str(p) for p, _ in rows], "sentence": [s for _, s in rows]})
+    dataset = dataset.cast_column("audio", Audio(decode=False))
+    kept, report = prepare_split(dataset, processor)
+    assert kept["sentence"] == ["ආයුබෝවන්", "hello"]
+    assert report["dropped_by_reason"] == {
+        "too_long_audio": 1, "empty_transcript": 1, "too_many_label_tokens": 1, "undecodable_audio": 1,
+        "empty_file": 1, "file_not_found": 1,
+    }
+    assert (report["total"], report["kept"], report["dropped"]) == (8, 2, 6)
+    assert {r["reason"] for r in report["dropped_rows"]} <= set(DROP_REASONS)
+    assert all(r["why"] == DROP_REASONS[r["reason"]] for r in report["dropped_rows"])
+
+
+def test_label_limit_counts_the_prefix_tokens(processor, tmp_path):
+    """A transcript of exactly 448 tokens with prefix and end token is kept; one more token is dropped."""
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros(SAMPLING_RATE, np.float32) + 0.01, SAMPLING_RATE)
+    word = " a"  # one BPE token per repetition
+    n = 448 - len(PREFIX) - 1
+    texts = ["a" + word * (n - 1), "a" + word * n]
+    assert [len(processor.tokenizer(t).input_ids) for t in texts] == [448, 449]
+    dataset = Dataset.from_dict({"audio": [str(path)] * 2, "sentence": texts}).cast_column("audio", Audio(decode=False))
+    kept, report = prepare_split(dataset, processor, max_label_tokens=448)
+    assert len(kept) == 1 and report["dropped_by_reason"] == {"too_many_label_tokens": 1}
+    assert torch.tensor(kept["labels"][0]).numel() == 448
