@@ -1,0 +1,112 @@
+"""Execute the seven course notebooks in order, as a learner would, and keep the executed copies.
+
+    .venv/bin/python scripts/run_notebooks.py                      # smoke profile, ./workspace
+    .venv/bin/python scripts/run_notebooks.py --workspace /tmp/ws --only 04_train 05_evaluate
+
+Each notebook runs with nbclient in a fresh kernel started in ``notebooks/`` (as Jupyter and nbmake do),
+with ``COURSE_WORKSPACE`` pointing at the workspace, so the stages hand their artifacts to each other
+there. The executed copies, with their outputs and plots, go to ``<workspace>/executed/``; the notebooks
+in ``notebooks/`` stay clean. The profile is ``smoke`` unless ``COURSE_PROFILE`` says otherwise.
+A summary per notebook follows: time, plots, and anything written to stderr (warnings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from helpers.notebook import NONINTERACTIVE_ENV, NOTEBOOKS  # noqa: E402
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def output_summary(notebook: nbformat.NotebookNode) -> dict:
+    """Counts a reader cares about in an executed notebook: plots, audio players, stderr lines, errors."""
+    plots = audio = errors = 0
+    stderr: list[str] = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            plots += "image/png" in data
+            audio += "<audio" in str(data.get("text/html", ""))
+            errors += output.get("output_type") == "error"
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                # progress bars redraw with carriage returns; only finished lines count
+                stderr += [line for line in output.get("text", "").splitlines()
+                           if line.strip() and "\r" not in line and "it/s]" not in line and "/s]" not in line]
+    return {"plots": plots, "audio": audio, "errors": errors, "stderr": stderr}
+
+
+def run_notebook(name: str, workspace: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, str | None]:
+    """Execute ``notebooks/<name>``; return the executed notebook, seconds taken and the error, if any."""
+    notebook = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    start = time.perf_counter()
+    error = None
+    try:
+        client.execute()
+    except CellExecutionError as failure:
+        error = str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
+    seconds = time.perf_counter() - start
+    executed = workspace / "executed" / name
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, executed)
+    return notebook, seconds, error
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workspace", type=Path, default=Path(os.environ.get("COURSE_WORKSPACE", REPO_ROOT / "workspace")),
+                        help="folder the stages share (default: COURSE_WORKSPACE, else ./workspace)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these notebooks (e.g. 04_train), in course order")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds one cell may take")
+    args = parser.parse_args(argv)
+
+    names = list(NOTEBOOKS)
+    if args.only:
+        wanted = {Path(n).stem for n in args.only}
+        unknown = wanted - {Path(n).stem for n in names}
+        if unknown:
+            parser.error(f"unknown notebook(s): {', '.join(sorted(unknown))}; choose from {', '.join(names)}")
+        names = [n for n in names if Path(n).stem in wanted]
+    workspace = args.workspace.resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    # The kernels inherit these: the shared workspace, the offline profile unless asked otherwise, and no
+    # login widget (nobody is there to type a token).
+    os.environ["COURSE_WORKSPACE"] = str(workspace)
+    os.environ.setdefault("COURSE_PROFILE", "smoke")
+    os.environ[NONINTERACTIVE_ENV] = "1"
+    print(f"Running {len(names)} notebook(s), profile {os.environ['COURSE_PROFILE']}, workspace {workspace}")
+
+    total = 0.0
+    for name in names:
+        print(f"{name} ...", flush=True)
+        notebook, seconds, error = run_notebook(name, workspace, args.timeout)
+        total += seconds
+        summary = output_summary(notebook)
+        print(f"  {seconds:6.1f} s, {summary['plots']} plot(s), {summary['audio']} audio player(s), "
+              f"{len(summary['stderr'])} stderr line(s) -> {workspace / 'executed' / name}")
+        for line in summary["stderr"][:10]:
+            print(f"    stderr: {line[:160]}")
+        if error:
+            print(f"  FAILED: {error}")
+            print(f"Stopped: later notebooks need what {name} makes. The executed copy shows the error.")
+            return 1
+    print(f"All {len(names)} notebook(s) ran in {total:.0f} s; executed copies in {workspace / 'executed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
