@@ -13,6 +13,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub import get_token as _cached_token
 
+from .config import CourseError
+
 
 def find_token() -> str | None:
     """The Hub token from ``HF_TOKEN``, a Colab secret named ``HF_TOKEN``, or ``huggingface-cli login``."""
@@ -119,19 +121,44 @@ asr("clip.mp3")
     return ModelCard(text)
 
 
-def push_model(model_dir: Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
-    """Upload a saved model folder; on failure the local copy stays and the message says how to retry."""
+class PushError(CourseError):
+    """A push that did not happen; the message says where the model is and how to push it later."""
+
+
+def push_later_command(model_dir: Path, repo_id: str) -> str:
+    """The command that pushes ``model_dir`` once the network or the token is back."""
+    return f"python -m helpers push --model-dir {model_dir} --repo-id {repo_id}"
+
+
+def push_model(model_dir: Path, repo_id: str, token: str | None = None, private: bool = False,
+               raise_on_failure: bool = False) -> str:
+    """Upload a saved model folder; on failure the local copy stays and the message says how to retry.
+
+    Call it only after the model is saved locally: nothing here writes to ``model_dir``, so a failed
+    push (no network, bad token, no permission) cannot damage it. The token goes to ``huggingface_hub``
+    and nowhere else; error messages name the error's type, never its text, which may quote a request.
+    With ``raise_on_failure`` a failure raises ``PushError`` instead of returning the message.
+    """
+    model_dir = Path(model_dir)
     token = token or find_token()
-    if not token:
-        return f"No Hub token: the model stays in {model_dir}. Log in (notebook 00) and push again."
-    try:
-        api = HfApi(token=token)
-        api.create_repo(repo_id, exist_ok=True, private=private)
-        api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="Fine-tuned Whisper")
-    except Exception as error:
-        reason = type(error).__name__
-        return (
-            f"Push failed ({reason}); the model is safe in {model_dir}. Retry later with "
-            f"`python -m helpers push --model-dir {model_dir} --repo-id {repo_id}`."
+    if not (model_dir / "config.json").is_file():
+        message = f"{model_dir} holds no saved model (no config.json); nothing was pushed."
+    elif not token:
+        message = (
+            f"No Hub token: the model stays in {model_dir}. Log in (notebook 00, `hf auth login` or HF_TOKEN), "
+            f"then push with `{push_later_command(model_dir, repo_id)}`."
         )
-    return f"Pushed to https://huggingface.co/{repo_id}"
+    else:
+        try:
+            api = HfApi(token=token)
+            api.create_repo(repo_id, exist_ok=True, private=private)
+            api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="Fine-tuned Whisper")
+            return f"Pushed to https://huggingface.co/{repo_id}"
+        except Exception as error:  # network, authentication, permission, rate limits: all leave the model as is
+            message = (
+                f"Push failed ({type(error).__name__}); the model is safe in {model_dir}. Push it later with "
+                f"`{push_later_command(model_dir, repo_id)}`."
+            )
+    if raise_on_failure:
+        raise PushError(message)
+    return message

@@ -1,25 +1,79 @@
-"""Training with ``Seq2SeqTrainer`` on today's API, and batched evaluation of any Whisper model."""
+"""Training with ``Seq2SeqTrainer`` on today's API, and batched evaluation of any Whisper model.
+
+Built for sessions that die (Colab disconnects, a killed process): ``train`` resumes from the newest
+*complete* checkpoint in the output folder (``last_checkpoint`` skips one whose save was cut off),
+checkpoints rotate (``save_total_limit``) so a Drive or Colab disk does not fill up, and small results
+files are written atomically (``write_json``). A CUDA out-of-memory error becomes ``OutOfMemory``, a
+``CourseError`` naming the settings that help; evaluation holds one batch on the GPU at a time.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, WhisperForConditionalGeneration, WhisperProcessor
-from transformers.trainer_utils import get_last_checkpoint
 
 from .collator import DataCollatorSpeechSeq2SeqWithPadding
-from .config import CourseConfig
+from .config import CourseConfig, CourseError
 from .metrics import make_compute_metrics, wer_scores
 
 OOM_ADVICE = (
-    "CUDA ran out of GPU memory. What helps, in order: halve --batch-size and double "
-    "--gradient-accumulation-steps (same effective batch), keep gradient checkpointing and fp16 on, pass "
-    "--auto-find-batch-size to let the trainer search a batch size that fits, or use a smaller model "
-    "(openai/whisper-base)."
+    "CUDA ran out of GPU memory{where}. What helps, most effective first: halve the batch size and double "
+    "gradient accumulation, which keeps the effective batch (--batch-size {half} "
+    "--gradient-accumulation-steps {double}); keep gradient checkpointing on{checkpointing}; keep fp16 "
+    "on{fp16}; pass --auto-find-batch-size to let the trainer halve the batch until a step fits; lower "
+    "--eval-batch-size if it failed while evaluating; or use a smaller model (openai/whisper-base)."
 )
+OOM_EVAL_ADVICE = (
+    "CUDA ran out of GPU memory while evaluating. What helps: a smaller --eval-batch-size (try {half}), "
+    "a shorter --generation-max-length, or a smaller model (openai/whisper-base); fp16 weights halve the "
+    "memory too."
+)
+
+
+class OutOfMemory(CourseError):
+    """The GPU ran out of memory; the message names the settings that help (see ``OOM_ADVICE``)."""
+
+
+def oom_message(batch_size: int = 16, accumulation: int = 1, checkpointing: bool = True, fp16: bool = True,
+                where: str = "training") -> str:
+    """The advice for an out-of-memory error, filled in with the run's settings so flags can be copied."""
+    if where == "evaluating":
+        return OOM_EVAL_ADVICE.format(half=max(1, batch_size // 2))
+    return OOM_ADVICE.format(
+        where=f" while {where}" if where else "",
+        half=max(1, batch_size // 2),
+        double=accumulation * 2 if batch_size > 1 else accumulation,
+        checkpointing="" if checkpointing else " (it is off: drop --no-gradient-checkpointing)",
+        fp16="" if fp16 else " (it is off: drop --no-fp16)",
+    )
+
+
+def _is_oom(error: BaseException) -> bool:
+    # Older stacks raise a plain RuntimeError ("CUDA error: out of memory", cuBLAS alloc failures).
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and re.search(r"out of memory|ALLOC_FAILED|No executable batch size found", str(error)) is not None
+    )
+
+
+@contextmanager
+def explain_oom(where: str = "", **settings):
+    """Turn a CUDA out-of-memory error inside the block into ``OutOfMemory`` with ``oom_message(**settings)``."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not _is_oom(error):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise OutOfMemory(oom_message(where=where, **settings)) from error
 
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
@@ -62,6 +116,8 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
         dataloader_num_workers=config.dataloader_num_workers,
         seed=config.seed,
         use_cpu=not cuda,
+        # Move each batch's generated ids off the GPU at once: evaluation then holds one batch's worth.
+        eval_accumulation_steps=1,
     )
     args.update(extra)
     return Seq2SeqTrainingArguments(**args)
@@ -92,22 +148,89 @@ def build_trainer(
     )
 
 
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-*`` folder in ``output_dir`` that holds a complete save, or ``None``."""
-    if not Path(output_dir).is_dir():
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+            "adapter_model.safetensors")
+
+
+def checkpoint_is_complete(folder: str | Path) -> bool:
+    """Whether a checkpoint folder was saved to the end and can be resumed from.
+
+    ``Trainer._save_checkpoint`` writes the weights, then optimizer, scheduler and RNG states, and
+    ``trainer_state.json`` last, straight into ``checkpoint-N`` (transformers 5 uses no temporary folder).
+    A kill during saving therefore leaves ``trainer_state.json`` missing or cut off. A readable state,
+    weights, and no empty file (what a synced Drive folder shows after a disconnect) mean complete.
+    """
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        files = [p for p in folder.iterdir() if p.is_file()]
+    except (OSError, ValueError):
+        return False
+    if not isinstance(state, dict) or "global_step" not in state:
+        return False
+    if not any((folder / name).is_file() for name in _WEIGHTS):
+        return False
+    return all(p.stat().st_size > 0 for p in files)
+
+
+def last_checkpoint(output_dir: str | Path, verbose: bool = True) -> str | None:
+    """The newest *complete* ``checkpoint-N`` folder in ``output_dir``, or ``None``.
+
+    transformers' ``get_last_checkpoint`` takes the highest N even when its save was cut off, and resuming
+    from it fails or silently restarts the optimizer; here such a folder is skipped (and left in place:
+    the trainer overwrites it when it reaches that step again).
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
         return None
-    return get_last_checkpoint(str(output_dir))
+    found = sorted(
+        ((int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))),
+        reverse=True,
+    )
+    for _, folder in found:
+        if checkpoint_is_complete(folder):
+            return str(folder)
+        if verbose:
+            print(f"Skipping {folder}: its save was interrupted (no complete trainer_state.json or weights).")
+    return None
 
 
 def train(trainer: Seq2SeqTrainer, resume: bool = True):
-    """Train, resuming from the last checkpoint in the output folder when ``resume`` and one exists."""
+    """Train, resuming from the last complete checkpoint in the output folder when ``resume`` and one exists.
+
+    Optimizer, scheduler, RNG states and the step counter come back from the checkpoint, so the run goes
+    on as if it had never stopped. A CUDA out-of-memory error becomes ``OutOfMemory`` with advice.
+    """
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
     if checkpoint:
         print(f"Resuming from {checkpoint}")
-    try:
+    args = trainer.args
+    with explain_oom(
+        "training",
+        batch_size=args.per_device_train_batch_size,
+        accumulation=args.gradient_accumulation_steps,
+        checkpointing=bool(getattr(args, _CHECKPOINTING, False)),
+        fp16=bool(args.fp16 or args.bf16),
+    ):
         return trainer.train(resume_from_checkpoint=checkpoint)
-    except torch.cuda.OutOfMemoryError as error:
-        raise RuntimeError(OOM_ADVICE) from error
+
+
+def write_json(path: str | Path, data) -> None:
+    """Write ``data`` as JSON atomically: a kill mid-write leaves the old file (or none), never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)  # atomic on POSIX and Windows when both are on the same file system
+
+
+def read_json(path: str | Path):
+    """The JSON in ``path``, or ``None`` when it is missing or unreadable (then it is simply recomputed)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def transcribe(
@@ -125,8 +248,9 @@ def transcribe(
     """
     collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
     order = list(range(len(dataset)))
-    if sort_by_length:
-        order.sort(key=lambda i: dataset[i]["duration"] if "duration" in dataset.column_names else 0.0)
+    if sort_by_length and "duration" in dataset.column_names:
+        durations = dataset["duration"]  # one column read; dataset[i] would decode every row's audio too
+        order.sort(key=lambda i: durations[i])
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     texts: dict[int, str] = {}
@@ -134,8 +258,8 @@ def transcribe(
     for start in tqdm(range(0, len(order), batch_size), desc="Transcribing", unit="batch"):
         indices = order[start : start + batch_size]
         features = collator.features([dataset[i] for i in indices]).to(device, dtype)
-        with torch.inference_mode():
-            ids = model.generate(input_features=features, max_length=max_length)
+        with torch.inference_mode(), explain_oom("evaluating", batch_size=batch_size):
+            ids = model.generate(input_features=features, max_length=max_length).cpu()
         for i, text in zip(indices, processor.tokenizer.batch_decode(ids, skip_special_tokens=True)):
             texts[i] = text.strip()
     return [texts[i] for i in range(len(dataset))]

@@ -1,0 +1,209 @@
+"""Loading Common Voice from each source that works offline, tsv quirks, and one clear sentence per bad source."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers.data import DataSourceError, load_common_voice, read_cv_tsv
+
+CV_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tvariant\tlocale\tsegment"
+
+
+def tsv_rows(path: Path) -> list[list[str]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.split("\t") for line in lines[1:] if line.strip()]
+
+
+def clear_error(source) -> str:
+    """The message of the ``DataSourceError`` that loading ``source`` raises: one sentence, one line."""
+    with pytest.raises(DataSourceError) as caught:
+        load_common_voice(source)
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith((".", ")")) and len(message) < 400, message
+    return message
+
+
+def small_cv_folder(folder: Path, corpus: Path, splits=("train", "dev", "test"), rows: int = 3) -> Path:
+    """A Common Voice locale folder with the first ``rows`` rows of each of ``splits`` from the bundled corpus."""
+    (folder / "clips").mkdir(parents=True)
+    for split in splits:
+        lines = (corpus / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[: rows + 1]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for line in lines[1:]:
+            name = line.split("\t")[1]
+            shutil.copy(corpus / "clips" / name, folder / "clips" / name)
+    return folder
+
+
+def test_local_release_folder_merges_train_and_dev(corpus):
+    splits = load_common_voice(corpus)
+    train_rows = tsv_rows(corpus / "train.tsv") + tsv_rows(corpus / "dev.tsv")
+    test_rows = tsv_rows(corpus / "test.tsv")
+    assert set(splits) == {"train", "test"}
+    assert splits["train"].column_names == ["audio", "sentence"] == splits["test"].column_names
+    assert splits["train"]["sentence"] == [row[2] for row in train_rows]
+    assert splits["test"]["sentence"] == [row[2] for row in test_rows]
+    first = splits["train"][0]["audio"]
+    assert first["path"] == str(corpus / "clips" / train_rows[0][1]) and first["bytes"] is None  # undecoded
+
+
+def test_folder_above_the_locale_folder_and_a_tsv_path_are_found(tmp_path, corpus):
+    release = tmp_path / "drive" / "cv-corpus-23.0-2025-09-05"
+    release.mkdir(parents=True)
+    (release / "si").symlink_to(corpus, target_is_directory=True)
+    expected = load_common_voice(corpus)
+    for source in (tmp_path / "drive", release, corpus / "train.tsv"):
+        splits = load_common_voice(source)
+        assert splits["train"]["sentence"] == expected["train"]["sentence"]
+        assert len(splits["test"]) == len(expected["test"])
+
+
+def test_two_locales_under_one_folder_is_an_error_naming_both(tmp_path, corpus):
+    for locale in ("si", "dv"):
+        (tmp_path / locale).symlink_to(corpus, target_is_directory=True)
+    message = clear_error(tmp_path)
+    assert "2 Common Voice folders" in message and str(tmp_path / "si") in message and str(tmp_path / "dv") in message
+
+
+def test_missing_test_split_holds_out_a_tenth_of_train(tmp_path, corpus):
+    folder = small_cv_folder(tmp_path / "si", corpus, splits=("train", "dev"), rows=10)
+    splits = load_common_voice(folder)
+    assert len(splits["train"]) + len(splits["test"]) == 20 and len(splits["test"]) == 2
+    assert not set(splits["train"]["sentence"]) & set(splits["test"]["sentence"])
+
+
+def test_tsv_quirks_are_parsed_as_meant(tmp_path):
+    path = tmp_path / "train.tsv"
+    lines = [
+        CV_HEADER.replace("segment", "segment\tsentence_domain"),                   # an extra column
+        "id1\ta.mp3\tPlain sentence.\t2\t0\t\t\t\t\tsi\t\thealth",
+        'id2\tb.mp3\t"Quoted, with ""inner"" quotes."\t2\t0\t\t\t\t\tsi\t\t',      # CSV-style quoting
+        'id3\tc.mp3\t"Stop!" she said, "now".\t2\t0',                               # CV's unescaped quotes, short row
+        'id4\t"d.mp3"\t"a field\twith a tab"\t1\t0\t\t\t\t\tsi\t\t',                # a quoted tab
+        "",                                                                         # a blank line
+        "id5\te.mp3\t   \t1\t0\t\t\t\t\tsi\t\t\tsurplus\tcells",                      # blank sentence, ragged
+    ]
+    # UTF-8 byte-order mark and Windows line ends, as a spreadsheet program writes them.
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")
+    rows = read_cv_tsv(path)
+    assert [r["path"] for r in rows] == ["a.mp3", "b.mp3", "c.mp3", "d.mp3", "e.mp3"]
+    assert [r["sentence"] for r in rows] == [
+        "Plain sentence.", 'Quoted, with "inner" quotes.', '"Stop!" she said, "now".', "a field\twith a tab", ""]
+    assert rows[0]["client_id"] == "id1" and rows[0]["sentence_domain"] == "health"
+    assert rows[2]["locale"] == "" and rows[2]["up_votes"] == "2"
+    # The same table saved as UTF-16 "Unicode text" reads the same.
+    utf16 = tmp_path / "utf16.tsv"
+    utf16.write_bytes("\r\n".join(lines).encode("utf-16"))
+    assert read_cv_tsv(utf16) == rows
+
+
+def test_only_path_and_sentence_columns_are_enough(tmp_path, corpus):
+    folder = small_cv_folder(tmp_path / "si", corpus, rows=4)
+    for split in ("train", "dev", "test"):
+        rows = tsv_rows(folder / f"{split}.tsv")
+        (folder / f"{split}.tsv").write_text("sentence\tpath\n" + "".join(f"{r[2]}\t{r[1]}\n" for r in rows))
+    splits = load_common_voice(folder)
+    assert len(splits["train"]) == 8 and len(splits["test"]) == 4
+    assert Path(splits["train"][0]["audio"]["path"]).is_file()
+
+
+def test_audiofolder_with_metadata_csv(tmp_path, corpus):
+    clips = sorted((corpus / "clips").glob("*.mp3"))[:10]
+    for split, part in (("train", clips[:7]), ("test", clips[7:])):
+        (tmp_path / split).mkdir()
+        lines = ["file_name,transcription"]
+        for i, clip in enumerate(part):
+            shutil.copy(clip, tmp_path / split / clip.name)
+            lines.append(f'{clip.name},"sentence {i}, with a comma"')
+        (tmp_path / split / "metadata.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "train" / "metadata.csv").open("a").write("missing.mp3,kept here and counted when preprocessed\n")
+    splits = load_common_voice(tmp_path)
+    assert len(splits["train"]) == 8 and len(splits["test"]) == 3
+    assert splits["train"]["sentence"][0] == "sentence 0, with a comma"
+    assert splits["train"][0]["audio"]["path"] == str(tmp_path / "train" / clips[0].name)
+    assert splits["train"][-1]["audio"]["path"] == str(tmp_path / "train" / "missing.mp3")
+
+
+def test_flat_audiofolder_holds_out_test(tmp_path, corpus):
+    clips = sorted((corpus / "clips").glob("*.mp3"))[:20]
+    for clip in clips:
+        shutil.copy(clip, tmp_path / clip.name)
+    (tmp_path / "metadata.jsonl").write_text(
+        "".join(f'{{"file_name": "{c.name}", "text": "clip {i}"}}\n' for i, c in enumerate(clips)))
+    splits = load_common_voice(tmp_path)
+    assert len(splits["train"]) == 18 and len(splits["test"]) == 2
+    assert splits["train"].column_names == ["audio", "sentence"]
+
+
+def test_sources_that_cannot_work_say_so_in_one_sentence(tmp_path, corpus):
+    assert "was not found" in clear_error(tmp_path / "no-such-folder")
+    (tmp_path / "empty").mkdir()
+    assert "neither a Common Voice locale folder" in clear_error(tmp_path / "empty")
+
+    no_train = small_cv_folder(tmp_path / "no-train", corpus, splits=("dev", "test"))
+    message = clear_error(no_train)
+    assert "no train.tsv" in message and "dev.tsv, test.tsv" in message
+
+    header_only = small_cv_folder(tmp_path / "header-only", corpus)
+    (header_only / "train.tsv").write_text(CV_HEADER + "\n")
+    (header_only / "dev.tsv").unlink()
+    assert "lists no clips" in clear_error(header_only)
+
+    no_sentence = small_cv_folder(tmp_path / "no-sentence", corpus)
+    (no_sentence / "train.tsv").write_text("client_id\tpath\ttext_of_clip\nx\ty.mp3\tz\n")
+    assert "no sentence column" in clear_error(no_sentence)
+
+    latin1 = small_cv_folder(tmp_path / "latin1", corpus)
+    (latin1 / "train.tsv").write_bytes(b"client_id\tpath\tsentence\nx\ty.mp3\tcaf\xe9\n")
+    assert "not UTF-8 text (undecodable byte on line 2)" in clear_error(latin1)
+
+    bad_meta = tmp_path / "bad-audiofolder"
+    bad_meta.mkdir()
+    (bad_meta / "metadata.csv").write_text("name,words\na.mp3,hello\n")
+    assert "expected 'file_name' and a transcript column" in clear_error(bad_meta)
+
+    only_test = tmp_path / "only-test-audiofolder" / "test"
+    only_test.mkdir(parents=True)
+    (only_test / "metadata.csv").write_text("file_name,text\na.mp3,hello\n")
+    assert "without a train split" in clear_error(only_test.parent)
+
+
+def test_mdc_without_api_key_says_where_to_get_one(monkeypatch):
+    monkeypatch.delenv("MDC_API_KEY", raising=False)
+    message = clear_error("mdc:common-voice-dv")
+    assert "MDC_API_KEY" in message and "mozilladatacollective.com" in message
+
+
+def test_mdc_download_is_loaded_as_a_release_folder(tmp_path, corpus, monkeypatch):
+    """The SDK's download is replaced by a stand-in returning an unpacked release, as it does after download."""
+    import datacollective
+
+    release = tmp_path / "cv-corpus-23.0-2025-09-05-si"
+    small_cv_folder(release / "cv-corpus-23.0-2025-09-05" / "si", corpus)
+    calls = []
+
+    def fake_download(dataset_id, download_directory=None, extract=False, **kwargs):
+        calls.append((dataset_id, extract))
+        return release
+
+    monkeypatch.setenv("MDC_API_KEY", "not-a-real-key")
+    monkeypatch.setattr(datacollective, "download_dataset", fake_download)
+    splits = load_common_voice("mdc:cmabc123")
+    assert calls == [("cmabc123", True)]
+    assert len(splits["train"]) == 6 and len(splits["test"]) == 3
+
+    def refused(*args, **kwargs):
+        raise PermissionError("Access denied: GET https://example/datasets/x. Accept the terms first.\nmore detail")
+
+    monkeypatch.setattr(datacollective, "download_dataset", refused)
+    message = clear_error("mdc:cmabc123")
+    assert "Access denied" in message and "not-a-real-key" not in message
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    message = clear_error("someone/common-voice-mirror")
+    assert "not a local folder" in message and "someone/common-voice-mirror" in message
