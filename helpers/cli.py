@@ -11,7 +11,6 @@ the model to O/model, evaluates it on the same test split, and writes O/results.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -75,6 +74,8 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
     for field in ("language", "task"):
         if str(getattr(config, field)).lower() in ("none", ""):
             config = _clear(config, field)
+    if config.task not in (None, "transcribe", "translate"):
+        raise CourseError(f"Unknown task {config.task!r}; use transcribe, translate or none (English-only models).")
     if getattr(args, "no_fp16", False):
         config = config.replace(fp16=False)
     if getattr(args, "no_gradient_checkpointing", False):
@@ -100,8 +101,10 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
     save_report(report, output_dir / "report.json")
     print(format_report(report))
-    if len(prepared["train"]) == 0:
-        raise CourseError("No training clip survived preprocessing; see report.json for why each was dropped.")
+    for split in ("train", "test"):
+        if len(prepared[split]) == 0:
+            raise CourseError(f"No {split} clip survived preprocessing; {output_dir / 'report.json'} says why "
+                              "each was dropped.")
     return prepared, report
 
 
@@ -119,19 +122,18 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         push_to: str | None = None) -> dict:
     """The whole path; see the module docstring. Returns what it writes to results.json."""
     from .model import load_model_and_processor
-    from .training import build_trainer, evaluate_model, train
+    from .training import build_trainer, evaluate_model, read_json, train, write_json
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
     prepared, _ = load_and_prepare(config, processor, output_dir)
     baseline_file = output_dir / "baseline.json"
-    if resume and baseline_file.is_file():  # a resumed run must not re-score the zero-shot model
-        baseline = json.loads(baseline_file.read_text())
-    else:
+    baseline = read_json(baseline_file) if resume else None  # a resumed run must not re-score the zero-shot model
+    if not baseline:
         baseline = evaluate_model(model, processor, prepared["test"], config.eval_batch_size,
                                   config.generation_max_length)["scores"]
-        baseline_file.write_text(json.dumps(baseline, indent=2))
+        write_json(baseline_file, baseline)
     print(f"Zero-shot: {baseline}")
     trainer = build_trainer(model, processor, prepared, config, output_dir,
                             auto_find_batch_size=auto_find_batch_size)
@@ -146,12 +148,15 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     results = {"baseline": baseline, "finetuned": finetuned, "model": config.model, "data": config.data,
                "language": config.language, "task": config.task, "max_steps": config.max_steps}
     if trainer.is_world_process_zero():
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        write_json(output_dir / "results.json", results)
         print(f"Wrote {output_dir / 'results.json'} and the model to {model_dir}")
-        if push_to:
-            from .hub import push_model
+        if push_to:  # only now, with the model saved: a failed push leaves it and says how to retry
+            from .hub import PushError, push_model
 
-            print(push_model(model_dir, push_to))
+            try:
+                print(push_model(model_dir, push_to, raise_on_failure=True))
+            except PushError as error:
+                print(f"warning: {error}", file=sys.stderr)
     return results
 
 
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "push":
             from .hub import push_model
 
-            print(push_model(Path(args.model_dir), args.repo_id))
+            print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
             return 0
         config = config_from_args(args)
         print(describe(config))
