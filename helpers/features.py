@@ -8,6 +8,7 @@ a whole batch at once (see ``helpers.collator`` and ``benchmarks/`` for the meas
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -15,18 +16,16 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-from .audio import SAMPLING_RATE, AudioDecodeError, from_int16, load_audio, to_int16
+from .audio import DECODE_REASONS, SAMPLING_RATE, AudioDecodeError, from_int16, load_audio, to_int16
 
 MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees exactly 30 s; longer clips would be cut mid-sentence.
 DROP_REASONS = {
-    "file_not_found": "the clip named in the tsv does not exist",
-    "empty_file": "the clip is an empty (0-byte) file",
-    "undecodable_audio": "the clip is not decodable audio",
-    "empty_audio": "the clip holds no audio samples",
+    **DECODE_REASONS,  # missing, empty, undecodable, truncated clips (helpers.audio)
     "too_long_audio": f"the audio is longer than {MAX_AUDIO_SECONDS:.0f} s",
     "empty_transcript": "the transcript is empty",
     "too_many_label_tokens": "the labels (with prefix tokens) exceed the model's max_target_positions",
 }
+SHOWN_DROPPED_ROWS = 20  # per split on screen; report.json lists every one
 
 
 def _prepare_batch(batch: dict, processor: WhisperProcessor, max_label_tokens: int) -> dict:
@@ -111,13 +110,20 @@ def format_report(report: dict) -> str:
     for name, part in report.items():
         lines.append(f"{name}: kept {part['kept']} of {part['total']} clips ({part['kept_seconds']:.1f} s of audio)")
         for reason, count in part["dropped_by_reason"].items():
-            lines.append(f"  dropped {count}: {DROP_REASONS[reason]}")
+            lines.append(f"  dropped {count}: {DROP_REASONS.get(reason, reason)}")
+        rows = part.get("dropped_rows", [])
+        for row in rows[:SHOWN_DROPPED_ROWS]:
+            lines.append(f"    - {Path(str(row['source'])).name}: {row['why']}")
+        if len(rows) > SHOWN_DROPPED_ROWS:
+            lines.append(f"    ... and {len(rows) - SHOWN_DROPPED_ROWS} more, listed in report.json")
     return "\n".join(lines)
 
 
 def save_report(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    temporary = path.with_name(f".{path.name}.tmp")  # written whole, then renamed: a kill leaves no half file
+    temporary.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def log_mel(audio_16k, feature_extractor: WhisperFeatureExtractor) -> np.ndarray:
