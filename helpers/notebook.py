@@ -283,9 +283,14 @@ def scores_table(results: dict[str, dict]):
 def first_tokens(tokenizer, rows: dict[str, Sequence[int]], n: int = 6):
     """A table of the first ``n`` ids of each named row, each id with its token (-100 shown as padding)."""
 
+    special = set(tokenizer.all_special_ids)
+
     def show(token_id: int) -> str:
         token_id = int(token_id)
-        return "-100 (ignored)" if token_id == -100 else f"{token_id} `{tokenizer.convert_ids_to_tokens(token_id)}`"
+        if token_id == -100:
+            return "-100 (ignored)"
+        # A text token is a piece of UTF-8 bytes, often not a whole letter: say what it is, not its bytes.
+        return f"{token_id} `{tokenizer.convert_ids_to_tokens(token_id)}`" if token_id in special else f"{token_id} (text)"
 
     table = [[name] + [show(i) for i in list(ids)[:n]] for name, ids in rows.items()]
     return markdown_table(table, ["", *(f"position {i}" for i in range(n))])

@@ -331,9 +331,11 @@ cross-entropy ignores, so padding costs nothing in the loss:
         code("""
 labels = batch["labels"]
 padding = (labels == -100).sum(dim=1)
-print("label ids per example: ", [len(e["labels"]) for e in examples])
-print("-100 padding per row:  ", padding.tolist())
-print("end of the most padded row:", labels[padding.argmax(), -6:].tolist())
+print("label ids per example:", [len(e["labels"]) for e in examples])
+print("-100 padding per row: ", padding.tolist())
+row = int(padding.argmax())
+end = labels.shape[1] - int(padding[row])  # where the most padded row's own labels end
+print(f"row {row} around its end: {labels[row, end - 3:end + 3].tolist()}  (50257 is <|endoftext|>)")
 """),
         md("""
 ## The start token, once
@@ -354,7 +356,6 @@ from helpers.notebook import first_tokens
 
 def decoder_input(labels):  # what the model feeds its decoder, from the labels (model's own shift)
     return shift_tokens_right(labels, model_config.pad_token_id, model_config.decoder_start_token_id)
-
 course = DataCollatorSpeechSeq2SeqWithPadding(processor, decoder_start_token_id=processor.tokenizer.bos_token_id)
 course_labels = course(examples)["labels"]
 first_tokens(processor.tokenizer, {
@@ -363,11 +364,11 @@ first_tokens(processor.tokenizer, {
     "course's labels": course_labels[0], "course's decoder input": decoder_input(course_labels)[0],
 })
 """),
-        md("The same as text (special tokens shown):"),
+        md("The same as text, on the longest example of the batch (special tokens shown):"),
         code("""
-start = model_config.decoder_start_token_id
-for name, ids in (("ours", decoder_input(labels)[0]), ("course", decoder_input(course_labels)[0])):
-    print(f"{name:>6}: {processor.tokenizer.decode(ids[:6])}")
+start, row = model_config.decoder_start_token_id, int(padding.argmin())
+for name, ids in (("ours", decoder_input(labels)[row]), ("course", decoder_input(course_labels)[row])):
+    print(f"{name:>6}: {processor.tokenizer.decode(ids)}")
     print(f"        starts with {int((ids[:2] == start).sum())} <|startoftranscript|> token(s)")
 """),
         md(NEXT.format("04_train.ipynb")),
@@ -594,7 +595,8 @@ offers a small Gradio demo.
 **Why.** A model is only useful once someone else can load it: the card says what it is and how well it
 works, and `pipeline` is how people will use it.
 
-**Needs:** `model/` from [04_train.ipynb](04_train.ipynb) and `results.json` from
+**Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb) (a test clip), `model/` from
+[04_train.ipynb](04_train.ipynb), `results.json` and `predictions.json` from
 [05_evaluate.ipynb](05_evaluate.ipynb); a login from [00_hub_login.ipynb](00_hub_login.ipynb) to push.
 **Makes:** a Hub repository, or `export/` in the workspace.
 """),
@@ -687,10 +689,9 @@ def build(name: str) -> nbformat.NotebookNode:
         "colab": {"provenance": []},
         "accelerator": "GPU",
     }
-    stem = Path(name).stem
     for index, (kind, source) in enumerate(NOTEBOOK_CELLS[name]):
         cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
-        cell.id = f"{stem.replace('_', '-')}-{index:02d}"
+        cell.id = str(index)  # what nbstripout writes, so its hook and this generator agree
         notebook.cells.append(cell)
     nbformat.validate(notebook)
     return notebook
