@@ -257,8 +257,9 @@ def markdown_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]):
     from IPython.display import Markdown
 
     def cell(value: Any) -> str:
-        if isinstance(value, float):
-            value = f"{value:.2f}"
+        value = getattr(value, "value", value)  # an Enum (e.g. SchedulerType.LINEAR) as its plain value
+        if isinstance(value, float):  # percentages with two decimals; a learning rate as itself
+            value = f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:g}"
         return str(value).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -344,8 +345,8 @@ def explain_training_arguments(args) -> Any:
     """A table of the course's training arguments: this run's value and what each does and costs on a T4."""
     rows = []
     for name, note in TRAINING_ARGUMENT_NOTES.items():
-        if not hasattr(args, name):
-            continue  # only one of gradient_/activation_checkpointing exists in a transformers version
+        if not hasattr(args, name) or (name == "gradient_checkpointing" and hasattr(args, "activation_checkpointing")):
+            continue  # transformers renamed gradient_checkpointing to activation_checkpointing: show the one in use
         value = getattr(args, name)
         if name == "output_dir":
             value = Path(value).name  # the full path is printed elsewhere; keep the table narrow
@@ -353,12 +354,20 @@ def explain_training_arguments(args) -> Any:
     return markdown_table(rows, ["argument", "this run", "what it does, what it costs on a T4"])
 
 
-def best_evaluation(log_history: list[dict]) -> dict:
-    """The evaluation entry of ``trainer.state.log_history`` with the lowest WER (step and metrics)."""
+def best_evaluation(log_history: list[dict], best_step: int | None = None) -> dict:
+    """The evaluation entry (step and metrics) of the checkpoint the trainer kept as best.
+
+    ``best_step`` is ``trainer.state.best_global_step`` when known; otherwise the lowest WER wins and, as
+    in the trainer (which needs a strict improvement), the earliest of equal ones.
+    """
     evaluations = [entry for entry in log_history if "eval_wer" in entry]
     if not evaluations:
         raise CourseError("The trainer logged no evaluation; train for at least eval_steps steps.")
-    return min(evaluations, key=lambda entry: (entry["eval_wer"], -entry["step"]))
+    if best_step is not None:
+        for entry in evaluations:
+            if entry.get("step") == best_step:
+                return entry
+    return min(evaluations, key=lambda entry: entry["eval_wer"])
 
 
 def card_language(config: CourseConfig) -> str | None:

@@ -1,9 +1,10 @@
 """pytest --nbmake runs every notebook here offline, in order, in one workspace for the whole session.
 
-The kernels nbmake starts inherit this process's environment, so it is set before the first notebook:
-the offline ``smoke`` profile, no Hub access, no login widget, and a temporary workspace shared by the
-seven notebooks (removed at exit). Set ``COURSE_WORKSPACE`` yourself to keep it, e.g. to run one notebook
-alone after its predecessors: ``COURSE_WORKSPACE=/tmp/ws pytest notebooks/04_train.ipynb``.
+The kernel nbmake starts for a notebook inherits this process's environment, so while a notebook runs it
+is set to: the offline ``smoke`` profile, no Hub access, no login widget, no progress bars, and a
+temporary workspace shared by the seven notebooks (removed at exit). The other tests never see these.
+Set ``COURSE_WORKSPACE`` yourself to keep the workspace, e.g. to run one notebook alone after its
+predecessors: ``COURSE_WORKSPACE=/tmp/ws pytest notebooks/04_train.ipynb``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,42 @@ import os
 import shutil
 import tempfile
 
-os.environ.setdefault("COURSE_PROFILE", "smoke")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("COURSE_NONINTERACTIVE", "1")
-if not os.environ.get("COURSE_WORKSPACE"):
-    _workspace = tempfile.mkdtemp(prefix="whisper-course-notebooks-")
-    os.environ["COURSE_WORKSPACE"] = _workspace
-    atexit.register(shutil.rmtree, _workspace, ignore_errors=True)
+import pytest
+
+_workspace: str | None = None
+_saved: dict[str, str | None] = {}
+
+
+def _notebook_environment() -> dict[str, str]:
+    global _workspace
+    if os.environ.get("COURSE_WORKSPACE"):  # the user's own, kept
+        workspace = os.environ["COURSE_WORKSPACE"]
+    else:
+        if _workspace is None:
+            _workspace = tempfile.mkdtemp(prefix="whisper-course-notebooks-")
+            atexit.register(shutil.rmtree, _workspace, ignore_errors=True)
+        workspace = _workspace
+    return {
+        "COURSE_WORKSPACE": workspace,
+        "COURSE_PROFILE": os.environ.get("COURSE_PROFILE") or "smoke",
+        "HF_HUB_OFFLINE": "1",
+        "COURSE_NONINTERACTIVE": "1",
+        "TQDM_DISABLE": "1",
+    }
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    for key, value in _notebook_environment().items():
+        _saved.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    for key, value in _saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _saved.clear()

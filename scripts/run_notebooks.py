@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -50,14 +52,17 @@ def output_summary(notebook: nbformat.NotebookNode) -> dict:
 def run_notebook(name: str, workspace: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, str | None]:
     """Execute ``notebooks/<name>``; return the executed notebook, seconds taken and the error, if any."""
     notebook = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     start = time.perf_counter()
     error = None
-    try:
-        client.execute()
-    except CellExecutionError as failure:
-        error = str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
+    with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+        # Local sockets (not TCP) between this process and the kernel: private, and no warning about it.
+        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        client = NotebookClient(notebook, km=kernel, timeout=timeout,
+                                resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+        try:
+            client.execute()
+        except CellExecutionError as failure:
+            error = str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
     seconds = time.perf_counter() - start
     executed = workspace / "executed" / name
     executed.parent.mkdir(parents=True, exist_ok=True)
@@ -83,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if Path(n).stem in wanted]
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    # The kernels inherit these: the shared workspace, the offline profile unless asked otherwise, and no
-    # login widget (nobody is there to type a token).
+    # The kernels inherit these: the shared workspace, the offline profile unless asked otherwise, no
+    # login widget (nobody is there to type a token) and no progress bars (nobody is watching).
     os.environ["COURSE_WORKSPACE"] = str(workspace)
     os.environ.setdefault("COURSE_PROFILE", "smoke")
     os.environ[NONINTERACTIVE_ENV] = "1"
+    os.environ.setdefault("TQDM_DISABLE", "1")  # a saved progress bar shows its first frame ("0%"), not its last
     print(f"Running {len(names)} notebook(s), profile {os.environ['COURSE_PROFILE']}, workspace {workspace}")
 
     total = 0.0

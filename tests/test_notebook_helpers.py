@@ -96,15 +96,17 @@ def test_training_arguments_table_explains_each_argument_with_this_runs_value():
     table = notebook.explain_training_arguments(args).data
     for name in ("per_device_train_batch_size", "learning_rate", "warmup_steps", "max_steps", "eval_steps",
                  "predict_with_generate", "generation_max_length", "load_best_model_at_end", "push_to_hub"):
-        value = getattr(args, name)
-        assert f"| `{name}` | {value:.2f} |" in table if isinstance(value, float) else f"| `{name}` | {value} |" in table
+        assert f"| `{name}` | {getattr(args, name)} |" in table
     assert "| `output_dir` | whisper-course-args |" in table
+    assert "| `lr_scheduler_type` | linear |" in table or "| `lr_scheduler_type` | constant_with_warmup |" in table
+    assert ("`activation_checkpointing`" in table) != ("`gradient_checkpointing`" in table)  # only the one in use
 
 
-def test_best_evaluation_is_the_lowest_wer():
+def test_best_evaluation_is_the_checkpoint_the_trainer_kept():
     history = [{"loss": 3.0, "step": 5}, {"eval_wer": 80.0, "step": 10}, {"eval_wer": 60.0, "step": 20},
-               {"eval_wer": 70.0, "step": 30}]
-    assert notebook.best_evaluation(history)["step"] == 20
+               {"eval_wer": 70.0, "step": 30}, {"eval_wer": 60.0, "step": 40}]
+    assert notebook.best_evaluation(history)["step"] == 20  # a tie is no improvement for the trainer
+    assert notebook.best_evaluation(history, best_step=40)["step"] == 40
     with pytest.raises(CourseError, match="eval_steps"):
         notebook.best_evaluation([{"loss": 3.0, "step": 5}])
 

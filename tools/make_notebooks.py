@@ -475,7 +475,7 @@ from helpers.notebook import best_evaluation
 model_dir = artifact_path("model")
 trainer.save_model(str(model_dir))
 processor.save_pretrained(str(model_dir))
-best = best_evaluation(trainer.state.log_history)
+best = best_evaluation(trainer.state.log_history, trainer.state.best_global_step)
 print(f"Saved the model from step {best['step']} to {model_dir}: test WER {best['eval_wer']:.2f} % "
       f"(orthographic {best['eval_wer_ortho']:.2f} %, CER {best['eval_cer']:.2f} %)")
 """),
