@@ -59,3 +59,33 @@ def test_stored_features_and_audio_give_the_same_batch(processor, examples):
     from_features = collator(stored)
     torch.testing.assert_close(from_audio["input_features"], from_features["input_features"])
     assert torch.equal(from_audio["labels"], from_features["labels"])
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [[16000, 48000, 1], [0, 5], [480000], [480001, 100], [479999], [1120, 1121], [16000 * 29 + 399]],
+)
+def test_log_mel_batch_equals_the_feature_extractor(processor, lengths):
+    """The trimmed STFT gives the extractor's padded 30 s features: short, empty, exact and over-long clips."""
+    from helpers.collator import log_mel_batch
+
+    rng = np.random.default_rng(1)
+    waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
+    reference = processor.feature_extractor(waves, sampling_rate=16000, return_tensors="np").input_features
+    ours = log_mel_batch(waves, processor.feature_extractor)
+    assert ours.shape == reference.shape == (len(lengths), 80, 3000)
+    np.testing.assert_allclose(ours.numpy(), reference, atol=1e-5, rtol=0)
+
+
+def test_log_mel_batch_keeps_the_extractor_path_when_dithering(processor):
+    import copy
+
+    from helpers.collator import log_mel_batch
+
+    extractor = copy.deepcopy(processor.feature_extractor)
+    extractor.dither = 1e-3  # noise on the padding too: the trimmed STFT would not be the same
+    wave = np.full(16000, 0.01, np.float32)
+    torch.manual_seed(0)
+    ours = log_mel_batch([wave], extractor)
+    padding = ours[0, :, 200:]
+    assert padding.std() > 0  # dithered padding varies, unlike the constant fill of the trimmed path
