@@ -44,7 +44,7 @@ def _prepare_batch(batch: dict, processor: WhisperProcessor, max_label_tokens: i
         elif not reason and not text:
             reason = "empty_transcript"
         if not reason:
-            labels = processor.tokenizer(text).input_ids
+            labels = processor.tokenizer(text, verbose=False).input_ids  # too long is counted below, not warned about
             if len(labels) > max_label_tokens:
                 reason, labels = "too_many_label_tokens", []
             else:
