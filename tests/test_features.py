@@ -90,3 +90,16 @@ def test_label_limit_counts_the_prefix_tokens(processor, tmp_path):
     kept, report = prepare_split(dataset, processor, max_label_tokens=448)
     assert len(kept) == 1 and report["dropped_by_reason"] == {"too_many_label_tokens": 1}
     assert torch.tensor(kept["labels"][0]).numel() == 448
+
+
+def test_workers_give_the_same_rows_as_one_process(processor, corpus):
+    """Labels are tokenised before the map, so workers need no tokenizer; their rows equal one process's."""
+    from helpers.data import load_common_voice
+
+    split = load_common_voice(corpus)["test"]
+    one, report_one = prepare_split(split, processor, num_proc=1)
+    two, report_two = prepare_split(split, processor, num_proc=2)
+    assert report_one == report_two and len(one) == len(two) == len(split)
+    assert one["labels"] == two["labels"] == [processor.tokenizer(s.strip()).input_ids for s in split["sentence"]]
+    assert one["duration"] == two["duration"]
+    assert all(np.array_equal(a, b) for a, b in zip(one["audio_16k"], two["audio_16k"]))
