@@ -8,7 +8,11 @@ printed, logged or written to a file of ours.
 from __future__ import annotations
 
 import os
+import re
+import socket
+import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub import get_token as _cached_token
@@ -27,6 +31,42 @@ def find_token() -> str | None:
     except Exception:  # not in Colab, or no such secret, or access not granted
         pass
     return _cached_token()
+
+
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:[\w.-]+)?")
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """Whether the Hub's endpoint (``HF_ENDPOINT``, else huggingface.co) accepts a connection within ``timeout``."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def use_cache_only_if_unreachable(*sources: str | None) -> str | None:
+    """Switch to offline mode when some source is a Hub id and the Hub cannot be reached; return a note.
+
+    Unreachable, ``huggingface_hub`` retries every request with back-off, which turns "this model is not
+    here" into minutes of "Retrying in 8s" lines. In offline mode a model or dataset already in the local
+    cache still loads, and one that is not fails at once with one clear sentence.
+    """
+    hub_ids = [s for s in sources if s and _HUB_ID.fullmatch(str(s)) and not Path(str(s)).expanduser().exists()]
+    if not hub_ids or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or hub_reachable():
+        return None
+    os.environ["HF_HUB_OFFLINE"] = "1"  # for what imports huggingface_hub later, and for child processes
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True  # for what already has (transformers asks it on every call)
+    if "datasets.config" in sys.modules:
+        sys.modules["datasets.config"].HF_HUB_OFFLINE = True
+    return (
+        f"Note: the Hugging Face Hub cannot be reached, so {', '.join(hub_ids)} can only come from the local "
+        "cache (offline mode)."
+    )
 
 
 def who_am_i(token: str | None = None) -> str | None:

@@ -146,7 +146,8 @@ def load_audio_at(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
 
 
 def cli_subprocess(*args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", **env}
+    # One torch thread: the tiny model gains nothing from more, and the test machine's cores are shared.
+    environment = {**os.environ, "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
     return subprocess.run([sys.executable, "-m", "helpers", *args], cwd=REPO_ROOT, env=environment,
                           capture_output=True, text=True, timeout=600)
 
@@ -222,8 +223,15 @@ def test_bad_rows_are_listed_on_screen_in_words(prepared_cli):
 
 
 def test_run_on_the_odd_corpus_trains_and_writes_results(odd_corpus, tmp_path, capfd):
+    import torch
+
     folder, expected = odd_corpus
-    code = main(["run", "--profile", "smoke", "--data", str(folder), "--output-dir", str(tmp_path), *TINY])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny model gains nothing from more, and the test machine's cores are shared
+    try:
+        code = main(["run", "--profile", "smoke", "--data", str(folder), "--output-dir", str(tmp_path), *TINY])
+    finally:
+        torch.set_num_threads(threads)
     captured = capfd.readouterr()
     assert code == 0, captured.err[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -269,6 +277,21 @@ def test_model_that_cannot_be_loaded_offline_stops(tmp_path, corpus, capfd, monk
     for model in ("openai/whisper-tiny", str(tmp_path)):
         message = stopped(capfd, "prepare", "--model", model, "--data", str(corpus), "--output-dir", str(tmp_path))
         assert f"Could not load the Whisper model '{model}'" in message
+
+
+def test_model_id_with_the_hub_unreachable_fails_at_once_from_the_cache(tmp_path, corpus, capfd, monkeypatch):
+    """Online mode but no network: instead of minutes of retries, offline mode and one sentence."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # refuses connections
+    code = main(["prepare", "--model", "openai/whisper-tiny", "--data", str(corpus), "--output-dir", str(tmp_path)])
+    captured = capfd.readouterr()
+    assert code == 2 and "Traceback" not in captured.err and "Retrying" not in captured.err
+    assert "the Hugging Face Hub cannot be reached, so openai/whisper-tiny can only come from the local cache" in captured.out
+    assert captured.err.strip().splitlines()[-1].startswith("error: Could not load the Whisper model 'openai/whisper-tiny'")
+    assert constants.HF_HUB_OFFLINE is True
 
 
 def test_unknown_language_and_task_stop(tmp_path, corpus, capfd):

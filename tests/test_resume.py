@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,20 @@ from helpers.config import REPO_ROOT
 from helpers.training import checkpoint_is_complete, last_checkpoint
 
 MAX_STEPS = 6
+# One thread per process: the tiny model gains nothing from two, and the test machine's cores are shared.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextmanager
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_args(corpus: Path, out: Path) -> list[str]:
@@ -48,7 +63,8 @@ def train_logs(out: Path, step: int = MAX_STEPS) -> dict[int, dict]:
 def reference(tmp_path_factory, corpus):
     """The uninterrupted run."""
     out = tmp_path_factory.mktemp("reference") / "out"
-    assert main(run_args(corpus, out)) == 0
+    with one_torch_thread():
+        assert main(run_args(corpus, out)) == 0
     return out
 
 
@@ -56,7 +72,7 @@ def reference(tmp_path_factory, corpus):
 def killed(tmp_path_factory, corpus):
     """The same command in a real process, SIGKILLed as soon as a checkpoint is complete on disk."""
     out = tmp_path_factory.mktemp("killed") / "out"
-    env = {**os.environ, "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", **ONE_THREAD}
     process = subprocess.Popen([sys.executable, "-m", "helpers", *run_args(corpus, out)], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 500
@@ -90,7 +106,7 @@ def resumed(killed, corpus):
     from contextlib import redirect_stdout
 
     printed = io.StringIO()
-    with redirect_stdout(printed):
+    with redirect_stdout(printed), one_torch_thread():
         code = main(run_args(corpus, out))
     return out, resume_from, code, printed.getvalue()
 

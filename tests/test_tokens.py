@@ -35,7 +35,8 @@ def run_with_token(tmp_path_factory, corpus):
     out = tmp_path_factory.mktemp("tokens") / "out"
     env = {**os.environ, "COURSE_PROFILE": "smoke", "HF_TOKEN": FAKE_TOKEN, "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN,
            # Online mode, but the "Hub" refuses every connection: the push really is attempted and fails.
-           "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONUNBUFFERED": "1"}
+           "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": "1"}  # the tiny model gains nothing from more threads on a shared machine
     command = [sys.executable, "-m", "helpers", "run", "--data", str(corpus), "--output-dir", str(out),
                "--max-steps", "2", "--save-steps", "2", "--eval-steps", "2", "--logging-steps", "1",
                "--batch-size", "2", "--max-train-samples", "4", "--max-test-samples", "2", "--eval-batch-size", "2",
