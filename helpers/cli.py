@@ -179,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = config_from_args(args)
         print(describe(config))
+        from .hub import use_cache_only_if_unreachable
+
+        note = use_cache_only_if_unreachable(config.model, config.data)  # fail fast, not after minutes of retries
+        if note:
+            print(note)
         if args.command == "prepare":
             prepare(config)
         else:
