@@ -267,14 +267,39 @@ def load_audiofolder(folder: Path, seed: int = 42) -> DatasetDict:
     return _train_test(splits, str(folder), seed)
 
 
+def _mdc_api_key() -> str | None:
+    """The MDC API key from the environment, a ``.env`` file (the SDK reads it) or a Colab secret."""
+    import datacollective  # noqa: F401 - importing the SDK loads a .env file into the environment
+
+    if not os.environ.get("MDC_API_KEY"):
+        try:
+            from google.colab import userdata  # type: ignore[import-not-found]
+
+            key = userdata.get("MDC_API_KEY")
+            if key:
+                os.environ["MDC_API_KEY"] = key  # where the SDK looks for it; never printed
+        except Exception:  # not in Colab, no such secret, or access not granted
+            pass
+    return os.environ.get("MDC_API_KEY") or None
+
+
+def _mdc_download_dir() -> str | None:
+    """``MDC_DOWNLOAD_PATH`` if set; in Colab with Drive mounted, Drive (a disconnect loses /content)."""
+    if os.environ.get("MDC_DOWNLOAD_PATH"):
+        return None  # the SDK reads it itself
+    drive = Path("/content/drive/MyDrive")
+    return str(drive / "whisper-course" / "mdc") if drive.is_dir() else None
+
+
 def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42) -> DatasetDict:
     """Download (once) a Common Voice release from the Mozilla Data Collective and load its folder.
 
     The SDK reads the API key from ``MDC_API_KEY`` itself; we only check it is there, and never print it.
+    An interrupted download resumes, and an archive already downloaded and unpacked is reused.
     """
     if not dataset_id:
         raise DataSourceError("'mdc:' needs a dataset id after it, e.g. mdc:<id shown on the dataset's MDC page>.")
-    if not os.environ.get("MDC_API_KEY"):
+    if not _mdc_api_key():
         raise DataSourceError(
             "Loading from the Mozilla Data Collective needs an API key in the MDC_API_KEY environment variable "
             "(create one at https://mozilladatacollective.com, then accept the dataset's terms)."
@@ -282,7 +307,7 @@ def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 
     from datacollective import download_dataset
 
     try:
-        extracted = download_dataset(dataset_id, download_directory=download_dir, extract=True)
+        extracted = download_dataset(dataset_id, download_directory=download_dir or _mdc_download_dir(), extract=True)
     except Exception as error:  # the SDK raises HTTP, permission, rate-limit and network errors
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: {first_line}") from error
