@@ -9,7 +9,8 @@ WAV, FLAC, OGG; 8 kHz telephone audio, 44.1 kHz stereo) and turns it into 16 kHz
 cannot use it refuses with an ``AudioDecodeError`` whose ``reason`` is one of ``DECODE_REASONS``, so
 preprocessing can skip the clip and count it: missing and empty files, files that are not audio, files
 cut short (an MP3 or WAV holding fewer samples than its header announces, as after an interrupted copy)
-and samples that are not finite numbers.
+and samples that are not finite numbers. Containers libsndfile does not read (M4A/AAC, WebM, WMA) are
+decoded by ffmpeg when it is installed, as it is in Colab.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
+import subprocess
 import sys
 import threading
 from contextlib import contextmanager
@@ -36,6 +39,8 @@ DECODE_REASONS = {
     "truncated_audio": "the clip is cut short: it holds fewer samples than its header announces",
     "empty_audio": "the clip holds no audio samples",
     "invalid_samples": "the clip's samples are not finite numbers (NaN or infinity)",
+    "unsupported_format": "the clip is audio in a format that cannot be read here (M4A, AAC, WebM or WMA "
+    "need ffmpeg installed)",
 }
 
 # A file is called truncated only when this much of what its header announces is missing: encoders and
@@ -102,6 +107,16 @@ def quiet_native_stderr():
                 _stderr_saved = None
 
 
+def _head(source: object, size: int = 16) -> bytes:
+    try:
+        if isinstance(source, io.BytesIO):
+            return source.getvalue()[:size]
+        with open(source, "rb") as handle:
+            return handle.read(size)
+    except OSError:
+        return b""
+
+
 def _mp3_has_frame_count(source: object) -> bool:
     """Whether an MP3 carries a Xing/Info/VBRI header, whose frame count is exact rather than estimated.
 
@@ -149,6 +164,38 @@ def _announced_frames(info: sf.SoundFile, source: object, decoded: int) -> int |
     return None
 
 
+def _foreign_format(head: bytes) -> str | None:
+    """The name of an audio container libsndfile cannot read but ffmpeg can, from the file's first bytes."""
+    if head[4:8] == b"ftyp":
+        return "MP4/M4A"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return "WebM/Matroska"
+    if head[:4] == b"\x30\x26\xb2\x75":
+        return "WMA/ASF"
+    if head[:5] == b"#!AMR":
+        return "AMR"
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # ADTS sync word, layer 0 (MP3 is 1)
+        return "AAC"
+    return None
+
+
+def _decode_with_ffmpeg(source: object, name: str, kind: str, sampling_rate: int) -> np.ndarray:
+    """Decode a container libsndfile does not read with ffmpeg, straight to mono at ``sampling_rate``."""
+    if shutil.which("ffmpeg") is None:
+        raise AudioDecodeError(f"{kind} audio needs ffmpeg, which is not installed: {name}", "unsupported_format")
+    data = source.getvalue() if isinstance(source, io.BytesIO) else None
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", "pipe:0" if data is not None else str(source),
+               "-map", "0:a:0", "-ac", "1", "-ar", str(sampling_rate), "-f", "f32le", "pipe:1"]
+    try:
+        result = subprocess.run(command, input=data, capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise AudioDecodeError(f"ffmpeg could not decode {kind} ({type(error).__name__}): {name}") from error
+    # Any error ffmpeg reports (a missing index, a partial file) means the clip is damaged.
+    if result.returncode != 0 or result.stderr.strip():
+        raise AudioDecodeError(f"damaged {kind} file: {name}")
+    return np.frombuffer(result.stdout, dtype=np.float32).copy()
+
+
 def load_audio(audio: dict | str | Path | bytes, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """Decode one clip to mono float32 at ``sampling_rate`` (16 kHz, what Whisper's features expect).
 
@@ -169,7 +216,11 @@ def load_audio(audio: dict | str | Path | bytes, sampling_rate: int = SAMPLING_R
             data = handle.read(dtype="float32", always_2d=True)
             announced = _announced_frames(handle, source, data.shape[0])
     except Exception as error:  # soundfile raises several types for broken files
-        raise AudioDecodeError(f"not readable as audio ({type(error).__name__}): {name}") from error
+        kind = _foreign_format(_head(source))
+        if kind is None:
+            raise AudioDecodeError(f"not readable as audio ({type(error).__name__}): {name}") from error
+        data, rate = _decode_with_ffmpeg(source, name, kind, sampling_rate)[:, None], sampling_rate
+        announced = None
     if data.shape[0] == 0:
         raise AudioDecodeError(f"no audio samples: {name}", "empty_audio")
     if announced:

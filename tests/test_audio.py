@@ -179,3 +179,36 @@ def test_decoder_noise_about_broken_mp3s_stays_off_the_terminal(tmp_path, corpus
     os.write(2, b"still here\n")
     assert "still here" in capfd.readouterr().err
 
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_m4a_and_webm_are_decoded_by_ffmpeg_and_a_cut_m4a_is_refused(tmp_path):
+    source = tmp_path / "tone.wav"
+    sf.write(str(source), tone(440, 2.0, 44_100), 44_100, subtype="PCM_16")
+    for name, codec in (("tone.m4a", "aac"), ("tone.webm", "libopus")):
+        subprocess.run(["ffmpeg", "-nostdin", "-y", "-i", str(source), "-c:a", codec, str(tmp_path / name)],
+                       check=True, capture_output=True)
+        wave = load_audio(str(tmp_path / name))
+        assert wave.dtype == np.float32 and abs(len(wave) - 2 * SAMPLING_RATE) < 1_600, name  # codec padding
+        assert peak_frequencies(wave, SAMPLING_RATE) == pytest.approx([440.0], abs=1.0), name
+    data = (tmp_path / "tone.m4a").read_bytes()
+    assert np.array_equal(load_audio(data), load_audio(str(tmp_path / "tone.m4a")))  # bytes go through a pipe
+    (tmp_path / "cut.m4a").write_bytes(data[: len(data) // 2])
+    assert reason_of(str(tmp_path / "cut.m4a")) == "undecodable_audio"
+
+
+def test_m4a_without_ffmpeg_is_refused_as_unsupported(tmp_path, monkeypatch):
+    import helpers.audio
+
+    (tmp_path / "clip.m4a").write_bytes(b"\x00\x00\x00\x1cftypM4A \x00\x00\x02\x00M4A isomiso2" + bytes(200))
+    monkeypatch.setattr(helpers.audio.shutil, "which", lambda name: None)
+    assert reason_of(str(tmp_path / "clip.m4a")) == "unsupported_format"
+    assert "ffmpeg" in DECODE_REASONS["unsupported_format"]
+
+
+def test_file_named_mp3_holding_a_wav_is_read_by_its_content(tmp_path):
+    path = tmp_path / "really_a_wav.mp3"
+    sf.write(str(path), tone(440, 1.0, 22_050), 22_050, format="WAV", subtype="PCM_16")
+    wave = load_audio(str(path))
+    assert abs(len(wave) - SAMPLING_RATE) <= 2
+    assert peak_frequencies(wave, SAMPLING_RATE) == pytest.approx([440.0], abs=1.0)

@@ -43,8 +43,9 @@ BAD_TRAIN = {
     "long_transcript.mp3": "too_many_label_tokens",
 }
 BAD_TEST = {"missing_test.mp3": "file_not_found", "truncated_test.mp3": "truncated_audio"}
-# Valid though unlike the rest: resampled and kept.
-ODD_BUT_GOOD = ["silence.mp3", "speech_8k.wav", "speech_44k_stereo.wav", "speech.flac"]
+# Valid though unlike the rest: resampled and kept (M4A through ffmpeg, which Colab and our setup install).
+HAVE_FFMPEG = shutil.which("ffmpeg") is not None
+ODD_BUT_GOOD = ["silence.mp3", "speech_8k.wav", "speech_44k_stereo.wav", "speech.flac"] + ["speech.m4a"] * HAVE_FFMPEG
 
 
 def _write_tsv(path: Path, header: list[str], rows: list[list[str]], bom=False, crlf=False) -> None:
@@ -91,6 +92,12 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     wave, text = speech()
     sf.write(str(clips / "speech.flac"), load_audio_at(wave, 48_000, 22_050), 22_050, subtype="PCM_16")
     train.append(("speech.flac", text))
+    if HAVE_FFMPEG:
+        name, text = copy_good("speech_source.mp3")
+        subprocess.run(["ffmpeg", "-nostdin", "-i", str(clips / name), "-c:a", "aac", str(clips / "speech.m4a")],
+                       check=True, capture_output=True)
+        (clips / name).unlink()
+        train.append(("speech.m4a", text))
     # Files that cannot be used.
     (clips / "not_audio.mp3").write_text("This is a text file somebody renamed to .mp3.\n" * 30)
     train.append(("not_audio.mp3", "කිසිවක් නැත."))
