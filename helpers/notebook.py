@@ -82,7 +82,7 @@ def interactive() -> bool:
 
 
 def quiet() -> None:
-    """Keep notebook outputs readable: library warnings off, errors still shown, progress bars kept."""
+    """Keep notebook outputs readable: library warnings off, errors still shown, progress bars for people."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else a fork warning per datasets worker
     import datasets
     import transformers
@@ -95,6 +95,11 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*non-GUI backend.*")
+    if not interactive() and not in_colab():
+        # Executed by nbmake or scripts/run_notebooks.py: a saved progress bar shows its first frame
+        # ("0%"), not its last, so leave them out. (Plain tqdm bars read TQDM_DISABLE, set by those runners.)
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def _short_course_errors() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -62,7 +63,8 @@ def run_notebook(name: str, workspace: Path, timeout: int) -> tuple[nbformat.Not
         try:
             client.execute()
         except CellExecutionError as failure:
-            error = str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
+            lines = re.sub(r"\x1b\[[0-9;]*m", "", str(failure)).strip().splitlines()  # no terminal colours
+            error = lines[-1] if lines else repr(failure)
     seconds = time.perf_counter() - start
     executed = workspace / "executed" / name
     executed.parent.mkdir(parents=True, exist_ok=True)

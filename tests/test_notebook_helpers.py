@@ -155,3 +155,23 @@ def test_login_with_a_token_never_shows_it(monkeypatch, capsys):
     notebook.login()
     out = capsys.readouterr().out
     assert "token was found" in out and fake not in out and fake[:8] not in out
+
+
+def test_setup_prints_the_profile_and_workspace_and_quiets_the_libraries(workspace, monkeypatch, capsys):
+    import datasets
+    import transformers
+
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    monkeypatch.setenv(notebook.NONINTERACTIVE_ENV, "1")
+    verbosity = transformers.logging.get_verbosity()
+    try:
+        config = notebook.setup(max_steps=7)
+        out = capsys.readouterr().out
+        assert config.profile == "smoke" and config.max_steps == 7
+        assert "Profile 'smoke' (COURSE_PROFILE=smoke is set)" in out and f"Workspace: {workspace}" in out
+        assert transformers.logging.get_verbosity() == transformers.logging.ERROR
+        assert not datasets.is_progress_bar_enabled()  # a batch run: saved bars would show "0%"
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        datasets.enable_progress_bars()
+        transformers.utils.logging.enable_progress_bar()

@@ -613,7 +613,7 @@ user = who_am_i()  # None without a (valid) token or without network
 repo_id = f"{user}/{Path(config.output_dir).name}" if user else Path(config.output_dir).name
 card = model_card(repo_id, base_model=source_label(config.model, keep=1), dataset_name=source_label(config.data),
                   language=card_language(config), scores=results["finetuned"], training=training_summary(config))
-print(card.content[:1200])
+print(card.content)
 """),
         md("""
 ## Push, or export
