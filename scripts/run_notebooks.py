@@ -5,8 +5,8 @@
 
 Each notebook runs with nbclient in a fresh kernel started in ``notebooks/`` (as Jupyter and nbmake do),
 with ``COURSE_WORKSPACE`` pointing at the workspace, so the stages hand their artifacts to each other
-there. The executed copies, with their outputs and plots, go to ``<workspace>/executed/``; the notebooks
-in ``notebooks/`` stay clean. The profile is ``smoke`` unless ``COURSE_PROFILE`` says otherwise.
+there. The executed copies, with their outputs and plots, go to ``<workspace>/executed/`` (with each
+kernel's own log beside it); the notebooks in ``notebooks/`` stay clean. The profile is ``smoke`` unless ``COURSE_PROFILE`` says otherwise.
 A summary per notebook follows: time, plots, and anything written to stderr (warnings).
 """
 
@@ -16,12 +16,10 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import nbformat
-from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -53,21 +51,21 @@ def output_summary(notebook: nbformat.NotebookNode) -> dict:
 def run_notebook(name: str, workspace: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, str | None]:
     """Execute ``notebooks/<name>``; return the executed notebook, seconds taken and the error, if any."""
     notebook = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    executed = workspace / "executed" / name
+    executed.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     error = None
-    with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
-        # Local sockets (not TCP) between this process and the kernel: private, and no warning about it.
-        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
-        client = NotebookClient(notebook, km=kernel, timeout=timeout,
-                                resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    # The kernel process's own messages (start-up and shutdown notices) go to a log file, not the screen;
+    # what the cells print is in the executed notebook.
+    with open(executed.with_suffix(".kernel.log"), "w") as kernel_log:
         try:
-            client.execute()
+            client.execute(stderr=kernel_log)
         except CellExecutionError as failure:
             lines = re.sub(r"\x1b\[[0-9;]*m", "", str(failure)).strip().splitlines()  # no terminal colours
             error = lines[-1] if lines else repr(failure)
     seconds = time.perf_counter() - start
-    executed = workspace / "executed" / name
-    executed.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, executed)
     return notebook, seconds, error
 
