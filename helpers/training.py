@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -153,13 +154,40 @@ _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.
             "adapter_model.safetensors")
 
 
+def _file_is_whole(path: Path) -> bool:
+    """Whether a checkpoint file holds all the bytes its own format says it has (read from its ends only).
+
+    ``torch.save`` writes zip archives, whose directory is at the very end; a safetensors file starts
+    with its header's length and the header gives every tensor's end offset. A copy cut short, as a
+    Drive upload interrupted by a disconnect leaves it, fails these checks; a complete file passes them
+    without being loaded.
+    """
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return False
+        with open(path, "rb") as handle:
+            start = handle.read(8)
+            if path.suffix in (".pt", ".pth", ".bin") and start[:4] == b"PK\x03\x04":
+                return zipfile.is_zipfile(path)
+            if path.suffix == ".safetensors":
+                header_size = int.from_bytes(start, "little")
+                header = json.loads(handle.read(header_size))
+                ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+                return size == 8 + header_size + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+    return True
+
+
 def checkpoint_is_complete(folder: str | Path) -> bool:
     """Whether a checkpoint folder was saved to the end and can be resumed from.
 
     ``Trainer._save_checkpoint`` writes the weights, then optimizer, scheduler and RNG states, and
     ``trainer_state.json`` last, straight into ``checkpoint-N`` (transformers 5 uses no temporary folder).
     A kill during saving therefore leaves ``trainer_state.json`` missing or cut off. A readable state,
-    weights, and no empty file (what a synced Drive folder shows after a disconnect) mean complete.
+    weights, and every file whole (a Drive folder synced up to a disconnect may hold cut or empty
+    copies; see ``_file_is_whole``) mean complete.
     """
     folder = Path(folder)
     try:
@@ -171,7 +199,7 @@ def checkpoint_is_complete(folder: str | Path) -> bool:
         return False
     if not any((folder / name).is_file() for name in _WEIGHTS):
         return False
-    return all(p.stat().st_size > 0 for p in files)
+    return all(_file_is_whole(p) for p in files)
 
 
 def last_checkpoint(output_dir: str | Path, verbose: bool = True) -> str | None:

@@ -146,13 +146,19 @@ def test_old_checkpoints_are_rotated(reference):
     assert (reference / "results.json").is_file() and (reference / "model" / "model.safetensors").is_file()
 
 
-def _checkpoint(folder: Path, step: int, state: str | None = '{"global_step": 1}', weights: bytes = b"w",
-                optimizer: bytes = b"o") -> Path:
+def _checkpoint(folder: Path, step: int, state: str | None = '{"global_step": 1}', weights: bool = True,
+                optimizer: bool = True) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
     path = folder / f"checkpoint-{step}"
     path.mkdir()
-    if weights is not None:
-        (path / "model.safetensors").write_bytes(weights)
-    (path / "optimizer.pt").write_bytes(optimizer)
+    if weights:
+        save_file({"w": torch.zeros(4)}, str(path / "model.safetensors"))
+    if optimizer:
+        torch.save({"state": {}}, path / "optimizer.pt")
+    else:
+        (path / "optimizer.pt").write_bytes(b"")  # a file that never got its bytes
     if state is not None:
         (path / "trainer_state.json").write_text(state)
     return path
@@ -165,12 +171,26 @@ def test_last_checkpoint_skips_every_kind_of_interrupted_save(tmp_path):
     complete = _checkpoint(tmp_path, 2)
     _checkpoint(tmp_path, 4, state=None)                        # killed before trainer_state.json
     _checkpoint(tmp_path, 6, state='{"global_step": 6, "log_h')  # killed while writing it
-    _checkpoint(tmp_path, 8, optimizer=b"")                     # a file that never got its bytes (Drive sync)
-    _checkpoint(tmp_path, 10, weights=None)                     # no weights at all
+    _checkpoint(tmp_path, 8, optimizer=False)                   # a file that never got its bytes (Drive sync)
+    _checkpoint(tmp_path, 10, weights=False)                    # no weights at all
     (tmp_path / "checkpoint-12-tmp").mkdir()                    # not a checkpoint name
     assert last_checkpoint(tmp_path) == str(complete)
     assert get_last_checkpoint(str(tmp_path)).endswith("checkpoint-10")  # what transformers alone would pick
     assert checkpoint_is_complete(complete) and not checkpoint_is_complete(tmp_path / "checkpoint-6")
+
+
+def test_checkpoint_files_cut_short_are_detected(reference, tmp_path):
+    """A real checkpoint, then copies of it with one file cut in half, as an interrupted Drive sync leaves them."""
+    source = reference / f"checkpoint-{MAX_STEPS}"
+    assert checkpoint_is_complete(source)
+    for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"):
+        copy = tmp_path / name
+        shutil.copytree(source, copy)
+        data = (copy / name).read_bytes()
+        (copy / name).write_bytes(data[: len(data) // 2])
+        assert not checkpoint_is_complete(copy), name
+        shutil.copytree(source, copy, dirs_exist_ok=True)
+        assert checkpoint_is_complete(copy), name
 
 
 def test_baseline_and_results_files_are_replaced_whole(tmp_path):
