@@ -1,8 +1,9 @@
 """Preprocessing: decode + resample audio, tokenise labels, filter what Whisper cannot learn from.
 
-We store each clip as 16 kHz int16 audio rather than the course's 80 x 3000 float32 log-mel matrix
-(960 KB per clip however short): a 5 s clip takes 160 KB, and the collator computes log-mel features for
-a whole batch at once (see ``helpers.collator`` and ``benchmarks/`` for the measurements).
+We store each clip as 16 kHz 16-bit audio, FLAC-compressed in the ``audio_16k`` column (``helpers.audio
+.to_flac``; ``from_int16`` reads it back), rather than the course's 80 x 3000 float32 log-mel matrix (960 KB
+per clip however short): a 5 s clip takes 160 KB as int16 and about 95 KB as FLAC, and the collator computes
+log-mel features for a whole batch at once (see ``helpers.collator`` and ``benchmarks/`` for the measurements).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from datasets import Dataset, DatasetDict
 from datasets.fingerprint import Hasher
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-from .audio import DECODE_REASONS, SAMPLING_RATE, AudioDecodeError, from_int16, load_audio, to_int16
+from .audio import DECODE_REASONS, SAMPLING_RATE, AudioDecodeError, from_int16, load_audio, to_flac
+from .audio import to_int16  # noqa: F401  (re-exported: notebooks and tests import it from here)
 
 MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees exactly 30 s; longer clips would be cut mid-sentence.
 DROP_REASONS = {
@@ -34,7 +36,7 @@ def _prepare_batch(batch: dict, max_label_tokens: int) -> dict:
     out = {"audio_16k": [], "labels": [], "duration": [], "drop_reason": [], "source": []}
     for audio, sentence, tokens in zip(batch["audio"], batch["sentence"], batch["labels"]):
         out["source"].append((audio or {}).get("path") or "<bytes>")
-        reason, samples, labels = "", np.zeros(0, np.int16), []
+        reason, samples, labels = "", b"", []
         try:
             wave = load_audio(audio)
         except AudioDecodeError as error:
@@ -50,7 +52,7 @@ def _prepare_batch(batch: dict, max_label_tokens: int) -> dict:
             if len(labels) > max_label_tokens:
                 reason, labels = "too_many_label_tokens", []
             else:
-                samples = to_int16(wave)
+                samples = to_flac(wave)
         out["audio_16k"].append(samples)
         out["labels"].append(labels)
         out["duration"].append(duration)

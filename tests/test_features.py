@@ -1,5 +1,7 @@
 """Preprocessing on the bundled MP3s: real labels, stored 16 kHz audio, Whisper's own log-mel, counted filters."""
 
+import io
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -29,8 +31,10 @@ def test_every_bundled_clip_is_kept_with_real_labels(prepared, processor):
 def test_stored_audio_is_the_decoded_clip_at_16_khz(prepared, corpus):
     splits, ready, _ = prepared
     path = splits["test"][3]["audio"]["path"]
-    stored = np.asarray(ready["test"][3]["audio_16k"])
-    assert stored.dtype == np.int16 or np.issubdtype(stored.dtype, np.integer)
+    flac = ready["test"][3]["audio_16k"]
+    assert isinstance(flac, bytes) and flac[:4] == b"fLaC"
+    stored = sf.read(io.BytesIO(flac), dtype="int16")[0]
+    np.testing.assert_array_equal(stored, to_int16(load_audio(path)))  # lossless: the int16 samples exactly
     seconds = sf.info(path).duration
     assert stored.size == pytest.approx(seconds * SAMPLING_RATE, abs=0.01 * SAMPLING_RATE)
     assert ready["test"][3]["duration"] == pytest.approx(seconds, abs=0.01)
@@ -102,4 +106,17 @@ def test_workers_give_the_same_rows_as_one_process(processor, corpus):
     assert report_one == report_two and len(one) == len(two) == len(split)
     assert one["labels"] == two["labels"] == [processor.tokenizer(s.strip()).input_ids for s in split["sentence"]]
     assert one["duration"] == two["duration"]
-    assert all(np.array_equal(a, b) for a, b in zip(one["audio_16k"], two["audio_16k"]))
+    assert one["audio_16k"] == two["audio_16k"]
+
+
+def test_flac_storage_gives_the_int16_features(processor, corpus):
+    """FLAC is lossless: the collator's features from stored FLAC equal those from int16 samples."""
+    from helpers.audio import from_int16, to_flac
+
+    wave = load_audio(next((corpus / "clips").glob("*.mp3")))
+    np.testing.assert_array_equal(from_int16(to_flac(wave)), from_int16(to_int16(wave)))
+    assert len(to_flac(wave)) < to_int16(wave).nbytes
+    collator = DataCollatorSpeechSeq2SeqWithPadding(processor, decoder_start_token_id=PREFIX[0])
+    torch.testing.assert_close(collator.features([{"audio_16k": to_flac(wave)}]),
+                               collator.features([{"audio_16k": to_int16(wave)}]), rtol=0, atol=0)
+    assert from_int16(b"").size == 0
