@@ -103,16 +103,18 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\"))
 
 
-def corpus_dir(n_clips: int, seed: int = 0, min_seconds: float = 2.0, max_seconds: float = 12.0) -> Path:
+def corpus_dir(n_clips: int, seed: int = 0, min_seconds: float = 2.0, max_seconds: float = 12.0,
+               work_dir: Path = WORK_DIR) -> Path:
     """Where the corpus with these parameters is (or will be) cached."""
-    return WORK_DIR / f"cv-si-{n_clips}clips-seed{seed}-{min_seconds:g}-{max_seconds:g}s"
+    return Path(work_dir) / f"cv-si-{n_clips}clips-seed{seed}-{min_seconds:g}-{max_seconds:g}s"
 
 
 def ensure_corpus(
-    n_clips: int, seed: int = 0, min_seconds: float = 2.0, max_seconds: float = 12.0, workers: int | None = None
+    n_clips: int, seed: int = 0, min_seconds: float = 2.0, max_seconds: float = 12.0, workers: int | None = None,
+    work_dir: Path = WORK_DIR,
 ) -> Path:
     """Return a Common Voice locale folder with ``n_clips`` 48 kHz mono MP3 clips, making it once."""
-    out = corpus_dir(n_clips, seed, min_seconds, max_seconds)
+    out = corpus_dir(n_clips, seed, min_seconds, max_seconds, work_dir)
     stamp = out / "corpus.json"
     params = {"n_clips": n_clips, "seed": seed, "min_seconds": min_seconds, "max_seconds": max_seconds}
     if stamp.is_file() and json.loads(stamp.read_text())["params"] == params:

@@ -1,0 +1,353 @@
+"""The course's preprocessing recipe against ours, side by side, on one machine, in one command (issue 6).
+
+    .venv/bin/python -m benchmarks.run                  # 300 clips (made once, then cached), all cores
+    .venv/bin/python -m benchmarks.run --clips 8 --steps 1 --eval-passes 1 --lever-sample 4   # a quick check
+
+Steps, each measured in its own process (so peak memory is that step's, children included):
+
+1. a Common Voice-shaped corpus (48 kHz mono MP3, 2-12 s) from the bundled corpus's generator, cached in
+   ``benchmarks/work/``;
+2. the recipe (``benchmarks.recipe``: librosa decoding, one float32 80 x 3000 log-mel per clip,
+   ``map(num_proc=1)``) and ours (``helpers.data`` + ``helpers.features``, ``num_proc`` = all cores, FLAC
+   16 kHz audio), each loading the tsv rows, preprocessing every split and saving to disk; ours again with
+   ``num_proc=1`` to separate what the cores give from what the path gives;
+3. a check that both kept the same clips, in the same order, with the same labels and durations;
+4. training steps of the smoke model both ways, and evaluation with and without sorting by length
+   (``benchmarks.model_bench``);
+5. the levers one by one on a sample of clips (``benchmarks.levers``).
+
+It prints a table and, as its last line, JSON with the ratios; the raw figures go to
+``benchmarks/results/<timestamp>.json`` and ``benchmarks/results/latest.json``. ``--update-readme``
+writes the table into the README's benchmarks section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python benchmarks/run.py` as well as `python -m benchmarks.run`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "benchmarks"
+
+from benchmarks.corpus import WORK_DIR, ensure_corpus, read_rows  # noqa: E402
+from benchmarks.measure import REPO_ROOT, run_measured  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+README = REPO_ROOT / "README.md"
+GOALS = {"p1_throughput_ratio": 3.0, "p2_disk_ratio": 0.25, "train_step_ratio": 1.05}
+MB = 1e6
+
+
+def machine() -> dict:
+    """What the figures were measured on, including how busy it was."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        memory = psutil.virtual_memory().total
+    except Exception:
+        memory = None
+    versions = {}
+    for package in ("torch", "transformers", "datasets", "librosa", "soundfile", "soxr", "numpy", "pyarrow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_bytes": memory,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "gpu": None,  # CPU only: the GPU part of issue 6 is benchmarks/gpu_step.py
+        "versions": versions,
+    }
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def prep(side: str, corpus: Path, work: Path, num_proc: int, env: dict, tag: str | None = None) -> dict:
+    """Run one preprocessing side in its own process; return its figures with wall time and peak memory."""
+    tag = tag or side
+    out, result = work / f"prepared-{tag}", work / f"prep-{tag}.json"
+    shutil.rmtree(out, ignore_errors=True)
+    result.unlink(missing_ok=True)
+    print(f"-- preprocessing: {tag} (num_proc={num_proc})", flush=True)
+    measured = run_measured(
+        ["benchmarks.prep", side, "--data", str(corpus), "--out", str(out), "--result", str(result),
+         "--num-proc", str(num_proc)], env)
+    if measured["returncode"] != 0:
+        raise SystemExit(f"the {tag} preprocessing failed (exit {measured['returncode']})")
+    figures = json.loads(result.read_text())
+    figures.update(measured, out_dir=str(out))
+    return figures
+
+
+def same_clips(corpus: Path, recipe: dict, ours: dict) -> dict:
+    """Did the recipe and our path keep the same clips, in the same order, with the same labels?"""
+    corpus_rows = {split: len(read_rows(corpus / f"{split}.tsv")) for split in ("train", "dev", "test")}
+    check = {"corpus_clips": sum(corpus_rows.values()), "recipe_clips": recipe["n_clips"], "ours_clips": ours["n_clips"]}
+    names = labels = True
+    worst_duration = 0.0
+    for split in ("train", "test"):
+        a, b = recipe["clips"][split], ours["clips"][split]
+        names &= a["names"] == b["names"]
+        labels &= a["labels"] == b["labels"]
+        if len(a["seconds"]) == len(b["seconds"]):
+            worst_duration = max([worst_duration] + [abs(x - y) for x, y in zip(a["seconds"], b["seconds"])])
+        else:
+            worst_duration = float("inf")
+    check.update(
+        same_count=check["corpus_clips"] == check["recipe_clips"] == check["ours_clips"],
+        same_clips=names,
+        same_labels=labels,
+        max_duration_diff_s=worst_duration,
+    )
+    check["ok"] = bool(check["same_count"] and names and labels and worst_duration < 1e-3)
+    return check
+
+
+def ratios(recipe: dict, ours: dict, ours_1: dict | None, model: dict | None) -> dict:
+    """The figures the issue's goals are about, as ours / recipe."""
+    out = {
+        "p1_throughput_ratio": ours["clips_per_s"] / recipe["clips_per_s"],
+        "p1_throughput_ratio_num_proc_1": ours_1["clips_per_s"] / recipe["clips_per_s"] if ours_1 else None,
+        "p2_disk_ratio": ours["disk_bytes"] / recipe["disk_bytes"],
+        "peak_pss_ratio": (ours["peak_pss_bytes"] / recipe["peak_pss_bytes"]) if recipe.get("peak_pss_bytes") else None,
+        "peak_rss_ratio": ours["peak_rss_bytes"] / recipe["peak_rss_bytes"],
+    }
+    if model:
+        training, evaluation = model["training"], model["evaluation"]
+        out["train_step_ratio"] = training["ours"]["step_s_median"] / training["recipe"]["step_s_median"]
+        recipe_data = training["recipe"]["fetch_s_median"] + training["recipe"]["collate_s_median"]
+        ours_data = training["ours"]["fetch_s_median"] + training["ours"]["collate_s_median"]
+        out["train_data_ratio"] = ours_data / recipe_data
+        out["eval_sorted_speedup"] = evaluation["sorted_clips_per_s"] / evaluation["unsorted_clips_per_s"]
+        out["eval_reference_decoder_steps_ratio"] = evaluation["reference_decoder_steps_ratio"]
+    return out
+
+
+def _x(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}x"
+
+
+def table(results: dict) -> str:
+    """The Markdown table printed at the end and written into the README."""
+    recipe, ours, ours_1 = results["recipe"], results["ours"], results.get("ours_num_proc_1")
+    r, model, levers = results["ratios"], results.get("model"), results.get("levers")
+    cores = results["machine"]["cores"]
+    n = results["check"]["corpus_clips"]
+    rows = [
+        "| measure | course recipe | ours | ours / recipe | goal |",
+        "|---|---|---|---|---|",
+        f"| P1 preprocessing, {n} clips (clips/s) | {recipe['clips_per_s']:.1f} (num_proc=1) | "
+        f"{ours['clips_per_s']:.1f} (num_proc={ours['num_proc']}) | **{_x(r['p1_throughput_ratio'], 1)}** | ≥ 3x |",
+    ]
+    if ours_1:
+        rows.append(f"| P1, ours on one core (clips/s) | | {ours_1['clips_per_s']:.1f} (num_proc=1) | "
+                    f"{_x(r['p1_throughput_ratio_num_proc_1'], 1)} | |")
+    rows += [
+        f"| P2 prepared dataset on disk (MB) | {recipe['disk_bytes'] / MB:.1f} | {ours['disk_bytes'] / MB:.1f} | "
+        f"**{_x(r['p2_disk_ratio'])}** | ≤ 0.25x |",
+        f"| peak memory of preprocessing, PSS incl. workers (MB) | {(recipe['peak_pss_bytes'] or 0) / MB:.0f} | "
+        f"{(ours['peak_pss_bytes'] or 0) / MB:.0f} | {_x(r['peak_pss_ratio'])} | |",
+        f"| peak memory of preprocessing, summed RSS (MB) | {recipe['peak_rss_bytes'] / MB:.0f} | "
+        f"{ours['peak_rss_bytes'] / MB:.0f} | {_x(r['peak_rss_ratio'])} | |",
+    ]
+    if model:
+        t = model["training"]
+        rows += [
+            f"| training step, smoke model, batch {t['batch_size']} (s, median of {t['steps']}) | "
+            f"{t['recipe']['step_s_median']:.2f} | {t['ours']['step_s_median']:.2f} | "
+            f"**{_x(r['train_step_ratio'])}** | not slower |",
+            f"| of which fetch rows + collate (s) | "
+            f"{t['recipe']['fetch_s_median'] + t['recipe']['collate_s_median']:.3f} | "
+            f"{t['ours']['fetch_s_median'] + t['ours']['collate_s_median']:.3f} | {_x(r['train_data_ratio'])} | |",
+        ]
+    check = results["check"]
+    rows.append(f"| same clips, order, labels, durations | {check['recipe_clips']} clips | {check['ours_clips']} clips | "
+                f"{'yes' if check['ok'] else '**NO**'} | same |")
+    lines = ["\n".join(rows)]
+    if model:
+        e = model["evaluation"]
+        lines.append(
+            "| evaluation, smoke model, test split | unsorted | sorted by length | sorted / unsorted |\n"
+            "|---|---|---|---|\n"
+            f"| batched generation, batch {e['batch_size']}, {e['n_clips']} clips (clips/s) | "
+            f"{e['unsorted_clips_per_s']:.2f} | {e['sorted_clips_per_s']:.2f} | {_x(r['eval_sorted_speedup'])} |\n"
+            f"| decoder steps per clip if each transcript stopped at its reference length | "
+            f"{e['reference_decoder_steps_per_clip_unsorted']:.0f} | {e['reference_decoder_steps_per_clip_sorted']:.0f} | "
+            f"{_x(r['eval_reference_decoder_steps_ratio'])} |")
+    if levers:
+        d, m, s, a = levers["decoding"], levers["log_mel"], levers["storage"], levers["arrow_vs_parquet"]
+        lines.append(
+            f"| lever (one core, {s['clips']} clips, {s['mean_seconds']:.1f} s mean) | recipe's way | ours | gain |\n"
+            "|---|---|---|---|\n"
+            f"| decode + resample to 16 kHz (ms/clip) | librosa {d['librosa_ms_per_clip']:.1f} | "
+            f"soundfile + soxr {d['soundfile_soxr_ms_per_clip']:.1f} | {_x(d['speedup'])} |\n"
+            f"| log-mel (ms/clip) | one clip per call {m['per_clip_call_ms']:.1f} | "
+            f"collator, batch of {m['batch_size']} {m['collator_batched_ms_per_clip']:.1f} | {_x(m['speedup'])} |\n"
+            f"| stored per clip (KB) | float32 log-mel {s['log_mel_float32']['bytes_per_clip'] / 1e3:.0f} | "
+            f"FLAC 16 kHz {s['audio_flac']['bytes_per_clip'] / 1e3:.0f} | "
+            f"{_x(s['audio_flac']['vs_recipe'])} of the bytes |\n"
+            f"| other ways to store (KB, log-mel max error) | float16 log-mel "
+            f"{s['log_mel_float16']['bytes_per_clip'] / 1e3:.0f} ({s['log_mel_float16']['mel_max_abs_err']:.4f}) | "
+            f"int16 {s['audio_int16']['bytes_per_clip'] / 1e3:.0f} ({s['audio_int16']['mel_max_abs_err']:.3f}), "
+            f"float16 audio {s['audio_float16']['bytes_per_clip'] / 1e3:.0f} "
+            f"({s['audio_float16']['mel_max_abs_err']:.3f}), FLAC ({s['audio_flac']['mel_max_abs_err']:.3f}) | |\n"
+            f"| our prepared train split: Arrow vs Parquet (MB) | Arrow {a['arrow_bytes'] / MB:.1f} | "
+            f"Parquet {a['parquet_bytes'] / MB:.1f} | {_x(a['parquet_vs_arrow'])} |")
+    m = results["machine"]
+    lines.append(
+        f"Machine: {m['cpu']}, {cores} cores, {(m['memory_bytes'] or 0) / 1e9:.0f} GB RAM, no GPU; torch "
+        f"{m['versions']['torch']}, transformers {m['versions']['transformers']}, datasets {m['versions']['datasets']}; "
+        f"load average before/after {results['load_average_before']} / {results['load_average_after']}; "
+        f"{results['started']}, {results['total_s'] / 60:.1f} min in all.")
+    return "\n\n".join(lines)
+
+
+def update_readme(text: str, path: Path = README) -> None:
+    """Replace the table between the README's benchmark markers (the rest of the section stays)."""
+    readme = path.read_text(encoding="utf-8")
+    start, end = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
+    if start not in readme or end not in readme:
+        print(f"{path} has no {start} ... {end} markers; the table was not written there.")
+        return
+    before, rest = readme.split(start, 1)
+    _, after = rest.split(end, 1)
+    path.write_text(f"{before}{start}\n{text}\n{end}{after}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=300, help="clips in the generated corpus (default 300)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-seconds", type=float, default=2.0)
+    parser.add_argument("--max-seconds", type=float, default=12.0)
+    parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1, help="our map workers (default: all cores)")
+    parser.add_argument("--steps", type=int, default=8, help="timed training steps per side")
+    parser.add_argument("--train-batch-size", type=int, default=8, help="the smoke profile's (default 8)")
+    parser.add_argument("--eval-passes", type=int, default=1, help="evaluation passes per ordering")
+    parser.add_argument("--eval-max-length", type=int, default=64, help="the smoke profile's generation_max_length")
+    parser.add_argument("--lever-sample", type=int, default=32, help="clips for the single-lever measurements")
+    parser.add_argument("--skip-model", action="store_true", help="no training / evaluation measurements")
+    parser.add_argument("--skip-levers", action="store_true")
+    parser.add_argument("--skip-num-proc-1", action="store_true", help="do not also run ours with num_proc=1")
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="corpus cache and prepared datasets")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE",
+                        help="OMP_WAIT_POLICY for every measured process (default PASSIVE: on a machine shared "
+                             "with other work, spinning OpenMP threads made single torch ops up to 100x slower); "
+                             "'' leaves it unset")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    results: dict = {"started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                     "machine": machine(), "load_average_before": load_average(), "args": vars(args).copy()}
+    results["args"].update(work_dir=str(args.work_dir), results_dir=str(args.results_dir))
+    env = {"COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+           "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
+    if args.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    results["env"] = env
+
+    from helpers.config import SMOKE_MODEL_DIR
+    from helpers.model import build_smoke_model
+
+    if not (SMOKE_MODEL_DIR / "config.json").is_file():
+        build_smoke_model(SMOKE_MODEL_DIR)
+
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    corpus = ensure_corpus(args.clips, args.seed, args.min_seconds, args.max_seconds, work_dir=work)
+    results["corpus"] = {"path": str(corpus), "seconds_to_get": time.perf_counter() - t}
+
+    recipe = prep("recipe", corpus, work, 1, env)
+    ours = prep("ours", corpus, work, args.num_proc, env)
+    ours_1 = None if args.skip_num_proc_1 else prep("ours", corpus, work, 1, env, tag="ours-num-proc-1")
+    results["check"] = same_clips(corpus, recipe, ours)
+    for side in (recipe, ours, ours_1):
+        if side:
+            side.pop("clips")  # per-clip labels: checked above, too bulky to keep
+    results.update(recipe=recipe, ours=ours, ours_num_proc_1=ours_1)
+
+    model = None
+    if not args.skip_model:
+        print("-- training steps and evaluation (smoke model)", flush=True)
+        model_json = work / "model.json"
+        model_json.unlink(missing_ok=True)
+        measured = run_measured(
+            ["benchmarks.model_bench", "--recipe", recipe["out_dir"], "--ours", ours["out_dir"], "--result",
+             str(model_json), "--steps", str(args.steps), "--batch-size", str(args.train_batch_size),
+             "--eval-passes", str(args.eval_passes), "--max-length", str(args.eval_max_length)], env)
+        if measured["returncode"] != 0:
+            raise SystemExit(f"the model benchmark failed (exit {measured['returncode']})")
+        model = json.loads(model_json.read_text())
+        model["process"] = measured
+    results["model"] = model
+
+    if not args.skip_levers:
+        print("-- levers, one at a time", flush=True)
+        levers_json = work / "levers.json"
+        measured = run_measured(
+            ["benchmarks.levers", "--data", str(corpus), "--ours", ours["out_dir"], "--result", str(levers_json),
+             "--sample", str(args.lever_sample)], env)
+        if measured["returncode"] != 0:
+            raise SystemExit(f"the lever measurements failed (exit {measured['returncode']})")
+        results["levers"] = json.loads(levers_json.read_text())
+
+    results["ratios"] = ratios(recipe, ours, ours_1, model)
+    r = results["ratios"]
+    results["goals"] = {
+        "p1_throughput_ratio>=3": r["p1_throughput_ratio"] >= GOALS["p1_throughput_ratio"],
+        "p2_disk_ratio<=0.25": r["p2_disk_ratio"] <= GOALS["p2_disk_ratio"],
+        "same_clips": results["check"]["ok"],
+    }
+    if model:
+        results["goals"]["train_step_ratio<=1.05"] = r["train_step_ratio"] <= GOALS["train_step_ratio"]
+    results["load_average_after"] = load_average()
+    results["total_s"] = time.perf_counter() - started
+
+    text = table(results)
+    print()
+    print(text)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = re.sub(r"[^0-9T]", "", results["started"][:19])
+    for name in (f"{stamp}.json", "latest.json"):
+        (args.results_dir / name).write_text(json.dumps(results, indent=2) + "\n")
+    if args.update_readme:
+        update_readme(text)
+    print(f"\nRaw figures: {args.results_dir / f'{stamp}.json'}")
+    summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+    summary.update(same_clips=results["check"]["ok"], n_clips=results["check"]["corpus_clips"],
+                   goals_met=all(results["goals"].values()), goals=results["goals"])
+    print(json.dumps(summary))
+    return results
+
+
+if __name__ == "__main__":
+    main()
