@@ -220,7 +220,7 @@ def last_checkpoint(output_dir: str | Path, verbose: bool = True) -> str | None:
         if checkpoint_is_complete(folder):
             return str(folder)
         if verbose:
-            print(f"Skipping {folder}: its save was interrupted (no complete trainer_state.json or weights).")
+            print(f"Skipping {folder}: its save was interrupted (a file is missing or cut short).")
     return None
 
 
