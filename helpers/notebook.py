@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .config import CourseConfig, CourseError, describe, get_config, workspace_dir
+from .config import WORKSPACE_ENV, CourseConfig, CourseError, describe, get_config, workspace_dir
 
 REPO_URL = "https://github.com/whisper-course/whisper-finetune-companion"
 BRANCH = "main"
@@ -120,7 +120,7 @@ def _short_course_errors() -> None:
 
 def _mount_drive() -> None:
     """Mount Google Drive in Colab so the workspace survives a disconnect; say so when it cannot."""
-    if os.environ.get("COURSE_WORKSPACE") or Path("/content/drive/MyDrive").is_dir():
+    if os.environ.get(WORKSPACE_ENV) or Path("/content/drive/MyDrive").is_dir():
         return
     try:
         from google.colab import drive  # type: ignore[import-not-found]
