@@ -4,8 +4,8 @@
 
 * decoding: ``librosa.load(sr=16000)`` (the recipe) against ``helpers.audio.load_audio`` (soundfile +
   soxr), clip by clip, alternating which goes first;
-* log-mel: the recipe's one-clip-per-call extraction against the collator's batched extraction
-  (``helpers.collator``), per clip;
+* log-mel: the recipe's one-clip-per-call extraction, the extractor on a whole batch (padded to 30 s,
+  what our collator did first) and the collator's STFT over the audio only (``helpers.collator``), per clip;
 * storage: bytes per clip of each way to keep a clip (float32 / float16 log-mel, float32 / int16 /
   float16 audio, FLAC, the source MP3) and how far each one's log-mel is from float32 audio's;
 * Arrow against Parquet for our prepared train split.
@@ -63,22 +63,27 @@ def log_mel(waves: list[np.ndarray], processor, batch_size: int) -> dict:
     extractor = processor.feature_extractor
     collator = DataCollatorSpeechSeq2SeqWithPadding(processor, decoder_start_token_id=0)
     stored = [{"audio_16k": to_int16(w)} for w in waves]
-    single, batched = [], []
+    single, padded, batched = [], [], []
     for start in range(0, len(waves) - batch_size + 1, batch_size):
         chunk = range(start, start + batch_size)
         t0 = time.perf_counter()
         for i in chunk:
             extractor(waves[i], sampling_rate=16000)
         t1 = time.perf_counter()
-        collator.features([stored[i] for i in chunk])
+        extractor([waves[i] for i in chunk], sampling_rate=16000, return_tensors="pt")
         t2 = time.perf_counter()
+        collator.features([stored[i] for i in chunk])
+        t3 = time.perf_counter()
         single.append((t1 - t0) / batch_size)
-        batched.append((t2 - t1) / batch_size)
+        padded.append((t2 - t1) / batch_size)
+        batched.append((t3 - t2) / batch_size)
     return {
         "batch_size": batch_size,
         "per_clip_call_ms": _per_clip_ms(single),
+        "extractor_batched_ms_per_clip": _per_clip_ms(padded),
         "collator_batched_ms_per_clip": _per_clip_ms(batched),
         "speedup": statistics.median(single) / statistics.median(batched),
+        "trim_speedup": statistics.median(padded) / statistics.median(batched),
     }
 
 

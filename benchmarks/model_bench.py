@@ -13,8 +13,8 @@ Evaluation: ``helpers.training.transcribe`` on our test split with the model tra
 number of passes with ``sort_by_length`` off and on, interleaved. A few training steps do not teach the
 smoke model when to stop, so every clip generates up to ``max_length`` tokens and the measured gain of
 sorting is the collator's (batches of similar length need a shorter STFT). What sorting saves a trained
-model, whose transcripts end with the speech, is estimated without a model: the decoder steps a batch
-needs are its longest reference transcript's tokens, summed over batches, sorted and unsorted.
+model, whose transcripts end with the speech, is estimated without a model: a batch decodes (rows x its
+longest reference transcript) token slots, summed over batches, sorted and unsorted.
 """
 
 from __future__ import annotations
@@ -134,24 +134,29 @@ def evaluation(model, processor, ours_dir: Path, batch_size: int, max_length: in
         "same_predictions": same,
         "generated_tokens_mean": sum(lengths) / max(1, len(lengths)),
         "generated_tokens_max": max(lengths, default=0),
-        **decoder_steps(test, batch_size),
+        **token_slots(test, batch_size),
     }
 
 
-def decoder_steps(test, batch_size: int) -> dict:
-    """Decoder steps per clip for a model that stops where the reference does, unsorted vs sorted by duration."""
+def token_slots(test, batch_size: int) -> dict:
+    """Token slots a model decodes per clip if each transcript stops at its reference length.
+
+    ``generate`` runs a batch until its longest transcript ends, so a batch costs (rows x longest labels)
+    token slots; divided by the clips, unsorted vs sorted by duration, with the padding-free minimum.
+    """
     labels = [len(ids) for ids in test.select_columns(["labels"]).to_dict()["labels"]]
     durations = test.select_columns(["duration"]).to_dict()["duration"]
     orders = {"unsorted": list(range(len(labels))), "sorted": sorted(range(len(labels)), key=durations.__getitem__)}
-    steps = {
-        name: sum(max(labels[i] for i in order[k : k + batch_size]) for k in range(0, len(order), batch_size))
-        for name, order in orders.items()
-    }
+    slots = {}
+    for name, order in orders.items():
+        batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+        slots[name] = sum(len(batch) * max(labels[i] for i in batch) for batch in batches)
     n = max(1, len(labels))
     return {
-        "reference_decoder_steps_per_clip_unsorted": steps["unsorted"] / n,
-        "reference_decoder_steps_per_clip_sorted": steps["sorted"] / n,
-        "reference_decoder_steps_ratio": steps["sorted"] / max(1, steps["unsorted"]),
+        "reference_token_slots_per_clip_unsorted": slots["unsorted"] / n,
+        "reference_token_slots_per_clip_sorted": slots["sorted"] / n,
+        "reference_tokens_per_clip": sum(labels) / n,
+        "reference_token_slots_ratio": slots["sorted"] / max(1, slots["unsorted"]),
     }
 
 

@@ -13,7 +13,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RATIO_KEYS = {
     "p1_throughput_ratio", "p1_throughput_ratio_num_proc_1", "p2_disk_ratio", "peak_pss_ratio", "peak_rss_ratio",
-    "train_step_ratio", "train_data_ratio", "eval_sorted_speedup", "eval_reference_decoder_steps_ratio",
+    "train_step_ratio", "train_data_ratio", "eval_sorted_speedup", "eval_reference_token_slots_ratio",
 }
 
 
