@@ -19,7 +19,7 @@ Variants (``--variants`` picks some):
 * ``compiled``: SDPA, checkpointing, ``torch.compile(model)``.
 
 The goal in issue 6: at least 1.5x the course's step throughput within 15 GB. Prints a table and a last
-line of JSON; writes ``benchmarks/results/gpu-<timestamp>.json``.
+line of JSON; writes ``benchmarks/results/gpu-<timestamp>.json`` and ``gpu-latest.json``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def tiny_run(tmp_path_factory):
     """``python -m benchmarks.run`` on 8 clips with the smallest settings; returns (last line JSON, raw figures)."""
     tmp = tmp_path_factory.mktemp("bench")
     command = [sys.executable, "-m", "benchmarks.run", "--clips", "8", "--steps", "1", "--train-batch-size", "2",
-               "--eval-max-length", "8", "--lever-sample", "4", "--skip-num-proc-1",
+               "--eval-max-length", "8", "--eval-passes", "1", "--lever-sample", "4", "--skip-num-proc-1",
                "--work-dir", str(tmp / "work"), "--results-dir", str(tmp / "results")]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
