@@ -60,7 +60,7 @@ def run_recipe(data: Path, out: Path, num_proc: int) -> dict:
 
 
 def run_ours(data: Path, out: Path, num_proc: int) -> dict:
-    """Our path: ``helpers.data.load_common_voice`` + ``helpers.features.prepare_dataset``, 16 kHz int16 audio."""
+    """Our path: ``helpers.data.load_common_voice`` + ``helpers.features.prepare_dataset`` (16 kHz FLAC audio)."""
     from helpers.config import SMOKE_MODEL_DIR
     from helpers.data import load_common_voice
     from helpers.features import prepare_dataset
