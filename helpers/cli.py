@@ -165,12 +165,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "smoke-model":
-            from .config import SMOKE_MODEL_DIR
-            from .model import build_smoke_model
+            from .model import ensure_smoke_model
 
-            if args.force or not (SMOKE_MODEL_DIR / "config.json").is_file():
-                build_smoke_model(SMOKE_MODEL_DIR)
-            print(f"Smoke model ready in {SMOKE_MODEL_DIR}")
+            print(f"Smoke model ready in {ensure_smoke_model(force=args.force)}")
             return 0
         if args.command == "push":
             from .hub import push_model

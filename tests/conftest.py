@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("COURSE_PROFILE", "smoke")
+# OpenMP threads that busy-wait starve each other on small shared machines (one torch.isin call in
+# generate() took 0.9 s instead of 0.008 s); must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from helpers.config import BUNDLED_CORPUS, SMOKE_MODEL_DIR  # noqa: E402

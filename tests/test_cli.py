@@ -15,7 +15,8 @@ TINY_RUN = ["--max-steps", "6", "--save-steps", "3", "--eval-steps", "3", "--log
 
 
 def helpers_cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1"}
+    # One torch thread: the tiny model gains nothing from more, and CI machines are small and shared.
+    env = {**os.environ, "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "helpers", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=900)
 

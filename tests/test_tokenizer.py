@@ -90,3 +90,17 @@ def test_english_only_tokenizer_matches_openai_whisper(openai_whisper):
     for token in ("<|endoftext|>", "<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>"):
         assert ours.convert_tokens_to_ids(token) == reference.special_tokens[token]
     assert ours.convert_tokens_to_ids("<|endoftext|>") == 50256 and len(ours) == 51864
+
+
+def test_outdated_smoke_model_is_detected(tmp_path):
+    """A cached smoke model from an older architecture is rebuilt rather than silently reused."""
+    import json
+
+    from helpers.config import SMOKE_MODEL_DIR
+    from helpers.model import smoke_model_is_current
+
+    assert smoke_model_is_current(SMOKE_MODEL_DIR)
+    saved = json.loads((SMOKE_MODEL_DIR / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "d_model": saved["d_model"] // 2}))
+    assert not smoke_model_is_current(tmp_path)
+    assert not smoke_model_is_current(tmp_path / "missing")
