@@ -29,6 +29,7 @@ OVERRIDES = {
     "--gradient-accumulation-steps": ("gradient_accumulation_steps", int, "batches per optimizer step"),
     "--learning-rate": ("learning_rate", float, "peak learning rate"),
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
+    "--lr-scheduler-type": ("lr_scheduler_type", str, "learning-rate schedule after warm-up (course: constant_with_warmup)"),
     "--eval-steps": ("eval_steps", int, "evaluate every N steps"),
     "--save-steps": ("save_steps", int, "save a checkpoint every N steps (a multiple of --eval-steps)"),
     "--logging-steps": ("logging_steps", int, "log the loss every N steps"),

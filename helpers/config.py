@@ -41,6 +41,7 @@ class CourseConfig:
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-5
     warmup_steps: int = 50
+    lr_scheduler_type: str = "constant_with_warmup"
     eval_steps: int = 500
     save_steps: int = 500
     logging_steps: int = 25
@@ -83,6 +84,7 @@ PROFILES: dict[str, dict] = {
         eval_batch_size=16,
         learning_rate=5e-3,  # a tiny random model needs a large step to learn anything in a few dozen
         warmup_steps=5,
+        lr_scheduler_type="linear",  # decaying to 0 steadies a tiny model trained at a large learning rate
         eval_steps=30,
         save_steps=30,
         logging_steps=5,

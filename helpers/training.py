@@ -18,8 +18,14 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict
-from tqdm.auto import tqdm
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, WhisperForConditionalGeneration, WhisperProcessor
+from transformers import (
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    TrainerState,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+)
+from transformers.utils.logging import tqdm  # unlike tqdm.auto, silenced with transformers' progress bars
 
 from .collator import DataCollatorSpeechSeq2SeqWithPadding
 from .config import CourseConfig, CourseError
@@ -97,9 +103,11 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler_type,
         max_steps=config.max_steps,
         **{_CHECKPOINTING: config.gradient_checkpointing},
         fp16=config.fp16 and cuda,  # fp16 needs a GPU; on a CPU the same run goes in fp32
+        fp16_full_eval=config.fp16 and cuda,  # as the course: evaluation in fp16 halves its memory
         eval_strategy="steps",
         per_device_eval_batch_size=config.eval_batch_size,
         predict_with_generate=True,
@@ -231,6 +239,8 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     on as if it had never stopped. A CUDA out-of-memory error becomes ``OutOfMemory`` with advice.
     """
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
+    if checkpoint and _finished(trainer, checkpoint):
+        return None
     if checkpoint:
         print(f"Resuming from {checkpoint}")
     args = trainer.args
@@ -242,6 +252,26 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
         fp16=bool(args.fp16 or args.bf16),
     ):
         return trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def _finished(trainer: Seq2SeqTrainer, checkpoint: str) -> bool:
+    """If ``checkpoint`` is already at ``max_steps``, load its state and final weights instead of training.
+
+    Resuming a finished run would otherwise train one step more and evaluate again (re-running the train
+    notebook, or the same command twice). The Trainer has no public call for this, so its own loaders are used.
+    """
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    if state.global_step < trainer.args.max_steps:
+        return False
+    trainer.state = state
+    best = state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best and checkpoint_is_complete(best):
+        trainer._load_best_model()
+    else:
+        trainer._load_from_checkpoint(checkpoint)
+    print(f"Training already finished at step {state.global_step} ({checkpoint}); loaded "
+          f"{best if trainer.args.load_best_model_at_end and best else 'its'} weights.")
+    return True
 
 
 def write_json(path: str | Path, data) -> None:

@@ -114,3 +114,13 @@ def test_run_stoppers_give_one_clear_sentence(args, expected, tmp_path):
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:")
+
+
+def test_rerunning_a_finished_run_does_not_train_again(smoke_run, corpus):
+    out, _ = smoke_run
+    before = json.loads((out / "results.json").read_text())
+    result = helpers_cli("run", "--data", str(corpus), "--output-dir", str(out), *TINY_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training already finished at step 6" in result.stdout
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    assert json.loads((out / "results.json").read_text()) == before

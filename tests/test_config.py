@@ -15,6 +15,7 @@ def test_t4_profile_has_the_course_settings():
     assert (config.train_batch_size, config.learning_rate, config.warmup_steps, config.max_steps) == (16, 1e-5, 50, 500)
     assert (config.eval_steps, config.save_steps, config.logging_steps) == (500, 500, 25)
     assert config.gradient_checkpointing and config.fp16 and config.generation_max_length == 225
+    assert config.lr_scheduler_type == "constant_with_warmup"
 
 
 def test_profiles_set_only_config_fields():
