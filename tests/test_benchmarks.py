@@ -83,19 +83,22 @@ def test_clip_check_catches_a_different_label_or_a_missing_clip(tmp_path):
     assert not same_clips(tmp_path, side([[1], [2]]), side([[1]], names=("a.mp3",)))["ok"]
 
 
-def test_fast_corpus_maker_writes_what_make_corpus_writes(tmp_path):
-    """Same random draws, sentences, tsv rows and MP3 bytes as tools.make_corpus, with one ffmpeg run a clip."""
-    from benchmarks.corpus import make_corpus_fast
+def test_corpus_generator_is_reproducible_and_made_the_bundled_corpus(tmp_path):
+    """Same seed, same files byte for byte; and the committed corpus is what the script writes."""
+    from helpers.config import BUNDLED_CORPUS
     from tools.make_corpus import make_corpus
 
-    slow = make_corpus(tmp_path / "slow", "si", 3, 5, 2.0, 6.0)
-    fast = make_corpus_fast(tmp_path / "fast", "si", 3, 5, 2.0, 6.0)
-    for name in ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv"):
-        assert (slow / name).read_bytes() == (fast / name).read_bytes()
-    clips = sorted(p.name for p in (slow / "clips").iterdir())
-    assert clips == sorted(p.name for p in (fast / "clips").iterdir()) and len(clips) == 3
-    match, mismatch, errors = filecmp.cmpfiles(slow / "clips", fast / "clips", clips, shallow=False)
+    first = make_corpus(tmp_path / "a", "si", 3, 5, 2.0, 6.0)
+    second = make_corpus(tmp_path / "b", "si", 3, 5, 2.0, 6.0)
+    clips = sorted(p.name for p in (first / "clips").iterdir())
+    assert len(clips) == 3 and clips == sorted(p.name for p in (second / "clips").iterdir())
+    match, mismatch, errors = filecmp.cmpfiles(first / "clips", second / "clips", clips, shallow=False)
     assert match == clips, (mismatch, errors)
+    for split in ("train", "dev", "test", "validated"):
+        assert (first / f"{split}.tsv").read_bytes() == (second / f"{split}.tsv").read_bytes()
+    bundled = make_corpus(tmp_path / "bundled")  # the defaults made data/cv-mini/si
+    for split in ("train", "dev", "test", "validated"):
+        assert (bundled / f"{split}.tsv").read_bytes() == (BUNDLED_CORPUS / f"{split}.tsv").read_bytes()
 
 
 def test_readme_table_goes_between_its_markers(tmp_path):

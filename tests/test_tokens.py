@@ -14,7 +14,6 @@ import random
 import string
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch

@@ -72,18 +72,19 @@ def sentence(rng: random.Random, language: str) -> str:
     return (" ".join(words) + ".").capitalize()
 
 
-def speak(text: str, language: str, speaker: Speaker, mp3_path: Path, workdir: Path) -> float:
-    """Synthesise ``text`` to a 48 kHz mono MP3 like Common Voice's; return its duration in seconds."""
-    wav = workdir / (mp3_path.stem + ".wav")
+def speak(text: str, language: str, speaker: Speaker, wav: Path) -> float:
+    """Synthesise ``text`` to a WAV file with ``speaker``'s voice, speed and pitch; return its duration in seconds."""
     voice = ("si" if language == "si" else "en-us") + "+" + speaker.voice
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speaker.speed), "-p", str(speaker.pitch), "-w", str(wav),
                     text], check=True, capture_output=True)
+    return sf.info(str(wav)).duration
+
+
+def encode_mp3(wav: Path, mp3_path: Path) -> None:
+    """48 kHz mono MP3 as Common Voice ships it; bit-exact flags so the same WAV gives the same bytes."""
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-ar", "48000", "-ac", "1",
                     "-b:a", "32k", "-map_metadata", "-1", "-fflags", "+bitexact", str(mp3_path)],
                    check=True, capture_output=True)
-    duration = sf.info(str(wav)).duration
-    wav.unlink()
-    return duration
 
 
 def _speakers(rng: random.Random, count: int) -> list[Speaker]:
@@ -122,13 +123,15 @@ def make_corpus(out_dir: Path = DEFAULT_OUT, locale: str = "si", n_clips: int = 
             target = rng.uniform(min_seconds, max_seconds) if min_seconds > 0 else 0.0
             parts = [sentence(rng, language)]
             name = f"common_voice_{locale}_{40_000_000 + seed * 100_000 + index}.mp3"
-            duration = speak(" ".join(parts), language, speaker, clips_dir / name, Path(tmp))
+            wav = Path(tmp) / "clip.wav"
+            duration = speak(" ".join(parts), language, speaker, wav)
             while duration < target:
                 parts.append(sentence(rng, language))
-                duration = speak(" ".join(parts), language, speaker, clips_dir / name, Path(tmp))
+                duration = speak(" ".join(parts), language, speaker, wav)
             while duration > max_seconds and len(parts) > 1:
                 parts.pop()
-                duration = speak(" ".join(parts), language, speaker, clips_dir / name, Path(tmp))
+                duration = speak(" ".join(parts), language, speaker, wav)
+            encode_mp3(wav, clips_dir / name)  # once per clip: ffmpeg costs far more than espeak-ng
             rows[split_of[speaker.client_id]].append(dict(
                 client_id=speaker.client_id, path=name, sentence=" ".join(parts), up_votes=2, down_votes=0,
                 age=speaker.age, gender=speaker.gender, accents="", variant="", locale=locale, segment=""))
