@@ -123,7 +123,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         push_to: str | None = None) -> dict:
     """The whole path; see the module docstring. Returns what it writes to results.json."""
     from .model import load_model_and_processor
-    from .training import build_trainer, evaluate_model, read_json, train, write_json
+    from .training import build_trainer, evaluate_model, read_json, results_record, train, write_json
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -146,8 +146,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     finetuned = evaluate_model(trainer.model, processor, prepared["test"], config.eval_batch_size,
                                config.generation_max_length)["scores"]
     print(f"Fine-tuned: {finetuned}")
-    results = {"baseline": baseline, "finetuned": finetuned, "model": config.model, "data": config.data,
-               "language": config.language, "task": config.task, "max_steps": config.max_steps}
+    results = results_record(config, baseline, finetuned)
     if trainer.is_world_process_zero():
         write_json(output_dir / "results.json", results)
         print(f"Wrote {output_dir / 'results.json'} and the model to {model_dir}")

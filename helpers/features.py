@@ -8,8 +8,6 @@ log-mel features for a whole batch at once (see ``helpers.collator`` and ``bench
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -145,10 +143,9 @@ def format_report(report: dict) -> str:
 
 
 def save_report(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")  # written whole, then renamed: a kill leaves no half file
-    temporary.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, path)
+    from .training import write_json  # atomic: a kill leaves the old report or none, never half of one
+
+    write_json(path, report)
 
 
 def log_mel(audio_16k, feature_extractor: WhisperFeatureExtractor) -> np.ndarray:

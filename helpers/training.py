@@ -283,6 +283,12 @@ def write_json(path: str | Path, data) -> None:
     os.replace(temporary, path)  # atomic on POSIX and Windows when both are on the same file system
 
 
+def results_record(config: CourseConfig, baseline: dict, finetuned: dict) -> dict:
+    """What ``results.json`` holds, from the CLI and notebook 05 alike: both sides' scores and the run."""
+    return {"baseline": baseline, "finetuned": finetuned, "model": config.model, "data": config.data,
+            "language": config.language, "task": config.task, "max_steps": config.max_steps}
+
+
 def read_json(path: str | Path):
     """The JSON in ``path``, or ``None`` when it is missing or unreadable (then it is simply recomputed)."""
     try:

@@ -571,15 +571,13 @@ print(alignment_report(fine_tuned["predictions"], fine_tuned["references"], wors
 """),
         md("## Save the results"),
         code("""
-import json
 from helpers.notebook import artifact_path
+from helpers.training import results_record, write_json
 
-summary = {"baseline": zero_shot["scores"], "finetuned": fine_tuned["scores"], "model": config.model,
-           "data": config.data, "language": config.language, "task": config.task, "max_steps": config.max_steps}
-artifact_path("results").write_text(json.dumps(summary, indent=2))
+write_json(artifact_path("results"), results_record(config, zero_shot["scores"], fine_tuned["scores"]))
 transcripts = {"references": fine_tuned["references"], "zero_shot": zero_shot["predictions"],
                "fine_tuned": fine_tuned["predictions"]}
-artifact_path("predictions").write_text(json.dumps(transcripts, indent=2, ensure_ascii=False))
+write_json(artifact_path("predictions"), transcripts)
 print(f"Fine-tuned WER {fine_tuned['scores']['wer']:.2f} % (zero-shot {zero_shot['scores']['wer']:.2f} %); "
       f"saved {artifact_path('results')}")
 """),
