@@ -29,6 +29,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .config import first_line
+
 SAMPLING_RATE = 16_000
 
 # Short codes used in preprocessing reports, with the words a person reads.
@@ -189,10 +191,11 @@ def _decode_with_ffmpeg(source: object, name: str, kind: str, sampling_rate: int
     try:
         result = subprocess.run(command, input=data, capture_output=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise AudioDecodeError(f"ffmpeg could not decode {kind} ({type(error).__name__}): {name}") from error
+        raise AudioDecodeError(f"ffmpeg could not decode {kind} ({first_line(error)}): {name}") from error
     # Any error ffmpeg reports (a missing index, a partial file) means the clip is damaged.
     if result.returncode != 0 or result.stderr.strip():
-        raise AudioDecodeError(f"damaged {kind} file: {name}")
+        said = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise AudioDecodeError(f"damaged {kind} file ({said[0] if said else f'exit code {result.returncode}'}): {name}")
     return np.frombuffer(result.stdout, dtype=np.float32).copy()
 
 
@@ -215,10 +218,12 @@ def load_audio(audio: dict | str | Path | bytes, sampling_rate: int = SAMPLING_R
             rate = handle.samplerate
             data = handle.read(dtype="float32", always_2d=True)
             announced = _announced_frames(handle, source, data.shape[0])
-    except Exception as error:  # soundfile raises several types for broken files
+    # libsndfile's refusals (not audio, lost sync, cut short) all arrive as SoundFileError; anything else,
+    # such as a TypeError from our own code above, is a bug and must keep its traceback.
+    except sf.SoundFileError as error:
         kind = _foreign_format(_head(source))
         if kind is None:
-            raise AudioDecodeError(f"not readable as audio ({type(error).__name__}): {name}") from error
+            raise AudioDecodeError(f"not readable as audio ({first_line(error)}): {name}") from error
         data, rate = _decode_with_ffmpeg(source, name, kind, sampling_rate)[:, None], sampling_rate
         announced = None
     if data.shape[0] == 0:

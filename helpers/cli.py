@@ -70,11 +70,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> CourseConfig:
     """The profile's config with every flag the user gave applied ('none' clears language and task)."""
-    overrides = {field: getattr(args, field) for field, _, _ in OVERRIDES.values()}
-    config = get_config(args.profile, **overrides)
+    # argparse gives None for a flag not on the command line: only the flags given are overrides.
+    overrides = {field: getattr(args, field) for field, _, _ in OVERRIDES.values() if getattr(args, field) is not None}
     for field in ("language", "task"):
-        if str(getattr(config, field)).lower() in ("none", ""):
-            config = _clear(config, field)
+        if field in overrides and overrides[field].strip().lower() in ("none", ""):
+            overrides[field] = None
+    config = get_config(args.profile, **overrides)
     if config.task not in (None, "transcribe", "translate"):
         raise CourseError(f"Unknown task {config.task!r}; use transcribe, translate or none (English-only models).")
     if getattr(args, "no_fp16", False):
@@ -84,24 +85,19 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
     return config
 
 
-def _clear(config: CourseConfig, field: str) -> CourseConfig:
-    import dataclasses
-
-    return dataclasses.replace(config, **{field: None})
-
-
 def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     """Load ``config.data``, subsample if asked, preprocess, and write ``report.json``; return (prepared, report)."""
-    from .data import load_common_voice
+    from .data import load_common_voice, subsample
+    from .distributed import is_main_process, local_main_process_first
     from .features import format_report, prepare_dataset, save_report
 
-    splits = load_common_voice(config.data, seed=config.seed)
-    for split, limit in (("train", config.max_train_samples), ("test", config.max_test_samples)):
-        if limit is not None and limit < len(splits[split]):
-            splits[split] = splits[split].select(range(limit))
-    prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
-    save_report(report, output_dir / "report.json")
-    print(format_report(report))
+    with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
+        splits = subsample(load_common_voice(config.data, seed=config.seed), config.max_train_samples,
+                           config.max_test_samples)
+        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
+    if is_main_process():
+        save_report(report, output_dir / "report.json")
+        print(format_report(report))
     for split in ("train", "test"):
         if len(prepared[split]) == 0:
             raise CourseError(f"No {split} clip survived preprocessing; {output_dir / 'report.json'} says why "
@@ -121,33 +117,55 @@ def prepare(config: CourseConfig) -> dict:
 
 def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = False,
         push_to: str | None = None) -> dict:
-    """The whole path; see the module docstring. Returns what it writes to results.json."""
-    from .model import load_model_and_processor
-    from .training import build_trainer, evaluate_model, read_json, results_record, train, write_json
+    """The whole path; see the module docstring. Returns what it writes to results.json.
 
+    In a distributed run (torchrun, accelerate launch) every process trains, and the in-training evaluation
+    is shared between them; only the main process scores the zero-shot and the final model, prints and
+    writes files, while the others wait. Every process returns the main process's record.
+    """
+    from .distributed import from_main_process, is_main_process, wait_for_everyone
+    from .evaluation import evaluate_model, evaluation_key, results_record, reuse_or_evaluate
+    from .model import load_model_and_processor
+    from .stamps import check_stamp, run_stamp, write_stamp
+    from .training import build_trainer, last_checkpoint, train, write_json
+
+    main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
+    stamp, checkpoints = run_stamp(config, processor), output_dir / "checkpoints"
+    if resume and last_checkpoint(output_dir, verbose=False):
+        check_stamp(checkpoints, stamp, f"Use another --output-dir, or --no-resume to start over in {output_dir}.")
     prepared, _ = load_and_prepare(config, processor, output_dir)
+    test = prepared["test"]
+
+    def score(scored_model) -> dict:
+        return evaluate_model(scored_model, processor, test, config.eval_batch_size, config.generation_max_length,
+                              fp16=config.fp16)
+
     baseline_file = output_dir / "baseline.json"
-    baseline = read_json(baseline_file) if resume else None  # a resumed run must not re-score the zero-shot model
-    if not baseline:
-        baseline = evaluate_model(model, processor, prepared["test"], config.eval_batch_size,
-                                  config.generation_max_length)["scores"]
-        write_json(baseline_file, baseline)
-    print(f"Zero-shot: {baseline}")
+    if main:
+        if not resume:
+            baseline_file.unlink(missing_ok=True)
+        # Computed once per model, data and generation settings: a resumed or repeated run reuses it.
+        zero_shot, reused = reuse_or_evaluate(baseline_file, evaluation_key(config, config.model, test, processor),
+                                              lambda: score(model))
+        baseline = zero_shot["scores"]
+        print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {baseline}")
+        write_stamp(checkpoints, stamp)
+    wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     trainer = build_trainer(model, processor, prepared, config, output_dir,
                             auto_find_batch_size=auto_find_batch_size)
     train(trainer, resume=resume)
     model_dir = output_dir / "model"
-    trainer.save_model(str(model_dir))
-    if trainer.is_world_process_zero():
+    trainer.save_model(str(model_dir))  # in every process: it writes on the main one, gathering shards if any
+    results = None
+    if main:
         processor.save_pretrained(str(model_dir))
-    finetuned = evaluate_model(trainer.model, processor, prepared["test"], config.eval_batch_size,
-                               config.generation_max_length)["scores"]
-    print(f"Fine-tuned: {finetuned}")
-    results = results_record(config, baseline, finetuned)
-    if trainer.is_world_process_zero():
+        write_stamp(model_dir, stamp)
+        finetuned = score(trainer.model)["scores"]
+        print(f"Fine-tuned: {finetuned}")
+        results = results_record(config, baseline, finetuned)
         write_json(output_dir / "results.json", results)
         print(f"Wrote {output_dir / 'results.json'} and the model to {model_dir}")
         if push_to:  # only now, with the model saved: a failed push leaves it and says how to retry
@@ -157,7 +175,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
                 print(push_model(model_dir, push_to, raise_on_failure=True))
             except PushError as error:
                 print(f"warning: {error}", file=sys.stderr)
-    return results
+    return from_main_process(results)  # also keeps the others until the main process is done
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,26 @@
-"""Profiles: the course's real run (``t4``) and the offline ``smoke`` run, which differ only in values.
+"""Profiles say *what* runs, recipes *how it trains*, the machine *where*; all three only set values.
 
-``COURSE_PROFILE=smoke|t4`` picks one; with none set, a CUDA machine that can reach the Hub gets ``t4``
-and anything else gets ``smoke``. Every field can be overridden from Python (``get_config(max_steps=10)``)
-or from the command line (``python -m helpers run --max-steps 10``).
+* A profile (``t4``: the course's whisper-small on Common Voice; ``smoke``: a tiny random Whisper on the
+  bundled clips) picks model, data, run length and batch sizes. ``COURSE_PROFILE=smoke|t4`` picks one; with
+  none set, Colab gets ``t4`` (a CPU runtime there is told to switch to a GPU where one is needed, never
+  given the smoke run silently), another CUDA machine that can reach the Hub gets ``t4``, anything else
+  ``smoke``.
+* A recipe (learning rate, warm-up, schedule) follows the *model*: a pretrained checkpoint gets the
+  course's (``RECIPES["course"]``) whatever the profile, the random smoke model its own. A pretrained
+  model trained at the smoke model's learning rate is destroyed in a few steps.
+* The machine decides device and precision: fp16 and CUDA when there is a GPU, fp32 on the CPU.
+
+Every field can be overridden from Python (``get_config(max_steps=10)``) or the command line
+(``python -m helpers run --max-steps 10``); an explicit value always wins over profile and recipe.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +34,11 @@ SMOKE_MODEL_DIR = CACHE_DIR / "whisper-smoke"
 
 class CourseError(Exception):
     """A problem the learner can fix (a missing folder, an unknown language): one clear sentence, no traceback."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of ``error``'s message (its type's name when it has none), for one-sentence errors."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 @dataclass
@@ -54,25 +70,44 @@ class CourseConfig:
     num_proc: int = field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)))
     dataloader_num_workers: int = 2
     seed: int = 42
+    # In-training evaluation scores a fixed, seeded subset of the test split (``None``: all of it), so that
+    # evaluating at every save stays cheap; the chosen model is scored on the whole split at the end.
+    eval_subset_size: int | None = 300
     reason: str = ""
+    recipe: str = "course"
+    recipe_reason: str = ""
 
     def replace(self, **overrides) -> "CourseConfig":
-        """Return a copy with ``overrides`` applied; ``None`` values leave a field unchanged."""
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        """Return a copy with every key of ``overrides`` applied, ``None`` included.
+
+        ``replace(language=None)`` clears the language (English-only models); a setting that is not
+        passed stays as it is. ``None`` is refused for fields that cannot be empty (``max_steps=None``).
+        """
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = set(overrides) - set(fields)
         if unknown:
             raise TypeError(f"Unknown setting(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        not_optional = sorted(k for k, v in overrides.items() if v is None and "None" not in str(fields[k].type))
+        if not_optional:
+            raise TypeError(f"Setting(s) {', '.join(not_optional)} cannot be None")
+        return dataclasses.replace(self, **overrides)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 PROFILES: dict[str, dict] = {
-    # The Hugging Face Audio course's settings for whisper-small on a free Colab T4.
+    # The Hugging Face Audio course's settings for whisper-small on a free Colab T4, but for the saving
+    # cadence: the course saves once, at step 500, so a disconnect at step 450 loses the whole run. Every
+    # 100 steps (about 9 minutes on a T4) bounds the loss; each save needs a WER for best-model selection,
+    # so it is measured on a 300-clip subset of the test split (about a minute).
     "t4": dict(
         model="openai/whisper-small",
         data=os.environ.get("COURSE_DATA", "mdc:common-voice-dv"),
         output_dir="whisper-small-dv",
+        eval_steps=100,
+        save_steps=100,
+        eval_subset_size=300,
     ),
     # Same code path on 2 CPU cores in minutes: tiny random Whisper, real vocabulary, bundled clips.
     "smoke": dict(
@@ -82,9 +117,6 @@ PROFILES: dict[str, dict] = {
         max_steps=60,
         train_batch_size=8,
         eval_batch_size=16,
-        learning_rate=5e-3,  # a tiny random model needs a large step to learn anything in a few dozen
-        warmup_steps=5,
-        lr_scheduler_type="linear",  # decaying to 0 steadies a tiny model trained at a large learning rate
         eval_steps=30,
         save_steps=30,
         logging_steps=5,
@@ -92,8 +124,43 @@ PROFILES: dict[str, dict] = {
         fp16=False,
         generation_max_length=64,
         dataloader_num_workers=0,
+        eval_subset_size=16,  # of 24 test clips: the subset's code path runs in CI too
     ),
 }
+
+# The training recipe follows the model being trained, not the machine (see the module docstring).
+RECIPES: dict[str, dict] = {
+    # The course's, for every pretrained checkpoint: small steps keep what the model already knows.
+    "course": dict(learning_rate=1e-5, warmup_steps=50, lr_scheduler_type="constant_with_warmup"),
+    # A tiny random model needs a large step to learn anything in a few dozen; decaying to 0 steadies it.
+    "random-init": dict(learning_rate=5e-3, warmup_steps=5, lr_scheduler_type="linear"),
+}
+# Written into the smoke model's config.json (and so into every model fine-tuned from it).
+RANDOM_INIT_MARK = "course_random_init"
+
+
+def is_random_init(model: str) -> bool:
+    """Whether ``model`` is the randomly initialised smoke model (or was fine-tuned from it)."""
+    folder = Path(model)
+    if folder.resolve() == SMOKE_MODEL_DIR.resolve():
+        return True
+    try:
+        return bool(json.loads((folder / "config.json").read_text(encoding="utf-8")).get(RANDOM_INIT_MARK))
+    except (OSError, ValueError, AttributeError):
+        return False  # a Hub id, or a folder without a readable config: a pretrained checkpoint
+
+
+def choose_recipe(model: str, max_steps: int) -> tuple[str, dict, str]:
+    """``(name, values, reason)`` of the training recipe for ``model`` over ``max_steps`` steps.
+
+    Warm-up is the recipe's, but at most a tenth of the run, so a short run still reaches its peak
+    learning rate (the course's 50 of 500 steps is exactly that tenth).
+    """
+    name = "random-init" if is_random_init(model) else "course"
+    values = dict(RECIPES[name])
+    values["warmup_steps"] = min(values["warmup_steps"], max(1, max_steps // 10))
+    reason = ("a randomly initialised model" if name == "random-init" else "a pretrained checkpoint")
+    return name, values, reason
 
 
 def _hub_reachable(timeout: float = 1.5) -> bool:
@@ -106,6 +173,11 @@ def _hub_reachable(timeout: float = 1.5) -> bool:
         return False
 
 
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules or ("COLAB_RELEASE_TAG" in os.environ and Path("/content").is_dir())
+
+
 def choose_profile() -> tuple[str, str]:
     """Return ``(profile, reason)`` from ``COURSE_PROFILE`` or, failing that, from the machine."""
     asked = os.environ.get(PROFILE_ENV, "").strip().lower()
@@ -115,6 +187,11 @@ def choose_profile() -> tuple[str, str]:
         return asked, f"{PROFILE_ENV}={asked} is set"
     import torch
 
+    if in_colab():
+        # A CPU runtime (GPU quota gone) must not silently swap the course's data for the smoke clips: the
+        # stages that need a GPU say so instead (see helpers.notebook.setup).
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU in this runtime"
+        return "t4", f"this is Colab ({gpu}); set {PROFILE_ENV}=smoke for the offline run"
     if not torch.cuda.is_available():
         return "smoke", f"no CUDA GPU found and {PROFILE_ENV} is not set"
     if not _hub_reachable():
@@ -130,21 +207,42 @@ def get_config(profile: str | None = None, **overrides) -> CourseConfig:
         if profile not in PROFILES:
             raise CourseError(f"Unknown profile {profile!r}; use one of: {', '.join(PROFILES)}.")
         reason = "asked for explicitly"
-    return CourseConfig(profile=profile, reason=reason, **PROFILES[profile]).replace(**overrides)
+    values = PROFILES[profile]
+    given = {key: value for key, value in overrides.items() if value is not None}
+    model = given.get("model", values["model"])
+    max_steps = given.get("max_steps", values.get("max_steps", CourseConfig.max_steps))
+    recipe, recipe_values, recipe_reason = choose_recipe(model, max_steps)
+    config = CourseConfig(profile=profile, reason=reason, recipe=recipe, recipe_reason=recipe_reason,
+                          **values, **recipe_values)
+    return config.replace(**overrides)
 
 
 def describe(config: CourseConfig) -> str:
-    """One line saying which profile is in use and why, for notebooks and the CLI."""
-    return f"Profile '{config.profile}' ({config.reason}): model {config.model}, data {config.data}"
+    """Which profile, recipe and precision are in use and why, for notebooks and the CLI."""
+    recipe = RECIPES.get(config.recipe, {})
+    changed = [key for key in ("learning_rate", "lr_scheduler_type") if getattr(config, key) != recipe.get(key)]
+    import torch
+
+    cuda = torch.cuda.is_available()
+    precision = ("fp16 on CUDA" if config.fp16 else "fp32 on CUDA (fp16 off)") if cuda else "fp32 on the CPU (no GPU)"
+    return (f"Profile '{config.profile}' ({config.reason}): model {config.model}, data {config.data}\n"
+            f"Recipe '{config.recipe}' ({config.recipe_reason}): learning rate {config.learning_rate:g}, "
+            f"{config.warmup_steps} warm-up steps, {config.lr_scheduler_type} schedule, {config.max_steps} steps"
+            + (f" (set by you: {', '.join(changed)})" if changed else "") + f"; {precision}")
 
 
-def workspace_dir() -> Path:
-    """Where stages hand artifacts to each other: ``COURSE_WORKSPACE``, Drive in Colab, else ./workspace."""
+def workspace_dir(profile: str | None = None) -> Path:
+    """Where stages hand artifacts to each other: a folder per profile in the workspace root.
+
+    The root is ``COURSE_WORKSPACE``, ``MyDrive/whisper-course`` in Colab with Drive mounted, else
+    ./workspace. Each profile has its own folder, so a smoke run never feeds a real one.
+    """
     if os.environ.get(WORKSPACE_ENV):
-        path = Path(os.environ[WORKSPACE_ENV])
+        root = Path(os.environ[WORKSPACE_ENV])
     elif Path("/content/drive/MyDrive").is_dir():
-        path = Path("/content/drive/MyDrive/whisper-course")
+        root = Path("/content/drive/MyDrive/whisper-course")
     else:
-        path = Path.cwd() / "workspace"
+        root = Path.cwd() / "workspace"
+    path = root / (profile or choose_profile()[0])
     path.mkdir(parents=True, exist_ok=True)
     return path

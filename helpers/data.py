@@ -33,7 +33,7 @@ from pathlib import Path
 
 from datasets import Audio, Dataset, DatasetDict, concatenate_datasets
 
-from .config import CourseError
+from .config import CourseError, first_line
 
 TRANSCRIPT_COLUMNS = ("sentence", "transcription", "text", "transcript", "normalized_text")
 CV_EXPECTED = "a Common Voice locale folder with clips/, train.tsv, dev.tsv and test.tsv"
@@ -308,24 +308,47 @@ def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 
 
     try:
         extracted = download_dataset(dataset_id, download_directory=download_dir or _mdc_download_dir(), extract=True)
-    except Exception as error:  # the SDK raises HTTP, permission, rate-limit and network errors
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: {first_line}") from error
+    except _mdc_errors() as error:
+        raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: "
+                              f"{first_line(error)}") from error
     return load_cv_folder(Path(extracted), seed)
+
+
+def _mdc_errors() -> tuple[type[BaseException], ...]:
+    """What the MDC SDK raises for a refused key or terms, a missing dataset, rate limits, the network, a bad
+    archive; not ``TypeError`` and its kind, which are bugs and keep their traceback."""
+    import tarfile
+    import zipfile
+
+    # OSError covers requests' HTTP and connection errors and PermissionError; AuthenticationError and
+    # RateLimitError are RuntimeErrors; DownloadError is the SDK's own.
+    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, tarfile.TarError, zipfile.BadZipFile]
+    try:
+        from datacollective.errors import DownloadError
+
+        errors.append(DownloadError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def load_from_hub(dataset_id: str, seed: int = 42) -> DatasetDict:
     """Load a Hub dataset (``owner/name`` or ``owner/name:config``) with the same train/test shape."""
     from datasets import load_dataset
 
+    from datasets.exceptions import DatasetsError
+
+    from .hub import explain_hub_error, transport_errors
+
     name, _, config = dataset_id.partition(":")
     try:
         splits = load_dataset(name, config or None)
-    except Exception as error:
-        first_line = (str(error).strip().splitlines() or [""])[0]
+    # What the Hub and datasets raise for a dataset that cannot be had (not found, gated, bad token, offline,
+    # an unknown config, a loading script datasets no longer runs); a bug of ours keeps its traceback.
+    except (OSError, ValueError, RuntimeError, DatasetsError, *transport_errors()) as error:
+        why = explain_hub_error(error, name, repo_type="dataset") or f"{type(error).__name__}: {first_line(error)}"
         raise DataSourceError(
-            f"{dataset_id!r} is not a local folder and could not be loaded as a Hub dataset "
-            f"({type(error).__name__}: {first_line})."
+            f"{dataset_id!r} is not a local folder and could not be loaded as a Hub dataset: {why}."
         ) from error
     return _train_test(splits, dataset_id, seed)
 
@@ -361,3 +384,11 @@ def load_common_voice(source: str | Path, seed: int = 42) -> DatasetDict:
             "'mdc:<dataset-id>' or a Hub dataset id 'owner/name'."
         )
     return load_from_hub(text, seed)
+
+
+def subsample(splits: DatasetDict, max_train: int | None, max_test: int | None) -> DatasetDict:
+    """Keep the first ``max_train`` / ``max_test`` clips of each split when set (a quicker run)."""
+    for split, limit in (("train", max_train), ("test", max_test)):
+        if limit is not None and limit < len(splits[split]):
+            splits[split] = splits[split].select(range(limit))
+    return splits

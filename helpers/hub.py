@@ -7,6 +7,7 @@ printed, logged or written to a file of ours.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import socket
@@ -16,8 +17,15 @@ from urllib.parse import urlparse
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub import get_token as _cached_token
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
 
-from .config import CourseError
+from .config import CourseError, first_line
 
 
 def find_token() -> str | None:
@@ -69,26 +77,137 @@ def use_cache_only_if_unreachable(*sources: str | None) -> str | None:
     )
 
 
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean the Hub could not be reached at all, for whichever HTTP client is installed.
+
+    huggingface_hub 1.x talks through ``httpx`` (2.x through ``httpx2``), ``datasets`` turns what it cannot
+    reach into ``ConnectionError``, older stacks used ``requests``; offline mode raises ``OfflineModeIsEnabled``.
+    """
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError, OfflineModeIsEnabled]
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    try:
+        import requests
+
+        found += [requests.ConnectionError, requests.Timeout]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+# What each kind of Hub failure means for the learner; {repo} and {url} are filled in.
+HUB_PROBLEMS = {
+    "gated": "{repo} is gated: open {url}, accept its conditions while logged in, and use a token of that account",
+    "not_found": "{repo} was not found on the Hub (check the spelling; a private repo needs a token that can read it)",
+    "unauthorized": "the Hub rejected the token (401 Unauthorized): it is mistyped, expired or revoked; create one at "
+    "https://huggingface.co/settings/tokens and log in again",
+    "forbidden": "the token is valid but not allowed to do this (403 Forbidden): it may be read-only or limited to "
+    "other repos; use a token with the needed permission",
+    "rate_limited": "the Hub is limiting requests (429 Too Many Requests): wait a few minutes and try again",
+    "server": "the Hub answered with an error (HTTP {status}); try again later",
+    "unreachable": "the Hub could not be reached (no network, or offline mode)",
+}
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every error it was raised from or while handling, outermost first."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
+
+
+def _status(error: BaseException) -> int | None:
+    return getattr(getattr(error, "response", None), "status_code", None)
+
+
+def hub_problem(error: BaseException) -> tuple[str, BaseException] | None:
+    """``(kind, culprit)`` when a Hub failure is behind ``error``: kind is a key of ``HUB_PROBLEMS``, culprit
+    the error in the chain that says so; ``None`` for anything else (a broken file, a bug of ours).
+
+    transformers and datasets re-raise the Hub's typed errors as ``OSError``/``FileNotFoundError`` with the
+    original as their cause, so the whole chain is searched, most specific kind first.
+    """
+    chain = _chain(error)
+    for wanted, kind in ((GatedRepoError, "gated"), (RepositoryNotFoundError, "not_found")):
+        culprit = next((e for e in chain if isinstance(e, wanted)), None)
+        if culprit is not None:
+            return kind, culprit
+    for culprit in chain:
+        if isinstance(culprit, HfHubHTTPError):
+            status = _status(culprit)
+            kinds = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
+            return kinds.get(status, "server"), culprit
+    # datasets raises its own DatasetNotFoundError, often with the Hub's error suppressed ("from None").
+    for culprit in chain:
+        if any(kind.__name__ == "DatasetNotFoundError" for kind in type(culprit).__mro__):
+            return ("gated" if "gated" in str(culprit) else "not_found"), culprit
+    culprit = next((e for e in chain if isinstance(e, (LocalEntryNotFoundError, *transport_errors()))), None)
+    return ("unreachable", culprit) if culprit is not None else None
+
+
+def explain_hub_error(error: BaseException, repo_id: str, repo_type: str = "model", downloading: bool = True) -> str | None:
+    """What went wrong with the Hub behind ``error``, as a clause ending with the error's first line; else ``None``.
+
+    A wrong token, a gated or missing repo and a network that is down read differently, e.g. "the Hub
+    rejected the token (401 Unauthorized): ... (Client error '401 Unauthorized' for url ...)".
+    ``downloading`` adds, when the Hub was out of reach, that the local cache did not have ``repo_id`` either.
+    """
+    found = hub_problem(error)
+    if found is None:
+        return None
+    kind, culprit = found
+    url = f"https://huggingface.co/{'' if repo_type == 'model' else repo_type + 's/'}{repo_id}"
+    text = HUB_PROBLEMS[kind].format(repo=repo_id, url=url, status=_status(culprit))
+    if kind == "unreachable" and downloading:
+        text += f" and {repo_id} is not in the local cache"
+    return f"{text} ({first_line(culprit)})"
+
+
+def _whoami(token: str) -> tuple[str | None, BaseException | None]:
+    try:
+        return HfApi().whoami(token=token)["name"], None
+    except (HfHubHTTPError, OSError, *transport_errors()) as error:  # refused, or not reachable
+        return None, error
+
+
 def who_am_i(token: str | None = None) -> str | None:
     """The logged-in user's name, or ``None`` when there is no valid token or no network."""
     token = token or find_token()
-    if not token:
-        return None
-    try:
-        return HfApi().whoami(token=token)["name"]
-    except Exception:
-        return None
+    return _whoami(token)[0] if token else None
 
 
 def login_status() -> str:
-    """One sentence for learners: who is logged in, or that pushing will be skipped."""
+    """One sentence for learners: who is logged in, or why pushing will be skipped (bad token, no network)."""
     token = find_token()
     if not token:
         return "Not logged in: training and evaluation work as usual; pushing to the Hub will be skipped."
-    user = who_am_i(token)
-    if user is None:
-        return "A token was found but the Hub did not accept it (offline or invalid): pushing will be skipped."
-    return f"Logged in to the Hugging Face Hub as {user}."
+    user, error = _whoami(token)
+    if user is not None:
+        return f"Logged in to the Hugging Face Hub as {user}."
+    kind = (hub_problem(error) or ("other", error))[0]
+    if kind == "unauthorized":
+        why = ("the Hub rejected it (401 Unauthorized): it is mistyped, expired or revoked; create one at "
+               "https://huggingface.co/settings/tokens and log in again")
+    elif kind == "unreachable":
+        why = "the Hub could not be reached (no network, or offline mode); the token was not checked"
+    else:
+        why = "the Hub could not check it"
+    return f"A token was found but {why} ({_redact(first_line(error), token)}): pushing will be skipped."
+
+
+_SECRET = re.compile(r"(?i)(authorization:\s*(?:bearer\s+)?|bearer\s+|token[=:]\s*)\S+|hf_[A-Za-z0-9]{8,}")
+
+
+def _redact(text: str, token: str | None) -> str:
+    """``text`` without the token: Hub errors may quote a request, headers included."""
+    if token:
+        text = text.replace(token, "***").replace(token[3:] if token.startswith("hf_") else token, "***")
+    return _SECRET.sub(lambda m: (m.group(1) or "hf_") + "***", text)
 
 
 def model_card(
@@ -176,7 +295,8 @@ def push_model(model_dir: Path, repo_id: str, token: str | None = None, private:
 
     Call it only after the model is saved locally: nothing here writes to ``model_dir``, so a failed
     push (no network, bad token, no permission) cannot damage it. The token goes to ``huggingface_hub``
-    and nowhere else; error messages name the error's type, never its text, which may quote a request.
+    and nowhere else; error messages name the error's type, what it means, and its first line with
+    anything that looks like a token masked (a Hub error may quote the request, headers included).
     With ``raise_on_failure`` a failure raises ``PushError`` instead of returning the message.
     """
     model_dir = Path(model_dir)
@@ -194,10 +314,12 @@ def push_model(model_dir: Path, repo_id: str, token: str | None = None, private:
             api.create_repo(repo_id, exist_ok=True, private=private)
             api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="Fine-tuned Whisper")
             return f"Pushed to https://huggingface.co/{repo_id}"
-        except Exception as error:  # network, authentication, permission, rate limits: all leave the model as is
+        # Network, token, permission, rate limits, an invalid repo id: all leave the model as it is.
+        except (HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
+            why = explain_hub_error(error, repo_id, downloading=False) or first_line(error)
             message = (
-                f"Push failed ({type(error).__name__}); the model is safe in {model_dir}. Push it later with "
-                f"`{push_later_command(model_dir, repo_id)}`."
+                f"Push failed ({type(error).__name__}): {_redact(why, token)}; the model is safe in {model_dir}. "
+                f"Push it later with `{push_later_command(model_dir, repo_id)}`."
             )
     if raise_on_failure:
         raise PushError(message)

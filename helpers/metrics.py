@@ -2,13 +2,18 @@
 
 Whisper's ``BasicTextNormalizer`` (the course's normaliser) replaces every Unicode mark with a space.
 Thaana and Sinhala write vowels as combining marks, so it cuts every word into pieces and its "WER" counts
-fragments, not words. ``normalize`` lower-cases and removes punctuation but keeps marks; we report both.
+fragments, not words. :func:`normalize` lower-cases and removes punctuation but keeps marks and the
+joiners that are part of a word's spelling; we report both.
+
+Our scores call jiwer directly rather than the course's ``evaluate.load("wer")``: that call fetches a
+script from the Hugging Face Hub (so it fails offline), and the script does the same sums with jiwer's
+``process_words`` (evaluate >= 0.4.4). :func:`course_evaluate_wer` makes the course's call to show it.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
+from pathlib import Path
 from typing import Callable
 
 import jiwer
@@ -17,12 +22,62 @@ from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 
 _basic = BasicTextNormalizer()
 
+# Format characters (category Cf) that belong to a word's spelling: ZERO WIDTH NON-JOINER and ZERO WIDTH
+# JOINER pick a conjunct, a ligature or a letter's shape in Brahmic scripts (Sinhala's yansaya, rakaransaya,
+# repaya and touching letters are written with ZWJ) and in Arabic-script Persian and Urdu (the ZWNJ of
+# می‌خواهم), and MONGOLIAN VOWEL SEPARATOR sits inside Mongolian words.
+WORD_JOINERS = frozenset("\u200c\u200d\u180e")
+# ZERO WIDTH SPACE is a format character too, but its job is to mark a word boundary without a visible
+# space (Thai, Khmer, Myanmar): it separates words.
+_INVISIBLE_SEPARATORS = frozenset("\u200b")
+# Apostrophes join the parts of one word ("it's", "don't"): between two letters they are removed, not
+# turned into a space, so the word stays one word.
+_APOSTROPHES = frozenset("'\u2019")
+# ARABIC TATWEEL (category Lm) only stretches a word to justify a line: a decoration, removed.
+_DECORATIONS = frozenset("\u0640")
+
+
+def _is_word_character(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LMN" or ch in WORD_JOINERS
+
 
 def normalize(text: str) -> str:
-    """Lower-case, drop punctuation and symbols, keep letters, digits and combining marks, squeeze spaces."""
-    text = unicodedata.normalize("NFC", text).lower()
-    kept = (" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text)
-    return re.sub(r"\s+", " ", "".join(kept)).strip()
+    """Lower-case; remove punctuation, symbols and invisible controls; keep every letter, mark and joiner.
+
+    Unicode categories, character by character (after NFC composition and lower-casing):
+
+    * kept: letters (L*), digits and other numbers (N*), combining marks (Mn, Mc, Me: the vowel signs,
+      viramas/al-lakuna, Thaana's fili and sukun, nuktas; they are part of the letter they sit on), the
+      joiners in :data:`WORD_JOINERS` (Cf; ZWJ and ZWNJ change which word is written, see above), and
+      private-use or unassigned code points (Co, Cn: a letter from a newer Unicode version than Python's
+      tables is still a letter);
+    * become a space, since they separate words: punctuation (P*), symbols (S*: currency, maths, emoji,
+      spacing accents), spaces and line or paragraph separators (Z*), control characters (Cc: tab,
+      newline) and ZERO WIDTH SPACE;
+    * removed without a space, since they sit inside a word and change nothing a listener hears: the other
+      format characters (Cf: soft hyphen, left-to-right and right-to-left marks and embeddings, word joiner,
+      byte-order mark), an apostrophe between two letters, ARABIC TATWEEL, and lone surrogates (Cs).
+
+    So "ශ්‍රී ලංකාව." is two words with its ZWJ intact, "It's FINE!" is "its fine", and spaces are squeezed.
+    A "word" made of joiners alone (left over from removed punctuation) is dropped.
+    """
+    text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).lower())
+    out = []
+    for i, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if ch in WORD_JOINERS:
+            out.append(ch)
+        elif ch in _APOSTROPHES and 0 < i < len(text) - 1 and _is_word_character(text[i - 1]) \
+                and _is_word_character(text[i + 1]):
+            continue
+        elif ch in _INVISIBLE_SEPARATORS or category[0] in "PSZ" or category == "Cc":
+            out.append(" ")
+        elif category in ("Cf", "Cs") or ch in _DECORATIONS:
+            continue
+        else:
+            out.append(ch)
+    words = "".join(out).split()
+    return " ".join(word for word in words if not set(word) <= WORD_JOINERS)
 
 
 def basic_normalize(text: str) -> str:
@@ -30,27 +85,103 @@ def basic_normalize(text: str) -> str:
     return _basic(text)
 
 
-def _rate(measure: Callable, references: list[str], predictions: list[str]) -> float:
-    # jiwer refuses empty references; like the course, score only the pairs with a reference left.
-    pairs = [(r, p) for r, p in zip(references, predictions) if r.strip()]
-    if not pairs:
+def scored_pairs(predictions: list[str], references: list[str]) -> list[int]:
+    """Indices of the (prediction, reference) pairs that are scored: those whose reference has a word left
+    after :func:`normalize`.
+
+    A pair whose reference is empty (or only punctuation) has no word to get right or wrong, so every
+    error rate would be undefined for it on its own; like the course (which drops references that its
+    normaliser leaves empty), we leave such pairs out of all four scores.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    return [i for i, reference in enumerate(references) if normalize(reference)]
+
+
+def _rate(error_rate: Callable, references: list[str], predictions: list[str]) -> float:
+    # Corpus-level: all errors over all reference units (words or characters), as jiwer and evaluate do.
+    # A reference that a metric's own normaliser empties (Whisper's can, e.g. "(laughs)") adds its
+    # prediction as insertions (jiwer >= 4); with no reference unit at all the rate is undefined.
+    if not any(reference.strip() for reference in references):
         return float("nan")
-    refs, hyps = zip(*pairs)
-    return round(100 * measure(list(refs), list(hyps)), 2)
+    return round(100 * error_rate(list(references), list(predictions)), 2)
 
 
 def wer_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """``wer_ortho`` (raw text), ``wer`` (our normaliser), ``wer_basic`` (course's), ``cer``: percentages."""
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    norm_refs, norm_hyps = [normalize(t) for t in references], [normalize(t) for t in predictions]
+    """Error rates in percent over the scored pairs (see :func:`scored_pairs`), and ``n``, how many there are.
+
+    * ``wer_ortho``: word error rate on the raw text (case and punctuation count as errors);
+    * ``wer``: word error rate after :func:`normalize` (case and punctuation ignored, words kept whole);
+    * ``wer_basic``: word error rate after Whisper's ``BasicTextNormalizer``, the course's "normalised" WER;
+    * ``cer``: character error rate after :func:`normalize`: edit distance over Unicode code points (NFC),
+      each combining mark and joiner one character and the single space between words included, divided
+      by the references' code points.
+
+    All four count the same ``n`` pairs; with none (every reference empty) each rate is NaN.
+    """
+    keep = scored_pairs(predictions, references)
+    refs, hyps = [references[i] for i in keep], [predictions[i] for i in keep]
+    norm_refs, norm_hyps = [normalize(t) for t in refs], [normalize(t) for t in hyps]
     return {
-        "wer_ortho": _rate(jiwer.wer, references, predictions),
+        "wer_ortho": _rate(jiwer.wer, refs, hyps),
         "wer": _rate(jiwer.wer, norm_refs, norm_hyps),
-        "wer_basic": _rate(jiwer.wer, [basic_normalize(t) for t in references], [basic_normalize(t) for t in predictions]),
+        "wer_basic": _rate(jiwer.wer, [basic_normalize(t) for t in refs], [basic_normalize(t) for t in hyps]),
         "cer": _rate(jiwer.cer, norm_refs, norm_hyps),
-        "n": len(references),
+        "n": len(keep),
     }
+
+
+def course_evaluate_wer(predictions: list[str], references: list[str], path: str = "wer") -> tuple[float | None, str]:
+    """The course's ``100 * evaluate.load("wer").compute(...)`` on the pairs and text ``wer_basic`` scores.
+
+    Returns ``(score, sentence)``: the score rounded as ours are, or ``None`` and one sentence saying why it
+    could not be computed (no ``evaluate``, one too old for jiwer 4, or no Hub to fetch the script from:
+    ``evaluate.load`` downloads ``wer.py`` for the installed version, or reads it from its cache).
+    ``path`` goes to ``evaluate.load`` (a local script works offline).
+    """
+    keep = scored_pairs(predictions, references)
+    refs = [basic_normalize(references[i]) for i in keep]
+    hyps = [basic_normalize(predictions[i]) for i in keep]
+    try:
+        import evaluate
+    except ImportError:
+        return None, "Skipped: the evaluate package is not installed (pip install 'evaluate>=0.4.4')."
+    from packaging.version import Version
+
+    if Version(evaluate.__version__) < Version("0.4.4"):
+        return None, (f"Skipped: evaluate {evaluate.__version__}'s WER script calls jiwer's compute_measures, "
+                      "which jiwer 4 removed; evaluate 0.4.4 and later use process_words.")
+    if not refs:
+        return None, "Skipped: no reference has a word to score."
+    local = Path(path).is_file()
+    offline = not local and (_offline_mode(evaluate) or not _hub_reachable())
+    was_offline = evaluate.config.HF_EVALUATE_OFFLINE
+    # Offline, evaluate goes straight to its cache instead of retrying the Hub.
+    evaluate.config.HF_EVALUATE_OFFLINE = was_offline or offline
+    try:
+        metric = evaluate.load(path)
+        score = 100 * metric.compute(predictions=hyps, references=refs)
+    except Exception as error:  # network, cache, script: the cell must say why and go on
+        if offline:
+            return None, ("Skipped: offline, and evaluate.load fetches its WER script from the Hugging Face Hub "
+                          "(it is not in the local cache); our scores use jiwer directly, the same sums.")
+        said = str(error).strip().splitlines()
+        return None, f"Skipped: evaluate.load({path!r}) failed ({type(error).__name__}: {said[0] if said else ''})."
+    finally:
+        evaluate.config.HF_EVALUATE_OFFLINE = was_offline
+    return round(score, 2), f"evaluate {evaluate.__version__}'s WER on the {len(refs)} pairs wer_basic scores."
+
+
+def _offline_mode(evaluate) -> bool:
+    from huggingface_hub import constants
+
+    return bool(evaluate.config.HF_EVALUATE_OFFLINE or constants.HF_HUB_OFFLINE)
+
+
+def _hub_reachable() -> bool:
+    from .hub import hub_reachable
+
+    return hub_reachable()
 
 
 def make_compute_metrics(tokenizer) -> Callable:
@@ -69,10 +200,9 @@ def make_compute_metrics(tokenizer) -> Callable:
 def alignment_report(predictions: list[str], references: list[str], worst: int = 3) -> str:
     """jiwer's word-level alignment of the ``worst`` examples by normalised WER, for reading errors."""
     scored = []
-    for hyp, ref in zip(predictions, references):
-        ref_n, hyp_n = normalize(ref), normalize(hyp)
-        if ref_n:
-            scored.append((jiwer.wer(ref_n, hyp_n), ref_n, hyp_n))
+    for i in scored_pairs(predictions, references):
+        ref_n, hyp_n = normalize(references[i]), normalize(predictions[i])
+        scored.append((jiwer.wer(ref_n, hyp_n), ref_n, hyp_n))
     scored.sort(key=lambda item: item[0], reverse=True)
     if not scored:
         return "(no references to align)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 from transformers import (
@@ -24,7 +25,8 @@ from transformers import (
 from transformers.convert_slow_tokenizer import TikTokenConverter
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
-from .config import SMOKE_MODEL_DIR, CourseError
+from .config import RANDOM_INIT_MARK, SMOKE_MODEL_DIR, CourseError, first_line
+from .hub import explain_hub_error, transport_errors
 
 # Whisper's special tokens, in the order openai-whisper assigns ids after the BPE ranks.
 NUM_LANGUAGES = 99  # whisper-small and every model but large-v3 (100)
@@ -151,6 +153,7 @@ def build_smoke_model(folder: Path = SMOKE_MODEL_DIR, seed: int = 0, english_onl
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
+        **{RANDOM_INIT_MARK: True},  # picks its own training recipe, in this folder and in its fine-tuned copies
     )
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config)
@@ -182,7 +185,8 @@ def smoke_model_is_current(folder: Path = SMOKE_MODEL_DIR) -> bool:
         saved = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    return all(saved.get(key) == value for key, value in SMOKE_ARCHITECTURE.items())
+    expected = {**SMOKE_ARCHITECTURE, RANDOM_INIT_MARK: True}
+    return all(saved.get(key) == value for key, value in expected.items())
 
 
 def ensure_smoke_model(force: bool = False) -> Path:
@@ -198,22 +202,102 @@ def _ensure_smoke_model(model_id: str) -> None:
         ensure_smoke_model()
 
 
-def _load_error(model_id: str, error: Exception) -> ModelLoadError:
-    return ModelLoadError(
-        f"Could not load the Whisper model {model_id!r}: it is neither a folder with a saved Whisper model "
-        f"nor a Hub model id that can be downloaded here ({type(error).__name__})."
-    )
+# Anything else a path-like id could be is checked before from_pretrained, whose errors do not say which.
+_HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
+GPT2_END_OF_TEXT = 50256  # <|endoftext|> in the *.en models' GPT-2 vocabulary; 50257 in the multilingual one
+
+
+def _source_problem(model_id: str) -> str | None:
+    """Why ``model_id`` cannot be a model, seen before anything is loaded: a folder that is not there or holds
+    no model. ``None`` for a folder with a config.json and for anything shaped like a Hub id."""
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return None if (path / "config.json").is_file() else f"the folder {path} holds no saved model (no config.json)"
+    if path.exists():
+        return f"{path} is a file; a saved model is a folder with config.json, the weights and the tokenizer"
+    if _HUB_ID.fullmatch(model_id) and ".." not in model_id:
+        return None
+    return f"there is no folder {path} (a Hub model id looks like 'openai/whisper-small')"
+
+
+def _causes(error: BaseException) -> str:
+    """The first line of ``error`` and, when it wraps another, of the error at the root of it all."""
+    root, seen = error, {id(error)}
+    while (inner := root.__cause__ or root.__context__) is not None and id(inner) not in seen:
+        root = inner
+        seen.add(id(inner))
+    outer, innermost = first_line(error), first_line(root)
+    return outer if root is error or innermost in outer else f"{outer.rstrip('.')}: {innermost}"
+
+
+def _load_error(model_id: str, error: BaseException) -> ModelLoadError:
+    """One sentence on why ``model_id`` did not load, keeping what the underlying error said."""
+    prefix = f"Could not load the Whisper model {model_id!r}: "
+    if Path(model_id).expanduser().exists():
+        return ModelLoadError(f"{prefix}the folder's files could not be read as a Whisper model ({_causes(error)}).")
+    hub = explain_hub_error(error, model_id)
+    if hub:
+        return ModelLoadError(f"{prefix}{hub}; nor is there a folder of that name here.")
+    return ModelLoadError(f"{prefix}it is neither a folder here nor a Hub model id that can be loaded ({_causes(error)}).")
+
+
+def _from_pretrained(kind, model_id: str):
+    try:
+        return kind.from_pretrained(model_id)
+    # What a missing, unreachable, refused or broken checkpoint raises (transformers wraps the Hub's errors
+    # in OSError, a broken JSON file is a ValueError); other errors are bugs and keep their traceback.
+    except (OSError, ValueError, *transport_errors()) as error:
+        raise _load_error(model_id, error) from error
+
+
+def is_english_only(model_id: str, tokenizer: WhisperTokenizer | None = None) -> bool:
+    """Whether ``model_id`` is an English-only checkpoint (``*.en``), which takes no language or task token.
+
+    Its generation config says so as ``generate`` reads it (``is_multilingual`` false, or no ``lang_to_id``);
+    a checkpoint saved without one is told by its vocabulary: GPT-2's, where ``<|endoftext|>`` is 50256.
+    Every ``*.en`` tokenizer has the language tokens too, so their presence proves nothing.
+    """
+    try:
+        generation = GenerationConfig.from_pretrained(model_id)
+    except (OSError, ValueError):  # no generation_config.json (optional): the vocabulary decides
+        generation = None
+    if generation is not None and hasattr(generation, "is_multilingual"):
+        return not (generation.is_multilingual and getattr(generation, "lang_to_id", None))
+    tokenizer = tokenizer or _from_pretrained(WhisperTokenizer, model_id)
+    return tokenizer.convert_tokens_to_ids("<|endoftext|>") == GPT2_END_OF_TEXT
+
+
+def _load_processor(model_id: str, language: str | None, task: str | None) -> tuple[WhisperProcessor, bool]:
+    """``(processor, english_only)``; the one place that decides the label prefix (see ``load_processor``)."""
+    _ensure_smoke_model(model_id)
+    problem = _source_problem(model_id)
+    if problem:
+        raise ModelLoadError(f"Could not load the Whisper model {model_id!r}: {problem}.")
+    language = resolve_language(language)
+    # config.json first: its errors carry the Hub's typed error or the JSON error as their cause, which
+    # the processor's loader drops ("Can't load feature extractor for ...").
+    _from_pretrained(WhisperConfig, model_id)
+    processor = _from_pretrained(WhisperProcessor, model_id)
+    english_only = is_english_only(model_id, processor.tokenizer)
+    if english_only:
+        if language not in (None, "english", "en") or task not in (None, "transcribe"):
+            print(f"Note: {model_id} is English-only; language {language!r} and task {task!r} are ignored.")
+        language = task = None
+    tokenizer = processor.tokenizer
+    # Set directly: set_prefix_tokens(language=None) would keep a language saved with the tokenizer.
+    tokenizer.language, tokenizer.task = language, task
+    tokenizer.set_prefix_tokens()  # rebuilds the label template: <|startoftranscript|>[lang][task]<|notimestamps|>
+    return processor, english_only
 
 
 def load_processor(model_id: str, language: str | None = None, task: str | None = None) -> WhisperProcessor:
-    """The checkpoint's processor, its tokenizer's prefix set to ``language`` and ``task`` when multilingual."""
-    _ensure_smoke_model(model_id)
-    try:
-        processor = WhisperProcessor.from_pretrained(model_id)
-    except (OSError, ValueError) as error:
-        raise _load_error(model_id, error) from error
-    processor.tokenizer.set_prefix_tokens(language=resolve_language(language), task=task)
-    return processor
+    """The checkpoint's processor, its tokenizer's label prefix set to ``language`` and ``task``.
+
+    An English-only checkpoint (``*.en``, see :func:`is_english_only`) takes neither: its labels start
+    ``<|startoftranscript|><|notimestamps|>``, and a language or task other than English transcription is
+    ignored with a printed note. ``None`` leaves the language (or task) out of the prefix.
+    """
+    return _load_processor(model_id, language, task)[0]
 
 
 def load_model_and_processor(
@@ -223,23 +307,12 @@ def load_model_and_processor(
 
     Language and task go on ``model.generation_config`` (today's API; ``forced_decoder_ids`` is gone) and on
     the tokenizer, whose prefix tokens then start every label. English-only checkpoints (``*.en``) take
-    neither: they are ignored there, with a note.
+    neither, as in :func:`load_processor`.
     """
-    language = resolve_language(language)
-    processor = load_processor(model_id, language, task)
-    try:
-        model = WhisperForConditionalGeneration.from_pretrained(model_id)
-    except (OSError, ValueError) as error:
-        raise _load_error(model_id, error) from error
+    processor, english_only = _load_processor(model_id, language, task)
+    model = _from_pretrained(WhisperForConditionalGeneration, model_id)
     generation = model.generation_config
-    if getattr(generation, "is_multilingual", False) and getattr(generation, "lang_to_id", None):
-        generation.language = language
-        generation.task = task
-    else:
-        if language not in (None, "english", "en") or task not in (None, "transcribe"):
-            print(f"Note: {model_id} is English-only; language {language!r} and task {task!r} are ignored.")
-        processor.tokenizer.language = processor.tokenizer.task = None
-        processor.tokenizer.set_prefix_tokens()  # rebuilds the label template without language and task
-        generation.language = generation.task = None
+    generation.language = None if english_only else processor.tokenizer.language
+    generation.task = None if english_only else processor.tokenizer.task
     generation.forced_decoder_ids = None
     return model, processor

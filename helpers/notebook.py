@@ -1,10 +1,9 @@
-"""What the seven course notebooks share: set-up, badges, the workspace hand-off and stage-input checks.
+"""What the seven course notebooks share: set-up, badges, display helpers and the Hub login.
 
 Every notebook starts with the same set-up cell, which installs the project in Colab and then calls
-:func:`setup`: quiet library logging, Google Drive mounted as the workspace in Colab, and one line saying
-which profile is in use and why. Stages hand their results to each other through files in
-:func:`helpers.config.workspace_dir` (named in :data:`ARTIFACTS`); :func:`require` finds one or says which
-notebook makes it, so every notebook can be re-run, or run alone once its predecessors have run.
+:func:`setup`: quiet library logging, Google Drive mounted as the workspace in Colab, the profile in use and
+why, and this notebook's run (for the stamps :mod:`helpers.workspace` checks). Stages hand their results to
+each other through :mod:`helpers.workspace`.
 
 The repository URL lives here (:data:`REPO_URL`) and nowhere else: ``tools/make_notebooks.py`` writes the
 Colab badges and the install command from it.
@@ -12,7 +11,6 @@ Colab badges and the install command from it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -21,7 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .config import WORKSPACE_ENV, CourseConfig, CourseError, describe, get_config, workspace_dir
+from .config import PROFILE_ENV, WORKSPACE_ENV, CourseConfig, CourseError, describe, get_config, in_colab, workspace_dir
+from .workspace import set_run
 
 REPO_URL = "https://github.com/whisper-course/whisper-finetune-companion"
 BRANCH = "main"
@@ -40,19 +39,6 @@ NOTEBOOKS: tuple[str, ...] = (
     "06_share.ipynb",
 )
 
-# artifact -> (path inside the workspace, notebook that makes it, what it is)
-ARTIFACTS: dict[str, tuple[str, str, str]] = {
-    "loaded": ("loaded", "01_load.ipynb", "the loaded Common Voice splits"),
-    "prepared": ("prepared", "02_preprocess.ipynb", "the preprocessed train/test splits"),
-    "report": ("report.json", "02_preprocess.ipynb", "the preprocessing report"),
-    "training": ("training", "04_train.ipynb", "the training checkpoints"),
-    "model": ("model", "04_train.ipynb", "the fine-tuned model"),
-    "results": ("results.json", "05_evaluate.ipynb", "the evaluation results"),
-    "predictions": ("predictions.json", "05_evaluate.ipynb", "the test-split transcripts"),
-    "export": ("export", "06_share.ipynb", "the exported model"),
-}
-
-
 def colab_url(notebook: str) -> str:
     """The Colab link that opens ``notebook`` straight from the repository on GitHub."""
     path = REPO_URL.removeprefix("https://github.com/")
@@ -62,11 +48,6 @@ def colab_url(notebook: str) -> str:
 def colab_badge(notebook: str) -> str:
     """Markdown for the "Open in Colab" badge of ``notebook``."""
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
-
-
-def in_colab() -> bool:
-    """True inside a Google Colab runtime."""
-    return "google.colab" in sys.modules or ("COLAB_RELEASE_TAG" in os.environ and Path("/content").is_dir())
 
 
 def interactive() -> bool:
@@ -131,110 +112,36 @@ def _mount_drive() -> None:
               "is lost when the runtime disconnects.")
 
 
-def setup(drive: bool = True, **overrides: Any) -> CourseConfig:
-    """Prepare a notebook: quiet logs, Drive in Colab, print the profile and the workspace; return the config.
+def setup(drive: bool = True, needs_gpu: bool = False, **overrides: Any) -> CourseConfig:
+    """Prepare a notebook: quiet logs, Drive in Colab, print profile, recipe and workspace; return the config.
 
-    ``overrides`` go to :func:`helpers.config.get_config` (e.g. ``setup(max_steps=100)``).
+    ``overrides`` go to :func:`helpers.config.get_config` (e.g. ``setup(max_steps=100)``). ``needs_gpu``
+    (notebooks 04 and 05) stops a real run on a Colab runtime without a GPU with what to do, instead of
+    training or evaluating whisper-small on two vCPUs for hours. The profile is then kept for the rest of
+    this kernel, and this notebook's artifacts are stamped with, and checked against, this run.
     """
     quiet()
     _short_course_errors()
     if drive and in_colab():
         _mount_drive()
     config = get_config(**overrides)
+    os.environ[PROFILE_ENV] = config.profile  # later calls in this kernel see the same profile and workspace
     print(describe(config))
-    print(f"Workspace: {workspace_dir()}")
+    if needs_gpu and config.profile != "smoke":
+        import torch
+
+        if not torch.cuda.is_available():
+            message = (f"This notebook runs {config.model} and needs a GPU, and this runtime has none. In Colab: "
+                       "Runtime > Change runtime type > T4 GPU, then run the notebook again (the workspace on "
+                       f"Drive is kept). If your GPU quota is used up, set {PROFILE_ENV}=smoke in the set-up cell "
+                       "to run the offline profile instead: a tiny random model that shows the steps, not a "
+                       "useful result; it has its own workspace folder.")
+            if in_colab():
+                raise CourseError(message)
+            print(f"Warning: {message}")
+    set_run(config)
+    print(f"Workspace: {workspace_dir(config.profile)}")
     return config
-
-
-@contextlib.contextmanager
-def no_progress():
-    """Hide ``datasets`` progress bars for bookkeeping steps (casting, saving) that take no time."""
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
-
-
-def artifact_path(name: str) -> Path:
-    """Where artifact ``name`` (a key of :data:`ARTIFACTS`) lives in the workspace, made or not."""
-    if name not in ARTIFACTS:
-        raise KeyError(f"unknown artifact {name!r}; known: {', '.join(ARTIFACTS)}")
-    return workspace_dir() / ARTIFACTS[name][0]
-
-
-def require(name: str, made_by: str | None = None) -> Path:
-    """The path of artifact ``name``, or a ``CourseError`` naming the notebook that makes it.
-
-    ``name`` is a key of :data:`ARTIFACTS` or a path relative to the workspace (then pass ``made_by``).
-    """
-    if name in ARTIFACTS:
-        relative, maker, what = ARTIFACTS[name]
-        made_by = made_by or maker
-    else:
-        relative, what = name, name
-    path = workspace_dir() / relative
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        hint = f"run {made_by} first (it saves {what} there)" if made_by else "run the previous stage first"
-        raise CourseError(f"{what.capitalize()} ({relative}) is not in the workspace {workspace_dir()}: {hint}.")
-    return path
-
-
-def save_dataset(dataset, name: str) -> Path:
-    """Save a ``Dataset``/``DatasetDict`` as artifact ``name``, replacing an older copy safely.
-
-    ``save_to_disk`` refuses to overwrite a dataset that is memory-mapped from the same folder (a re-run
-    notebook), so we write next to it and swap.
-    """
-    target = artifact_path(name)
-    fresh = target.with_name(target.name + ".new")
-    shutil.rmtree(fresh, ignore_errors=True)
-    with no_progress():
-        dataset.save_to_disk(str(fresh))
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    fresh.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
-def subsample(splits, config: CourseConfig):
-    """Keep the first ``max_train_samples`` / ``max_test_samples`` clips when set (a quicker run), as the CLI."""
-    for split, limit in (("train", config.max_train_samples), ("test", config.max_test_samples)):
-        if limit is not None and limit < len(splits[split]):
-            splits[split] = splits[split].select(range(limit))
-    return splits
-
-
-def embed_audio(splits):
-    """Copy every clip's bytes into the splits, so the workspace copy needs none of the original files.
-
-    A Common Voice download on the Colab disk is gone after a disconnect; the copy on Drive is not. Rows
-    whose clip is missing keep their path and no bytes, so preprocessing counts them as "file not found"
-    (``save_to_disk`` would stop at them if the column were still an ``Audio`` feature).
-    """
-    from datasets import Features, Value
-
-    features = Features({"audio": {"bytes": Value("binary"), "path": Value("string")}, "sentence": Value("string")})
-
-    def read(batch: dict) -> dict:
-        out = []
-        for audio in batch["audio"]:
-            audio = audio or {}
-            data, path = audio.get("bytes"), audio.get("path") or ""
-            if data is None and path and Path(path).is_file():
-                data = Path(path).read_bytes()
-            out.append({"bytes": data, "path": path})
-        return {"audio": out}
-
-    with no_progress():
-        return splits.cast(features).map(read, batched=True, batch_size=64, features=features)
 
 
 def use_colab_secret(name: str) -> bool:

@@ -10,12 +10,11 @@ files are written atomically (``write_json``). A CUDA out-of-memory error become
 from __future__ import annotations
 
 import json
-import os
 import re
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import (
@@ -25,63 +24,13 @@ from transformers import (
     WhisperForConditionalGeneration,
     WhisperProcessor,
 )
-from transformers.utils.logging import tqdm  # unlike tqdm.auto, silenced with transformers' progress bars
 
 from .collator import DataCollatorSpeechSeq2SeqWithPadding
-from .config import CourseConfig, CourseError
-from .metrics import make_compute_metrics, wer_scores
-
-OOM_ADVICE = (
-    "CUDA ran out of GPU memory{where}. What helps, most effective first: halve the batch size and double "
-    "gradient accumulation, which keeps the effective batch (--batch-size {half} "
-    "--gradient-accumulation-steps {double}); keep gradient checkpointing on{checkpointing}; keep fp16 "
-    "on{fp16}; pass --auto-find-batch-size to let the trainer halve the batch until a step fits; lower "
-    "--eval-batch-size if it failed while evaluating; or use a smaller model (openai/whisper-base)."
-)
-OOM_EVAL_ADVICE = (
-    "CUDA ran out of GPU memory while evaluating. What helps: a smaller --eval-batch-size (try {half}), "
-    "a shorter --generation-max-length, or a smaller model (openai/whisper-base); fp16 weights halve the "
-    "memory too."
-)
-
-
-class OutOfMemory(CourseError):
-    """The GPU ran out of memory; the message names the settings that help (see ``OOM_ADVICE``)."""
-
-
-def oom_message(batch_size: int = 16, accumulation: int = 1, checkpointing: bool = True, fp16: bool = True,
-                where: str = "training") -> str:
-    """The advice for an out-of-memory error, filled in with the run's settings so flags can be copied."""
-    if where == "evaluating":
-        return OOM_EVAL_ADVICE.format(half=max(1, batch_size // 2))
-    return OOM_ADVICE.format(
-        where=f" while {where}" if where else "",
-        half=max(1, batch_size // 2),
-        double=accumulation * 2 if batch_size > 1 else accumulation,
-        checkpointing="" if checkpointing else " (it is off: drop --no-gradient-checkpointing)",
-        fp16="" if fp16 else " (it is off: drop --no-fp16)",
-    )
-
-
-def _is_oom(error: BaseException) -> bool:
-    # Older stacks raise a plain RuntimeError ("CUDA error: out of memory", cuBLAS alloc failures).
-    return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and re.search(r"out of memory|ALLOC_FAILED|No executable batch size found", str(error)) is not None
-    )
-
-
-@contextmanager
-def explain_oom(where: str = "", **settings):
-    """Turn a CUDA out-of-memory error inside the block into ``OutOfMemory`` with ``oom_message(**settings)``."""
-    try:
-        yield
-    except RuntimeError as error:
-        if not _is_oom(error):
-            raise
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        raise OutOfMemory(oom_message(where=where, **settings)) from error
-
+from .config import CourseConfig
+from .distributed import ExactEvalSeq2SeqTrainer
+from .files import read_json, write_json  # noqa: F401  (callers import them from here too)
+from .memory import OutOfMemory, explain_oom, oom_message  # noqa: F401
+from .metrics import make_compute_metrics
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
 _CHECKPOINTING = (
@@ -132,6 +81,18 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
     return Seq2SeqTrainingArguments(**args)
 
 
+def evaluation_subset(test: Dataset, size: int | None, seed: int) -> Dataset:
+    """``size`` clips of ``test`` drawn with ``seed`` (the same ones at every evaluation and on resume).
+
+    The trainer scores this subset at every save, to choose the best checkpoint; the chosen model is scored
+    on the whole split afterwards. ``None``, or a size at least the split's, keeps the whole split.
+    """
+    if size is None or size >= len(test):
+        return test
+    indices = np.random.default_rng(seed).choice(len(test), size=size, replace=False)
+    return test.select(sorted(int(i) for i in indices))
+
+
 def build_trainer(
     model: WhisperForConditionalGeneration,
     processor: WhisperProcessor,
@@ -140,17 +101,18 @@ def build_trainer(
     output_dir: str | Path,
     **training_args,
 ) -> Seq2SeqTrainer:
-    """A ``Seq2SeqTrainer`` that trains on ``prepared['train']`` and evaluates WER on ``prepared['test']``."""
+    """A ``Seq2SeqTrainer`` that trains on ``prepared['train']`` and evaluates WER on a fixed subset of
+    ``prepared['test']`` (``config.eval_subset_size`` clips; see :func:`evaluation_subset`)."""
     if config.gradient_checkpointing:
         model.config.use_cache = False  # the cache is useless during training and clashes with checkpointing
     collator = DataCollatorSpeechSeq2SeqWithPadding(
         processor=processor, decoder_start_token_id=model.config.decoder_start_token_id
     )
-    return Seq2SeqTrainer(
+    return ExactEvalSeq2SeqTrainer(  # scores each test clip once however many processes evaluate
         model=model,
         args=training_arguments(config, output_dir, **training_args),
         train_dataset=prepared["train"],
-        eval_dataset=prepared["test"],
+        eval_dataset=evaluation_subset(prepared["test"], config.eval_subset_size, config.seed),
         data_collator=collator,
         compute_metrics=make_compute_metrics(processor.tokenizer),
         processing_class=processor,
@@ -274,72 +236,5 @@ def _finished(trainer: Seq2SeqTrainer, checkpoint: str) -> bool:
     return True
 
 
-def write_json(path: str | Path, data) -> None:
-    """Write ``data`` as JSON atomically: a kill mid-write leaves the old file (or none), never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, path)  # atomic on POSIX and Windows when both are on the same file system
-
-
-def results_record(config: CourseConfig, baseline: dict, finetuned: dict) -> dict:
-    """What ``results.json`` holds, from the CLI and notebook 05 alike: both sides' scores and the run."""
-    return {"baseline": baseline, "finetuned": finetuned, "model": config.model, "data": config.data,
-            "language": config.language, "task": config.task, "max_steps": config.max_steps}
-
-
-def read_json(path: str | Path):
-    """The JSON in ``path``, or ``None`` when it is missing or unreadable (then it is simply recomputed)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def transcribe(
-    model: WhisperForConditionalGeneration,
-    processor: WhisperProcessor,
-    dataset: Dataset,
-    batch_size: int = 16,
-    max_length: int = 225,
-    sort_by_length: bool = True,
-) -> list[str]:
-    """Transcribe every prepared example, batched; returns texts in ``dataset`` order.
-
-    Sorting by duration puts clips of similar length together, so batches stop generating together.
-    Language and task come from ``model.generation_config`` (set by ``load_model_and_processor``).
-    """
-    collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
-    order = list(range(len(dataset)))
-    if sort_by_length and "duration" in dataset.column_names:
-        durations = dataset["duration"]  # one column read; dataset[i] would decode every row's audio too
-        order.sort(key=lambda i: durations[i])
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    texts: dict[int, str] = {}
-    model.eval()
-    for start in tqdm(range(0, len(order), batch_size), desc="Transcribing", unit="batch"):
-        indices = order[start : start + batch_size]
-        features = collator.features([dataset[i] for i in indices]).to(device, dtype)
-        with torch.inference_mode(), explain_oom("evaluating", batch_size=batch_size):
-            ids = model.generate(input_features=features, max_length=max_length).cpu()
-        for i, text in zip(indices, processor.tokenizer.batch_decode(ids, skip_special_tokens=True)):
-            texts[i] = text.strip()
-    return [texts[i] for i in range(len(dataset))]
-
-
-def evaluate_model(
-    model: WhisperForConditionalGeneration,
-    processor: WhisperProcessor,
-    dataset: Dataset,
-    batch_size: int = 16,
-    max_length: int = 225,
-) -> dict:
-    """Scores (``wer_ortho``, ``wer``, ``wer_basic``, ``cer``, ``n``) plus predictions and references."""
-    predictions = transcribe(model, processor, dataset, batch_size, max_length)
-    if "sentence" in dataset.column_names:
-        references = [s.strip() for s in dataset["sentence"]]
-    else:
-        references = [processor.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in dataset["labels"]]
-    return {"scores": wer_scores(predictions, references), "predictions": predictions, "references": references}
+# Moved to helpers.evaluation; kept importable here until every caller imports from there.
+from .evaluation import evaluate_model, results_record, transcribe  # noqa: E402,F401

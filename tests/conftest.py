@@ -1,4 +1,8 @@
-"""Shared fixtures: the offline smoke model's processor, openai-whisper's reference code, the corpus."""
+"""Shared fixtures: the offline smoke model's processor, openai-whisper's reference code, the corpus.
+
+With ``CI=true`` a skipped test fails the run (tests marked ``gpu`` excepted): in CI a skip means a
+missing dependency (ffmpeg, openai-whisper) hiding tests, not an optional tier.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,36 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from helpers.config import BUNDLED_CORPUS, SMOKE_MODEL_DIR  # noqa: E402
+
+
+def _skips_fail() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _fail_skip(report: pytest.TestReport | pytest.CollectReport, node: pytest.Item | pytest.Collector) -> None:
+    """Turn a skip into a failure that gives the skip's reason; not for xfail (also reported as skipped)."""
+    if not (_skips_fail() and report.skipped) or hasattr(report, "wasxfail") or node.get_closest_marker("gpu"):
+        return
+    where, reason = node.nodeid, str(report.longrepr)
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:  # (path, line, "Skipped: reason")
+        path, line, reason = report.longrepr
+        where, reason = f"{path}:{line}", reason.removeprefix("Skipped: ")
+    report.outcome = "failed"
+    report.longrepr = f"{where}: skipped, and CI=true allows no skips except the gpu tier: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """With ``CI=true``, a test that skips (``pytest.skip``, ``skipif``, ``importorskip``) fails instead."""
+    outcome = yield
+    _fail_skip(outcome.get_result(), item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """The same for a whole module skipped while it is collected (``pytest.importorskip`` at its top)."""
+    outcome = yield
+    _fail_skip(outcome.get_result(), collector)
 
 
 def openai_whisper_module(name: str) -> types.ModuleType:
@@ -67,3 +101,13 @@ def prepared(processor, corpus):
 
     splits = load_common_voice(str(corpus))
     return splits, *prepare_dataset(splits, processor, num_proc=2)
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_over():
+    """``helpers.notebook.setup`` remembers its run for the workspace stamps; no test inherits another's."""
+    from helpers import workspace
+
+    workspace.set_run(None)
+    yield
+    workspace.set_run(None)

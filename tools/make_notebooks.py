@@ -24,7 +24,7 @@ from helpers.notebook import COLAB_CHECKOUT, NOTEBOOKS, REPO_URL, colab_badge  #
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
-SETUP = f'''# Set-up. In Colab: fetch and install the course (Colab's own torch is kept). Elsewhere: nothing to install.
+SETUP_TEMPLATE = f'''# Set-up. In Colab: fetch and install the course (Colab's own torch is kept). Elsewhere: nothing to install.
 import sys
 if "google.colab" in sys.modules:
     !git clone -q --depth 1 {REPO_URL} {COLAB_CHECKOUT} 2>/dev/null || git -C {COLAB_CHECKOUT} pull -q
@@ -32,7 +32,10 @@ if "google.colab" in sys.modules:
     sys.path.insert(0, "{COLAB_CHECKOUT}")
 
 from helpers.notebook import setup
-config = setup()  # quiet logs, Google Drive as the workspace in Colab, and the profile in use and why'''
+config = setup({{args}})  # quiet logs, Drive as the workspace in Colab, the profile and recipe in use and why'''
+SETUP = SETUP_TEMPLATE.format(args="")
+# 04 and 05 run whisper-small: on a Colab runtime without a GPU they stop and say what to do.
+SETUP_GPU = SETUP_TEMPLATE.format(args="needs_gpu=True")
 
 
 def md(text: str) -> tuple[str, str]:
@@ -137,11 +140,12 @@ The `t4` profile reads `COURSE_DATA` (default `mdc:common-voice-dv`); to use ano
 is told to transcribe Dhivehi as), laid out exactly like a Common Voice release.
 """),
         code("""
-from helpers.data import load_common_voice
-from helpers.notebook import subsample, use_colab_secret
+from helpers.data import load_common_voice, subsample
+from helpers.notebook import use_colab_secret
 
 use_colab_secret("MDC_API_KEY")  # only matters for mdc: sources; the key is never printed
-splits = subsample(load_common_voice(config.data, seed=config.seed), config)
+splits = subsample(load_common_voice(config.data, seed=config.seed), config.max_train_samples,
+                   config.max_test_samples)
 splits
 """),
         md("A few rows of the training split:"),
@@ -173,7 +177,7 @@ The clips' bytes are copied into the saved splits, so the workspace copy keeps w
 disconnect even when the download itself was on the (temporary) Colab disk.
 """),
         code("""
-from helpers.notebook import embed_audio, save_dataset
+from helpers.workspace import embed_audio, save_dataset
 
 print("Saved to", save_dataset(embed_audio(splits), "loaded"))
 """),
@@ -196,7 +200,7 @@ workspace.
         code(SETUP),
         code("""
 from datasets import load_from_disk
-from helpers.notebook import require
+from helpers.workspace import require
 
 loaded = load_from_disk(require("loaded"))
 loaded
@@ -279,10 +283,12 @@ plot_lengths(durations, label_lengths, max_tokens=max_tokens)
         md("## Save for the next stages"),
         code("""
 from helpers.features import save_report
-from helpers.notebook import artifact_path, disk_size, save_dataset
+from helpers.notebook import disk_size
+from helpers.workspace import artifact_path, save_dataset, stamp
 
-path = save_dataset(prepared, "prepared")
+path = save_dataset(prepared, "prepared", processor)  # stamped with this run's model, data and tokenizer
 save_report(report, artifact_path("report"))
+stamp("report", processor)
 clips = sum(len(split) for split in prepared.values())
 print(f"Saved {clips} clips to {path}: {disk_size(path) / 1e6:.1f} MB "
       f"(the course's stored features would take {clips * 80 * 3000 * 4 / 1e6:.1f} MB)")
@@ -309,7 +315,7 @@ from datasets import load_from_disk
 from transformers import WhisperConfig
 from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
 from helpers.model import load_processor
-from helpers.notebook import require
+from helpers.workspace import require
 
 prepared = load_from_disk(require("prepared"))
 processor = load_processor(config.model, config.language, config.task)
@@ -380,14 +386,15 @@ evaluates the WER on the test split during training, keeps checkpoints in the wo
 model, and plots the loss and WER curves.
 
 **Why.** This is the fine-tuning itself. On a free Colab T4 it takes about 45 minutes for the course's
-500 steps, long enough for a disconnect; so checkpoints go to Drive and running this notebook again
-resumes from the last one.
+500 steps, long enough for a disconnect; so checkpoints go to Drive every 100 steps (about 9 minutes of
+T4 time) and running this notebook again resumes from the last one. **Needs a GPU runtime** (Runtime >
+Change runtime type > T4 GPU).
 
 **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/`
 (checkpoints, TensorBoard logs) and `model/` (the fine-tuned model and processor) in the workspace.
 """),
         SETUP_NOTE,
-        code(SETUP),
+        code(SETUP_GPU),
         md("""
 ## The course's training arguments
 
@@ -410,7 +417,7 @@ training_args = Seq2SeqTrainingArguments(
     per_device_eval_batch_size=16,
     predict_with_generate=True,
     generation_max_length=225,
-    save_steps=500,
+    save_steps=500,                # we save (and evaluate) every 100 steps instead: see below
     eval_steps=500,
     logging_steps=25,
     report_to=["tensorboard"],
@@ -421,12 +428,23 @@ training_args = Seq2SeqTrainingArguments(
 )
 ```
 
-`helpers.training.training_arguments(config, ...)` builds the same from the profile. Line by line, with
-this run's values:
+`helpers.training.training_arguments(config, ...)` builds the same from the profile, with one change. The
+course saves once, at step 500: a disconnect at step 450 would lose everything. We save every 100 steps,
+so a disconnect costs at most about 9 minutes of T4 time. Picking the best checkpoint needs a WER at every
+save, so the trainer evaluates every 100 steps too, on a fixed, seeded subset of 300 test clips (about a
+minute each time, `eval_subset_size`); notebook 05 scores the chosen model on the whole test split.
+
+**What a save costs on Drive.** A whisper-small checkpoint holds the weights and the optimizer state:
+about 3 GB. `save_total_limit=2` keeps the newest two (plus the best, when it is older), so up to about
+6-9 GB; Drive's free tier has 15 GB. Files the trainer deletes go to Drive's bin, where they still count
+against your quota for 30 days: empty the bin (drive.google.com > Bin) if Drive fills up.
+
+Line by line, with this run's values:
 """),
         code("""
-from helpers.notebook import artifact_path, explain_training_arguments
+from helpers.notebook import explain_training_arguments
 from helpers.training import training_arguments
+from helpers.workspace import artifact_path
 
 explain_training_arguments(training_arguments(config, artifact_path("training")))
 """),
@@ -454,12 +472,14 @@ the optimizer and learning-rate schedule where they were. Set `RESUME = False` (
         code("""
 from datasets import load_from_disk
 from helpers.model import load_model_and_processor
-from helpers.notebook import require
 from helpers.training import build_trainer, train
+from helpers.workspace import claim, require
 
 RESUME = True
-prepared = load_from_disk(require("prepared"))
 model, processor = load_model_and_processor(config.model, config.language, config.task)
+# Both checked against this run's stamp: data prepared, or checkpoints saved, by another run stop here.
+prepared = load_from_disk(require("prepared", processor=processor))
+claim("training", processor)
 trainer = build_trainer(model, processor, prepared, config, artifact_path("training"))
 train(trainer, resume=RESUME)
 """),
@@ -471,10 +491,12 @@ so `from_pretrained` and `pipeline` can load the folder alone.
 """),
         code("""
 from helpers.notebook import best_evaluation
+from helpers.workspace import stamp
 
 model_dir = artifact_path("model")
 trainer.save_model(str(model_dir))
 processor.save_pretrained(str(model_dir))
+stamp("model", processor)
 best = best_evaluation(trainer.state.log_history, trainer.state.best_global_step)
 print(f"Saved the model from step {best['step']} to {model_dir}: test WER {best['eval_wer']:.2f} % "
       f"(orthographic {best['eval_wer_ortho']:.2f} %, CER {best['eval_cer']:.2f} %)")
@@ -505,22 +527,31 @@ clips, tells you what fine-tuning bought.
 [04_train.ipynb](04_train.ipynb). **Makes:** `results.json` and `predictions.json` in the workspace.
 """),
         SETUP_NOTE,
-        code(SETUP),
+        code(SETUP_GPU),
         code("""
 from datasets import load_from_disk
+from helpers.evaluation import evaluate_model, evaluation_key, reuse_or_evaluate
 from helpers.model import load_model_and_processor
-from helpers.notebook import require
-from helpers.training import evaluate_model
+from helpers.workspace import artifact_path, require, stamp
 
 test = load_from_disk(require("prepared"))["test"]
 fine_tuned_dir = require("model")
 
-def score(model_id):  # load a model, transcribe the test split in batches, score it
+def score(model_id):  # load a model, transcribe the test split in batches on the GPU (fp16), score it
     model, processor = load_model_and_processor(model_id, config.language, config.task)
-    return evaluate_model(model, processor, test, config.eval_batch_size, config.generation_max_length)
+    return evaluate_model(model, processor, test, config.eval_batch_size, config.generation_max_length,
+                          fp16=config.fp16)
 """),
         code("""
-zero_shot = score(config.model)
+from helpers.model import load_processor
+
+# The zero-shot score depends only on the model, the data and the generation settings: computed once, then
+# reused from baseline.json when this notebook runs again (the CLI does the same).
+processor = load_processor(config.model, config.language, config.task)
+key = evaluation_key(config, config.model, test, processor)
+zero_shot, reused = reuse_or_evaluate(artifact_path("baseline"), key, lambda: score(config.model))
+stamp("baseline", processor)
+print("Zero-shot score", "reused from baseline.json" if reused else "computed and saved to baseline.json")
 fine_tuned = score(str(fine_tuned_dir))
 """),
         md("""
@@ -571,13 +602,14 @@ print(alignment_report(fine_tuned["predictions"], fine_tuned["references"], wors
 """),
         md("## Save the results"),
         code("""
-from helpers.notebook import artifact_path
-from helpers.training import results_record, write_json
+from helpers.evaluation import results_record
+from helpers.files import write_json
 
 write_json(artifact_path("results"), results_record(config, zero_shot["scores"], fine_tuned["scores"]))
 transcripts = {"references": fine_tuned["references"], "zero_shot": zero_shot["predictions"],
                "fine_tuned": fine_tuned["predictions"]}
 write_json(artifact_path("predictions"), transcripts)
+stamp("results", processor), stamp("predictions", processor)
 print(f"Fine-tuned WER {fine_tuned['scores']['wer']:.2f} % (zero-shot {zero_shot['scores']['wer']:.2f} %); "
       f"saved {artifact_path('results')}")
 """),
@@ -604,7 +636,8 @@ works, and `pipeline` is how people will use it.
 import json
 from helpers.hub import model_card, who_am_i
 from pathlib import Path
-from helpers.notebook import card_language, require, source_label, training_summary
+from helpers.notebook import card_language, source_label, training_summary
+from helpers.workspace import require
 
 model_dir, results = require("model"), json.loads(require("results").read_text())
 user = who_am_i()  # None without a (valid) token or without network
@@ -622,7 +655,8 @@ export folder in the workspace, ready to upload later (`python -m helpers push -
 """),
         code("""
 from helpers.hub import push_model
-from helpers.notebook import artifact_path, export_model
+from helpers.notebook import export_model
+from helpers.workspace import artifact_path
 
 if user:
     card.save(str(model_dir / "README.md"))
@@ -639,8 +673,10 @@ The same one line anyone would use (with your Hub id once pushed):
 """),
         code("""
 from transformers import pipeline
+from helpers.device import pipeline_placement
 
-asr = pipeline("automatic-speech-recognition", model=model_source)
+# On the GPU in fp16 when there is one (as in 05), else on the CPU in fp32.
+asr = pipeline("automatic-speech-recognition", model=model_source, **pipeline_placement(config.fp16))
 asr.model.generation_config.max_length = config.generation_max_length  # as in evaluation
 """),
         code("""

@@ -1,0 +1,156 @@
+"""The workspace: where the seven notebooks hand their results to each other, and how each is checked.
+
+Each profile has its own folder (:func:`helpers.config.workspace_dir`; in Colab on Google Drive, so a
+disconnect loses nothing). Artifacts are named in :data:`ARTIFACTS`; :func:`require` finds one or says which
+notebook makes it. Every artifact is stamped with the run that made it (:mod:`helpers.stamps`): saving
+stamps it, requiring it checks the stamp against the run set up in this notebook (:func:`set_run`, called by
+``helpers.notebook.setup``), so a stage never reads another run's files without a word.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+from .config import CourseConfig, CourseError, workspace_dir
+from .stamps import check_stamp, run_stamp, write_stamp
+
+# artifact -> (path inside the workspace, notebook that makes it, what it is)
+ARTIFACTS: dict[str, tuple[str, str, str]] = {
+    "loaded": ("loaded", "01_load.ipynb", "the loaded Common Voice splits"),
+    "prepared": ("prepared", "02_preprocess.ipynb", "the preprocessed train/test splits"),
+    "report": ("report.json", "02_preprocess.ipynb", "the preprocessing report"),
+    "training": ("training", "04_train.ipynb", "the training checkpoints"),
+    "model": ("model", "04_train.ipynb", "the fine-tuned model"),
+    "baseline": ("baseline.json", "05_evaluate.ipynb", "the zero-shot evaluation"),
+    "results": ("results.json", "05_evaluate.ipynb", "the evaluation results"),
+    "predictions": ("predictions.json", "05_evaluate.ipynb", "the test-split transcripts"),
+    "export": ("export", "06_share.ipynb", "the exported model"),
+}
+
+_run: CourseConfig | None = None
+
+
+def set_run(config: CourseConfig | None) -> None:
+    """Make ``config`` the run whose stamp artifacts are saved with and checked against."""
+    global _run
+    _run = config
+
+
+def _profile() -> str | None:
+    return _run.profile if _run else None
+
+
+@contextlib.contextmanager
+def no_progress():
+    """Hide ``datasets`` progress bars for bookkeeping steps (casting, saving) that take no time."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def artifact_path(name: str) -> Path:
+    """Where artifact ``name`` (a key of :data:`ARTIFACTS`) lives in the workspace, made or not."""
+    if name not in ARTIFACTS:
+        raise KeyError(f"unknown artifact {name!r}; known: {', '.join(ARTIFACTS)}")
+    return workspace_dir(_profile()) / ARTIFACTS[name][0]
+
+
+def _start_over(name: str) -> str:
+    maker = ARTIFACTS[name][1] if name in ARTIFACTS else "the stage that makes it"
+    return (f"Give this notebook the same settings as that run, or run {maker} again to remake it for this "
+            f"run (or delete {workspace_dir(_profile())} to start the whole course over).")
+
+
+def check(name: str, processor=None) -> None:
+    """Stop when artifact ``name`` exists but was made by a run other than this notebook's."""
+    path = artifact_path(name)
+    if _run is not None and path.exists():
+        check_stamp(path, run_stamp(_run, processor), _start_over(name))
+
+
+def require(name: str, made_by: str | None = None, processor=None) -> Path:
+    """The path of artifact ``name``, checked against this run's stamp, or a ``CourseError`` naming its maker.
+
+    ``name`` is a key of :data:`ARTIFACTS` or a path relative to the workspace (then pass ``made_by``).
+    ``processor`` adds the tokenizer's fingerprint to the comparison.
+    """
+    if name in ARTIFACTS:
+        relative, maker, what = ARTIFACTS[name]
+        made_by = made_by or maker
+    else:
+        relative, what = name, name
+    path = workspace_dir(_profile()) / relative
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        hint = f"run {made_by} first (it saves {what} there)" if made_by else "run the previous stage first"
+        raise CourseError(f"{what.capitalize()} ({relative}) is not in the workspace "
+                          f"{workspace_dir(_profile())}: {hint}.")
+    if name in ARTIFACTS:
+        check(name, processor)
+    return path
+
+
+def stamp(name: str, processor=None) -> Path:
+    """Stamp artifact ``name`` as made by this run (after writing it); returns its path."""
+    path = artifact_path(name)
+    if _run is not None:
+        write_stamp(path, run_stamp(_run, processor))
+    return path
+
+
+def claim(name: str, processor=None) -> Path:
+    """Check that artifact ``name``, if it exists, is this run's (checkpoints to resume), then stamp it."""
+    check(name, processor)
+    return stamp(name, processor)
+
+
+def save_dataset(dataset, name: str, processor=None) -> Path:
+    """Save a ``Dataset``/``DatasetDict`` as artifact ``name``, stamped with this run; replaces an older copy.
+
+    ``save_to_disk`` refuses to overwrite a dataset that is memory-mapped from the same folder (a re-run
+    notebook), so we write next to it and swap.
+    """
+    target = artifact_path(name)
+    fresh = target.with_name(target.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    with no_progress():
+        dataset.save_to_disk(str(fresh))
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    fresh.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return stamp(name, processor)
+
+
+def embed_audio(splits):
+    """Copy every clip's bytes into the splits, so the workspace copy needs none of the original files.
+
+    A Common Voice download on the Colab disk is gone after a disconnect; the copy on Drive is not. Rows
+    whose clip is missing keep their path and no bytes, so preprocessing counts them as "file not found"
+    (``save_to_disk`` would stop at them if the column were still an ``Audio`` feature).
+    """
+    from datasets import Features, Value
+
+    features = Features({"audio": {"bytes": Value("binary"), "path": Value("string")}, "sentence": Value("string")})
+
+    def read(batch: dict) -> dict:
+        out = []
+        for audio in batch["audio"]:
+            audio = audio or {}
+            data, path = audio.get("bytes"), audio.get("path") or ""
+            if data is None and path and Path(path).is_file():
+                data = Path(path).read_bytes()
+            out.append({"bytes": data, "path": path})
+        return {"audio": out}
+
+    with no_progress():
+        return splits.cast(features).map(read, batched=True, batch_size=64, features=features)

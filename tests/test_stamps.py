@@ -1,0 +1,75 @@
+"""Every workspace artifact carries the stamp of the run that made it; another run's files stop a stage."""
+
+import json
+
+import pytest
+from datasets import Dataset, DatasetDict
+
+from helpers import workspace
+from helpers.config import get_config
+from helpers.stamps import RunMismatch, read_stamp, run_stamp, tokenizer_fingerprint
+
+
+@pytest.fixture
+def ws(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path))
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    return tmp_path
+
+
+def test_saved_artifacts_are_stamped_and_checked(ws, processor):
+    smoke = get_config("smoke")
+    workspace.set_run(smoke)
+    path = workspace.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
+    stamp = read_stamp(path)
+    assert stamp == run_stamp(smoke, processor) and stamp["tokenizer"] == tokenizer_fingerprint(processor.tokenizer)
+    assert {"profile", "model", "data", "language", "task", "tokenizer", "helpers"} <= set(stamp)
+    assert workspace.require("prepared", processor=processor) == path  # the same run passes
+    assert not (path / ".stamps").exists()  # beside the artifact, where from_pretrained and a push never look
+
+
+def test_another_runs_data_stops_the_stage_with_what_differs(ws, processor):
+    workspace.set_run(get_config("smoke"))
+    workspace.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
+    workspace.set_run(get_config("smoke", model="openai/whisper-small", language="tamil"))
+    with pytest.raises(RunMismatch) as error:
+        workspace.require("prepared")
+    message = str(error.value)
+    assert "made by another run" in message and "'openai/whisper-small'" in message and "'tamil'" in message
+    assert "02_preprocess.ipynb" in message  # and how to start over
+
+
+def test_a_different_tokenizer_prefix_is_noticed(ws, processor):
+    from helpers.model import load_processor
+
+    workspace.set_run(get_config("smoke"))
+    workspace.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
+    english = load_processor(str(get_config("smoke").model), "english", "transcribe")
+    with pytest.raises(RunMismatch, match="tokenizer"):
+        workspace.require("prepared", processor=english)
+
+
+def test_resuming_checks_the_checkpoints_stamp(ws, processor):
+    workspace.set_run(get_config("smoke"))
+    (workspace.claim("training", processor) / "checkpoint-100").mkdir(parents=True)  # a first run's checkpoints
+    workspace.claim("training", processor)  # resuming the same run passes
+    workspace.set_run(get_config("smoke", data="/elsewhere/cv-corpus/dv"))
+    with pytest.raises(RunMismatch, match="data '/work/main/data/cv-mini/si'|data '.*cv-mini/si'"):
+        workspace.claim("training", processor)
+    workspace.set_run(get_config("t4"))  # another profile works in its own folder: nothing to mix up
+    assert workspace.claim("training", processor).parent.name == "t4"
+
+
+def test_the_cli_refuses_to_resume_another_runs_checkpoints(tmp_path, corpus):
+    from tests.test_cli import helpers_cli
+
+    out = tmp_path / "out"
+    first = helpers_cli("run", "--data", str(corpus), "--output-dir", str(out), "--max-steps", "1",
+                        "--save-steps", "1", "--eval-steps", "1", "--batch-size", "2", "--max-train-samples", "2",
+                        "--max-test-samples", "2", "--generation-max-length", "4", "--num-proc", "1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads((out / ".stamps" / "checkpoints.json").read_text())["language"] == "sinhalese"
+    again = helpers_cli("run", "--data", str(corpus), "--output-dir", str(out), "--language", "tamil",
+                        "--max-steps", "2", "--num-proc", "1")
+    assert again.returncode == 2
+    assert "made by another run" in again.stderr and "'tamil'" in again.stderr and "--no-resume" in again.stderr

@@ -1,0 +1,70 @@
+"""The t4 profile's training arguments as a T4 gets them, and best-model selection by the lowest WER."""
+
+import pytest
+import torch
+from transformers.trainer_utils import IntervalStrategy, SchedulerType
+
+from helpers.config import get_config
+from helpers.training import build_trainer, evaluation_subset, train, training_arguments
+
+
+@pytest.fixture
+def simulated_cuda(monkeypatch):
+    """Enough of CUDA for ``TrainingArguments`` to set itself up as on a T4 (nothing runs on it)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+
+
+def test_t4_arguments_field_by_field(simulated_cuda, tmp_path):
+    args = training_arguments(get_config("t4"), tmp_path)
+    expected = dict(
+        per_device_train_batch_size=16, gradient_accumulation_steps=1, learning_rate=1e-5, warmup_steps=50,
+        lr_scheduler_type=SchedulerType.CONSTANT_WITH_WARMUP, max_steps=500, gradient_checkpointing=True,
+        fp16=True, fp16_full_eval=True, eval_strategy=IntervalStrategy.STEPS, per_device_eval_batch_size=16,
+        predict_with_generate=True, generation_max_length=225, save_steps=100, eval_steps=100,
+        logging_steps=25, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="wer",
+        greater_is_better=False, push_to_hub=False, remove_unused_columns=False, use_cpu=False,
+    )
+    assert {name: getattr(args, name) for name in expected} == expected
+    assert args.save_steps % args.eval_steps == 0  # every save has a WER to compare
+    assert str(args.device).startswith("cuda")
+
+
+def test_without_cuda_the_same_run_goes_in_fp32_on_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = training_arguments(get_config("t4"), tmp_path)
+    assert not args.fp16 and not args.fp16_full_eval and args.use_cpu
+
+
+def test_the_evaluation_subset_is_fixed_and_seeded(prepared):
+    _, data, _ = prepared
+    test = data["test"]
+    first, again = evaluation_subset(test, 10, seed=42), evaluation_subset(test, 10, seed=42)
+    assert len(first) == 10 and first["sentence"] == again["sentence"]  # the same clips at every evaluation
+    assert set(first["sentence"]) <= set(test["sentence"])
+    assert evaluation_subset(test, 10, seed=1)["sentence"] != first["sentence"]
+    assert len(evaluation_subset(test, None, seed=42)) == len(evaluation_subset(test, 10_000, 42)) == len(test)
+
+
+def test_the_best_checkpoint_is_the_one_with_the_lowest_wer(prepared, tmp_path):
+    """Three evaluations with known WERs (30 at the second): the trainer must keep that checkpoint.
+
+    The WERs are scripted so that the choice is unambiguous; a flipped ``greater_is_better`` would keep step
+    2 (WER 50), a ``metric_for_best_model`` other than WER would keep whatever that metric prefers.
+    """
+    from helpers.model import load_model_and_processor
+
+    _, data, _ = prepared
+    small = {"train": data["train"].select(range(4)), "test": data["test"].select(range(2))}
+    config = get_config("smoke", max_steps=6, eval_steps=2, save_steps=2, train_batch_size=2,
+                        generation_max_length=4, save_total_limit=5)
+    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    trainer = build_trainer(model, processor, small, config, tmp_path)
+    scripted = iter([50.0, 30.0, 40.0])
+    trainer.compute_metrics = lambda prediction: {"wer": next(scripted)}
+    train(trainer, resume=False)
+    history = {e["step"]: e["eval_wer"] for e in trainer.state.log_history if "eval_wer" in e}
+    assert history == {2: 50.0, 4: 30.0, 6: 40.0}
+    assert trainer.state.best_model_checkpoint.endswith("checkpoint-4")
+    assert trainer.state.best_metric == 30.0
