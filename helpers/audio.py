@@ -244,7 +244,12 @@ def load_audio(audio: dict | str | Path | bytes, sampling_rate: int = SAMPLING_R
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
-    """Store audio as 16-bit PCM: a quarter of float32 features' bytes per second, lossless for CD-like audio."""
+    """16-bit PCM samples (full scale 32767): what preprocessing stores, as FLAC (:func:`to_flac`).
+
+    Not lossless: each sample is rounded to the nearest of 65535 levels, an error of at most 1/65534 of full
+    scale (about -96 dB, below an MP3's own coding noise; 0.026 at most in log-mel on the benchmark's
+    clips), and samples beyond +-1 are clipped. Half the bytes of float32 audio.
+    """
     return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
 
 

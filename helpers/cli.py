@@ -11,6 +11,7 @@ the model to O/model, evaluates it on the same test split, and writes O/results.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
             return 0
         config = config_from_args(args)
-        print(describe(config))
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once (before any process group exists)
+            print(describe(config))
         from .hub import use_cache_only_if_unreachable
 
         note = use_cache_only_if_unreachable(config.model, config.data)  # fail fast, not after minutes of retries

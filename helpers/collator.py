@@ -17,9 +17,11 @@ def log_mel_batch(waves: list[np.ndarray], extractor: WhisperFeatureExtractor) -
     The extractor pads every clip with zeros to 30 s and transforms all of it, though every frame whose
     window holds only padding comes out as the same value: log10 of the 1e-10 floor, raised to the
     clip's own maximum minus 8. So the STFT runs over the batch's longest clip plus one window (bit for bit
-    the same frames, as the reflection at the cut end only reflects zeros), and the rest is filled in:
-    3-4x less work for 5-10 s clips (``benchmarks/`` measures it). Extractors that dither (add noise to
-    the padding too) take the extractor's own path.
+    the same frames, as the reflection at the cut end only reflects zeros), and the rest is filled in.
+    The result equals the extractor's to within 1e-6 (``tests/test_collator.py``) in about 7x less time
+    for a batch of 8 clips of 7.4 s on average (``benchmarks/``: 6.8x in the README's table); the shorter
+    the clips, the larger the gain. Extractors that dither (add noise to the padding too) take the
+    extractor's own path.
     """
     n_samples, hop, n_fft = extractor.n_samples, extractor.hop_length, extractor.n_fft
     if getattr(extractor, "dither", 0.0) != 0.0:
@@ -46,12 +48,14 @@ def log_mel_batch(waves: list[np.ndarray], extractor: WhisperFeatureExtractor) -
 class DataCollatorSpeechSeq2SeqWithPadding:
     """Turn prepared examples into ``input_features`` (batch, 80, 3000) and ``labels`` (batch, length).
 
-    Examples carry either stored ``input_features`` (the course's recipe) or ``audio_16k`` (ours), from
-    which the whole batch's features are computed at once. Label padding becomes -100 so the loss ignores
-    it. The tokenizer starts every label with ``<|startoftranscript|>``, and the model prepends
-    ``decoder_start_token_id`` (the same token) when it shifts labels right; so when every row starts
-    with it we strip it, or the model would see it twice and learn to predict it. (The course compares
-    with ``bos_token_id``, which is ``<|endoftext|>`` for Whisper, so its strip never fires.)
+    Examples carry either stored ``input_features``, one (80, 3000) matrix each, or ``audio_16k`` (ours),
+    from which the whole batch's features are computed at once. (The course's ``prepare_dataset`` stores a
+    batch of one, (1, 80, 3000), which its own collator unwraps with ``[0]`` and this one does not.) Label
+    padding becomes -100 so the loss ignores it. The tokenizer starts every label with
+    ``<|startoftranscript|>``, and the model prepends ``decoder_start_token_id`` (the same token) when it
+    shifts labels right; so when every row starts with it we strip it, or the model would see it twice and
+    learn to predict it. (The course compares with ``bos_token_id``, which is ``<|endoftext|>`` for
+    Whisper, so its strip never fires.)
     """
 
     processor: WhisperProcessor

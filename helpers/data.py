@@ -335,7 +335,6 @@ def _mdc_errors() -> tuple[type[BaseException], ...]:
 def load_from_hub(dataset_id: str, seed: int = 42) -> DatasetDict:
     """Load a Hub dataset (``owner/name`` or ``owner/name:config``) with the same train/test shape."""
     from datasets import load_dataset
-
     from datasets.exceptions import DatasetsError
 
     from .hub import explain_hub_error, transport_errors

@@ -17,7 +17,6 @@ from datasets.fingerprint import Hasher
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from .audio import DECODE_REASONS, SAMPLING_RATE, AudioDecodeError, from_int16, load_audio, to_flac
-from .audio import to_int16  # noqa: F401  (re-exported: notebooks and tests import it from here)
 
 MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees exactly 30 s; longer clips would be cut mid-sentence.
 DROP_REASONS = {

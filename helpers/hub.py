@@ -206,7 +206,7 @@ _SECRET = re.compile(r"(?i)(authorization:\s*(?:bearer\s+)?|bearer\s+|token[=:]\
 def _redact(text: str, token: str | None) -> str:
     """``text`` without the token: Hub errors may quote a request, headers included."""
     if token:
-        text = text.replace(token, "***").replace(token[3:] if token.startswith("hf_") else token, "***")
+        text = text.replace(token, "***").replace(token.removeprefix("hf_"), "***")
     return _SECRET.sub(lambda m: (m.group(1) or "hf_") + "***", text)
 
 

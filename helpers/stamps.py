@@ -54,7 +54,7 @@ def run_stamp(config: CourseConfig, processor=None) -> dict:
 def stamp_path(artifact: str | Path) -> Path:
     """Where the stamp of ``artifact`` (a file or folder) lives."""
     artifact = Path(artifact)
-    return artifact.parent / STAMP_DIR / f"{artifact.name}.json"
+    return artifact.parent / STAMP_DIR / f"{artifact.name}.stamp.json"
 
 
 def write_stamp(artifact: str | Path, stamp: dict) -> None:

@@ -15,7 +15,12 @@ import shutil
 import pytest
 
 from helpers.config import SMOKE_MODEL_DIR, CourseConfig, get_config
-from helpers.model import build_smoke_model, is_english_only, load_model_and_processor, load_processor
+from helpers.model import (
+    build_smoke_model,
+    is_english_only,
+    load_model_and_processor,
+    load_processor,
+)
 
 # Ids in the *.en vocabulary (openai-whisper's gpt2.tiktoken + Whisper's special tokens).
 EN_END_OF_TEXT, EN_START, EN_NO_TIMESTAMPS = 50256, 50257, 50362

@@ -67,14 +67,13 @@ def test_corrupt_audio_is_counted_in_preprocessing(tmp_path, corpus, processor):
     (tmp_path / "train.tsv").write_text(f"path\tsentence\ngood.mp3\t{rows[0]['sentence']}\nbad.mp3\t{rows[1]['sentence']}\n")
     (tmp_path / "test.tsv").write_text("path\tsentence\n")
     split = load_common_voice(str(tmp_path))["train"]
-    kept, report = prepare_split(split, processor)
+    _, report = prepare_split(split, processor)
     assert (report["kept"], report["dropped_by_reason"]) == (1, {"undecodable_audio": 1})
 
 
 @pytest.mark.parametrize("error", [TypeError("'NoneType' object is not subscriptable"),
                                    AttributeError("'SoundFile' object has no attribute 'frmat'")])
 def test_a_bug_in_decoding_is_a_traceback_not_a_dropped_clip(corpus, processor, monkeypatch, error):
-    from helpers.data import load_common_voice
     from helpers.features import prepare_split
 
     clip = next((corpus / "clips").iterdir())

@@ -55,7 +55,12 @@ TEST_CLIPS = 8
 
 def build_whisper_small_shaped(folder: Path) -> Path:
     """Save a randomly initialised model with whisper-small's config, tokenizer and generation config."""
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
 
     from helpers.model import build_whisper_tokenizer, whisper_generation_config
 
@@ -125,7 +130,7 @@ def t4_run(tmp_path_factory):
         seen["trained_on"] = next(trainer.model.parameters()).device.type
         seen["checkpointing"] = trainer.model.is_gradient_checkpointing
         seen["weights_changed"] = not torch.equal(before, layer.weight.detach().cpu())
-        seen["scaler"] = trainer.accelerator.scaler
+        seen["scaler"] = getattr(trainer.accelerator, "scaler", None)
         seen["mixed_precision"] = trainer.accelerator.mixed_precision
         seen["generate"].clear()
         result = evaluate_model(trainer.model, processor, prepared["test"], config.eval_batch_size,
@@ -154,9 +159,12 @@ def test_training_ran_on_cuda_in_fp16_with_checkpointing(t4_run):
     # Gradient checkpointing recomputes each layer's forward pass during the backward pass.
     assert t4_run["checkpointing"]
     assert t4_run["train_calls"] == 2 * STEPS, t4_run["train_calls"]
-    assert t4_run["weights_changed"]  # some steps were not skipped by the scaler
-    losses = [entry["loss"] for entry in t4_run["trainer"].state.log_history if "loss" in entry]
-    assert len(losses) == STEPS and all(loss == loss and 0 < loss < 100 for loss in losses)
+    log = t4_run["trainer"].state.log_history
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    assert len(losses) == STEPS and all(0 < loss < 100 for loss in losses)  # finite: no fp16 overflow in the loss
+    # The scaler skips a step whose fp16 gradients overflowed; some steps must have been taken.
+    assert any(0 < entry["grad_norm"] < float("inf") for entry in log if "grad_norm" in entry)
+    assert t4_run["weights_changed"]
 
 
 def test_checkpoints_hold_the_scaler_and_a_wer(t4_run):

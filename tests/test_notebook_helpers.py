@@ -1,4 +1,4 @@
-"""helpers.notebook: the workspace hand-off between notebooks, stage-input checks, tables and the login step."""
+"""helpers.workspace and helpers.notebook: the hand-off between notebooks, stage-input checks, tables, login."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from helpers import notebook
+from helpers import notebook, workspace as ws
 from helpers.config import CourseError, get_config
 from helpers.data import load_common_voice, read_cv_tsv
 from helpers.features import prepare_dataset
@@ -17,9 +17,10 @@ from helpers.training import training_arguments
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "workspace"
-    folder.mkdir()
-    monkeypatch.setenv("COURSE_WORKSPACE", str(folder))
+    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "workspace"))
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    folder = tmp_path / "workspace" / "smoke"  # each profile has its own folder in the workspace
+    folder.mkdir(parents=True)
     return folder
 
 
@@ -34,26 +35,26 @@ def test_colab_links_are_built_from_the_one_repository_url():
                                              ("model", "04_train.ipynb"), ("results", "05_evaluate.ipynb")])
 def test_a_missing_stage_input_names_the_notebook_that_makes_it(workspace, artifact, maker):
     with pytest.raises(CourseError, match=f"run {maker} first") as raised:
-        notebook.require(artifact)
+        ws.require(artifact)
     assert str(workspace) in str(raised.value)
-    (workspace / notebook.ARTIFACTS[artifact][0]).mkdir(parents=True)  # an empty folder is still missing
+    (workspace / ws.ARTIFACTS[artifact][0]).mkdir(parents=True)  # an empty folder is still missing
     with pytest.raises(CourseError, match=maker):
-        notebook.require(artifact)
+        ws.require(artifact)
 
 
 def test_require_returns_a_present_artifact(workspace):
     path = workspace / "results.json"
     path.write_text("{}")
-    assert notebook.require("results") == path
+    assert ws.require("results") == path
     with pytest.raises(CourseError, match="run 99_custom.ipynb first"):
-        notebook.require("custom.bin", made_by="99_custom.ipynb")
+        ws.require("custom.bin", made_by="99_custom.ipynb")
 
 
 def test_a_rerun_stage_replaces_its_dataset_even_while_the_old_one_is_open(workspace):
-    first = notebook.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1, 2, 3]})), "prepared")
+    first = ws.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1, 2, 3]})), "prepared")
     opened = load_from_disk(str(first))  # memory-mapped, as in a notebook that loaded it before re-running
-    notebook.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [7]})), "prepared")
-    assert load_from_disk(str(notebook.require("prepared")))["train"]["x"][:] == [7]
+    ws.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [7]})), "prepared")
+    assert load_from_disk(str(ws.require("prepared")))["train"]["x"][:] == [7]
     assert opened["train"].num_rows == 3
     assert sorted(p.name for p in workspace.iterdir()) == ["prepared"]  # no .new/.old folders left behind
 
@@ -71,7 +72,7 @@ def test_embedded_clips_survive_the_originals_and_missing_ones_are_counted(tmp_p
     (folder / "test.tsv").write_text(header + f"c\t{rows[0]['path']}\t{rows[0]['sentence']}\n", encoding="utf-8")
 
     splits = load_common_voice(folder)
-    saved = notebook.save_dataset(notebook.embed_audio(splits), "loaded")
+    saved = ws.save_dataset(ws.embed_audio(splits), "loaded")
     shutil.rmtree(folder)  # as a Colab disk after a disconnect: only the workspace copy is left
 
     loaded = load_from_disk(str(saved))
@@ -86,7 +87,9 @@ def test_embedded_clips_survive_the_originals_and_missing_ones_are_counted(tmp_p
 def test_subsample_keeps_the_first_clips_like_the_cli():
     splits = DatasetDict(train=Dataset.from_dict({"x": list(range(10))}), test=Dataset.from_dict({"x": [1, 2]}))
     config = get_config("smoke", max_train_samples=4, max_test_samples=5)
-    smaller = notebook.subsample(splits, config)
+    from helpers.data import subsample
+
+    smaller = subsample(splits, config.max_train_samples, config.max_test_samples)
     assert smaller["train"]["x"][:] == [0, 1, 2, 3] and smaller["test"].num_rows == 2
 
 

@@ -68,7 +68,7 @@ def test_the_cli_refuses_to_resume_another_runs_checkpoints(tmp_path, corpus):
                         "--save-steps", "1", "--eval-steps", "1", "--batch-size", "2", "--max-train-samples", "2",
                         "--max-test-samples", "2", "--generation-max-length", "4", "--num-proc", "1")
     assert first.returncode == 0, first.stderr[-2000:]
-    assert json.loads((out / ".stamps" / "checkpoints.json").read_text())["language"] == "sinhalese"
+    assert json.loads((out / ".stamps" / "checkpoints.stamp.json").read_text())["language"] == "sinhalese"
     again = helpers_cli("run", "--data", str(corpus), "--output-dir", str(out), "--language", "tamil",
                         "--max-steps", "2", "--num-proc", "1")
     assert again.returncode == 2

