@@ -14,10 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
 from .measure import dir_bytes
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its children that have ended (map workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _column(dataset, name: str) -> list:
@@ -43,20 +50,21 @@ def run_recipe(data: Path, out: Path, num_proc: int) -> dict:
     processor = load_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")
     # librosa compiles its numba kernels on first use (tens of seconds once); keep that out of the timing.
     librosa.load(str(next((data / "clips").iterdir())), sr=16000)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     mapped = recipe.map_dataset(data, processor, num_proc=num_proc)
     # The recipe keeps no clip name: rows stay in tsv order, and only train loses rows (clips of 30 s+).
     kept_train = [recipe.is_audio_in_length_range(length) for length in _column(mapped["train"], "input_length")]
     prepared = recipe.filter_train(mapped)
     prepared.save_to_disk(str(out))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     names = {"train": _clip_names(data, ("train", "dev")), "test": _clip_names(data, ("test",))}
     names["train"] = [name for name, keep in zip(names["train"], kept_train) if keep]
     clips = {
         split: {"names": names[split], "labels": _column(dataset, "labels"), "seconds": _column(dataset, "input_length")}
         for split, dataset in prepared.items()
     }
-    return {"seconds": seconds, "clips": clips, "feature_dtype": str(prepared["train"].features["input_features"])}
+    return {"seconds": seconds, "cpu_s": cpu, "clips": clips,
+            "feature_dtype": str(prepared["train"].features["input_features"])}
 
 
 def run_ours(data: Path, out: Path, num_proc: int) -> dict:
@@ -67,11 +75,11 @@ def run_ours(data: Path, out: Path, num_proc: int) -> dict:
     from helpers.model import load_processor
 
     processor = load_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     splits = load_common_voice(data)
     prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=num_proc)
     prepared.save_to_disk(str(out))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     names = {"train": _clip_names(data, ("train", "dev")), "test": _clip_names(data, ("test",))}
     clips = {}
     for split, dataset in prepared.items():
@@ -80,6 +88,7 @@ def run_ours(data: Path, out: Path, num_proc: int) -> dict:
         clips[split] = {"names": kept, "labels": _column(dataset, "labels"), "seconds": _column(dataset, "duration")}
     return {
         "seconds": seconds,
+        "cpu_s": cpu,
         "clips": clips,
         "dropped": {split: part["dropped_by_reason"] for split, part in report.items()},
         "feature_dtype": str(prepared["train"].features["audio_16k"]),
@@ -106,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         num_proc=args.num_proc,
         n_clips=n_clips,
         clips_per_s=n_clips / result["seconds"],
+        # What the run got of the machine (cores' worth of CPU time per second) and what a clip costs: on a
+        # shared machine the first says why wall time moved, the second does not depend on the load.
+        cores_used=result["cpu_s"] / result["seconds"],
+        cpu_ms_per_clip=1000 * result["cpu_s"] / n_clips,
         setup_s=time.perf_counter() - started - result["seconds"],
         disk_bytes=dir_bytes(args.out),
         cpu_count=os.cpu_count(),

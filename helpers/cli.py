@@ -5,7 +5,11 @@
     accelerate launch -m helpers run ...                   # the same on several GPUs
 
 ``run`` prepares, evaluates the zero-shot model, trains (resuming from the last checkpoint in O), saves
-the model to O/model, evaluates it on the same test split, and writes O/results.json.
+the model to O/model, evaluates it on the same test split, and writes O/results.json. ``--peft lora`` trains
+LoRA adapters only (O/adapter holds the adapter, O/model the merged model); ``--export-ct2`` adds a
+CTranslate2 copy in O/ct2.
+
+    python -m helpers export-ct2 --model-dir O/model --output-dir O/ct2 [--quantization int8]
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ OVERRIDES = {
     "--max-test-samples": ("max_test_samples", int, "use only the first N test clips"),
     "--num-proc": ("num_proc", int, "worker processes for preprocessing"),
     "--seed": ("seed", int, "random seed"),
+    "--peft": ("peft", str, "parameter-efficient fine-tuning: 'lora' trains LoRA adapters only (default: none, "
+               "every weight)"),
+    "--lora-rank": ("lora_rank", int, "LoRA rank r (default 32)"),
+    "--lora-alpha": ("lora_alpha", int, "LoRA scaling alpha; the update is scaled by alpha / r (default 64)"),
+    "--lora-dropout": ("lora_dropout", float, "dropout on the LoRA path (default 0.05)"),
+    "--lora-target-modules": ("lora_target_modules", str, "comma-separated modules LoRA adapts (default q_proj,v_proj; "
+                              "also k_proj, out_proj, fc1, fc2)"),
 }
 
 
@@ -61,11 +72,22 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--auto-find-batch-size", action="store_true",
                              help="halve the batch size until a step fits in GPU memory")
             sub.add_argument("--push-to", metavar="REPO_ID", help="push the final model to this Hub repo")
+            sub.add_argument("--load-in-8bit", action="store_true",
+                             help="with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only)")
+            sub.add_argument("--export-ct2", action="store_true",
+                             help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
+            sub.add_argument("--ct2-quantization", default="float16",
+                             help="weights of the CTranslate2 export: float16 (default), int8, or float32")
     smoke = commands.add_parser("smoke-model", help="build the offline smoke model (done on first use too)")
     smoke.add_argument("--force", action="store_true", help="rebuild even if it exists")
     push = commands.add_parser("push", help="push a saved model folder to the Hub")
     push.add_argument("--model-dir", required=True)
     push.add_argument("--repo-id", required=True)
+    ct2 = commands.add_parser("export-ct2", help="convert a saved model folder to CTranslate2 (faster-whisper)")
+    ct2.add_argument("--model-dir", required=True, help="a saved Whisper folder, e.g. OUTPUT/model")
+    ct2.add_argument("--output-dir", required=True, help="where the CTranslate2 model goes, e.g. OUTPUT/ct2")
+    ct2.add_argument("--quantization", default="float16",
+                     help="float16 (default), int8, int8_float16, float32, ... or none to keep the model's own")
     return parser
 
 
@@ -73,9 +95,14 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
     """The profile's config with every flag the user gave applied ('none' clears language and task)."""
     # argparse gives None for a flag not on the command line: only the flags given are overrides.
     overrides = {field: getattr(args, field) for field, _, _ in OVERRIDES.values() if getattr(args, field) is not None}
-    for field in ("language", "task"):
+    for field in ("language", "task", "peft"):
         if field in overrides and overrides[field].strip().lower() in ("none", ""):
             overrides[field] = None
+    if overrides.get("peft"):
+        from .lora import check_peft
+
+        overrides["peft"] = overrides["peft"].strip().lower()
+        check_peft(overrides["peft"])
     config = get_config(args.profile, **overrides)
     if config.task not in (None, "transcribe", "translate"):
         raise CourseError(f"Unknown task {config.task!r}; use transcribe, translate or none (English-only models).")
@@ -83,6 +110,10 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
         config = config.replace(fp16=False)
     if getattr(args, "no_gradient_checkpointing", False):
         config = config.replace(gradient_checkpointing=False)
+    if getattr(args, "load_in_8bit", False):
+        if not config.peft:
+            raise CourseError("--load-in-8bit freezes the base weights: it needs --peft lora.")
+        config = config.replace(load_in_8bit=True)
     return config
 
 
@@ -117,8 +148,13 @@ def prepare(config: CourseConfig) -> dict:
 
 
 def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = False,
-        push_to: str | None = None) -> dict:
+        push_to: str | None = None, export_ct2: bool = False, ct2_quantization: str | None = "float16") -> dict:
     """The whole path; see the module docstring. Returns what it writes to results.json.
+
+    With ``config.peft == "lora"`` only LoRA adapters train (``helpers.lora``); checkpoints hold the adapter,
+    and at the end O/adapter gets the adapter alone and O/model the merged model, a plain Whisper folder, so
+    scoring, ``pipeline`` and the model card work as after full fine-tuning. ``export_ct2`` also converts
+    O/model to CTranslate2 in O/ct2 (``helpers.export_ct2``) and transcribes the first test clip with it.
 
     In a distributed run (torchrun, accelerate launch) every process trains, and the in-training evaluation
     is shared between them; only the main process scores the zero-shot and the final model, prints and
@@ -135,6 +171,9 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     output_dir.mkdir(parents=True, exist_ok=True)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
     stamp, checkpoints = run_stamp(config, processor), output_dir / "checkpoints"
+    # Adapter checkpoints cannot resume a full fine-tuning run (nor one of another rank), and vice versa.
+    stamp["method"] = (f"lora r={config.lora_rank} alpha={config.lora_alpha} on {','.join(config.lora_target_modules)}"
+                       + (" 8-bit" if config.load_in_8bit else "")) if config.peft else "full"
     if resume and last_checkpoint(output_dir, verbose=False):
         check_stamp(checkpoints, stamp, f"Use another --output-dir, or --no-resume to start over in {output_dir}.")
     prepared, _ = load_and_prepare(config, processor, output_dir)
@@ -155,20 +194,36 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {baseline}")
         write_stamp(checkpoints, stamp)
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
+    if config.peft:  # after the zero-shot score, which is the full-precision model's as for full fine-tuning
+        from .lora import load_base_in_8bit, lora_from_config
+
+        if config.load_in_8bit:
+            model = load_base_in_8bit(config.model, like=model)
+        model = lora_from_config(model, config)
     trainer = build_trainer(model, processor, prepared, config, output_dir,
                             auto_find_batch_size=auto_find_batch_size)
     train(trainer, resume=resume)
-    model_dir = output_dir / "model"
-    trainer.save_model(str(model_dir))  # in every process: it writes on the main one, gathering shards if any
+    model_dir, final_model = output_dir / "model", trainer.model
+    if not config.peft:
+        trainer.save_model(str(model_dir))  # in every process: it writes on the main one, gathering shards if any
     results = None
     if main:
-        processor.save_pretrained(str(model_dir))
+        if config.peft:
+            from .lora import merge_and_save
+
+            final_model = merge_and_save(trainer.model, processor, model_dir, output_dir / "adapter")
+            write_stamp(output_dir / "adapter", stamp)
+            print(f"Saved the adapter alone to {output_dir / 'adapter'} and the merged model to {model_dir}")
+        else:
+            processor.save_pretrained(str(model_dir))
         write_stamp(model_dir, stamp)
-        finetuned = score(trainer.model)["scores"]
+        finetuned = score(final_model)["scores"]
         print(f"Fine-tuned: {finetuned}")
         results = results_record(config, baseline, finetuned)
         write_json(output_dir / "results.json", results)
         print(f"Wrote {output_dir / 'results.json'} and the model to {model_dir}")
+        if export_ct2:
+            export_and_try(model_dir, output_dir / "ct2", ct2_quantization, processor, test, config)
         if push_to:  # only now, with the model saved: a failed push leaves it and says how to retry
             from .hub import PushError, push_model
 
@@ -177,6 +232,24 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
             except PushError as error:
                 print(f"warning: {error}", file=sys.stderr)
     return from_main_process(results)  # also keeps the others until the main process is done
+
+
+def export_and_try(model_dir: Path, ct2_dir: Path, quantization: str | None, processor, test, config) -> None:
+    """Export ``model_dir`` to CTranslate2 and print its transcript of the first test clip beside the reference."""
+    from .audio import from_int16
+    from .export_ct2 import export_ctranslate2, transcribe_ct2
+
+    export_ctranslate2(model_dir, ct2_dir, quantization)
+    clip = test[0]
+    text = transcribe_ct2(ct2_dir, from_int16(clip["audio_16k"]), processor.tokenizer.language,
+                          processor.tokenizer.task, config.generation_max_length)
+    weights = quantization or "the model's own precision"
+    print(f"Exported to CTranslate2 ({weights}) in {ct2_dir}.\n  reference:   {clip.get('sentence', '')}\n"
+          f"  CTranslate2: {text}")
+
+
+def _quantization(text: str) -> str | None:
+    return None if text.strip().lower() in ("none", "") else text.strip().lower()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
 
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
             return 0
+        if args.command == "export-ct2":
+            from .export_ct2 import export_ctranslate2
+
+            out = export_ctranslate2(Path(args.model_dir), Path(args.output_dir), _quantization(args.quantization))
+            print(f"Exported {args.model_dir} to CTranslate2 in {out} (faster-whisper loads this folder).")
+            return 0
         config = config_from_args(args)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once (before any process group exists)
             print(describe(config))
@@ -205,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare(config)
         else:
             run(config, resume=not args.no_resume, auto_find_batch_size=args.auto_find_batch_size,
-                push_to=args.push_to)
+                push_to=args.push_to, export_ct2=args.export_ct2, ct2_quantization=_quantization(args.ct2_quantization))
         return 0
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -44,6 +44,18 @@ def log_mel_batch(waves: list[np.ndarray], extractor: WhisperFeatureExtractor) -
     return (out + 4.0) / 4.0
 
 
+def full_attention_mask(features: torch.Tensor) -> torch.Tensor:
+    """An all-ones ``attention_mask`` for a log-mel batch: (batch, frames), on the features' device.
+
+    Whisper's encoder takes no mask and attends to all 3000 frames, padding included: that is how it was
+    trained. Saying so explicitly is what ``generate`` asks for: given batched features without a mask it warns
+    "The attention mask is not set ..." (``Seq2SeqTrainer``'s evaluation passes the collator's batch to it).
+    The model's forward reads the mask only for SpecAugment, where all ones means what no mask means, so
+    training computes exactly what it did without one (``tests/test_eval_warnings.py``).
+    """
+    return torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=features.device)
+
+
 @dataclass
 class DataCollatorSpeechSeq2SeqWithPadding:
     """Turn prepared examples into ``input_features`` (batch, 80, 3000) and ``labels`` (batch, length).
@@ -71,7 +83,8 @@ class DataCollatorSpeechSeq2SeqWithPadding:
         return batch["input_features"]
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        batch = {"input_features": self.features(examples)}
+        features = self.features(examples)
+        batch = {"input_features": features, "attention_mask": full_attention_mask(features)}
         if "labels" in examples[0]:
             padded = self.processor.tokenizer.pad({"input_ids": [e["labels"] for e in examples]}, return_tensors="pt")
             labels = padded["input_ids"].masked_fill(padded["attention_mask"].ne(1), -100)

@@ -6,8 +6,8 @@
   given the smoke run silently), another CUDA machine that can reach the Hub gets ``t4``, anything else
   ``smoke``.
 * A recipe (learning rate, warm-up, schedule) follows the *model*: a pretrained checkpoint gets the
-  course's (``RECIPES["course"]``) whatever the profile, the random smoke model its own. A pretrained
-  model trained at the smoke model's learning rate is destroyed in a few steps.
+  course's (``RECIPES["course"]``) whatever the profile, or with ``peft="lora"`` the LoRA one, the random
+  smoke model its own. A pretrained model trained at the smoke model's learning rate is destroyed in a few steps.
 * The machine decides device and precision: fp16 and CUDA when there is a GPU, fp32 on the CPU.
 
 Every field can be overridden from Python (``get_config(max_steps=10)``) or the command line
@@ -73,9 +73,23 @@ class CourseConfig:
     # In-training evaluation scores a fixed, seeded subset of the test split (``None``: all of it), so that
     # evaluating at every save stays cheap; the chosen model is scored on the whole split at the end.
     eval_subset_size: int | None = 300
+    # Parameter-efficient fine-tuning (helpers.lora): None trains every weight, "lora" only LoRA matrices on
+    # lora_target_modules; load_in_8bit keeps the frozen base in 8 bits (bitsandbytes, CUDA only).
+    peft: str | None = None
+    lora_rank: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    load_in_8bit: bool = False
     reason: str = ""
     recipe: str = "course"
     recipe_reason: str = ""
+
+    def __post_init__(self) -> None:
+        # "q_proj,v_proj" (a command line, an environment) and ["q_proj", "v_proj"] mean the same modules.
+        modules = self.lora_target_modules
+        names = modules.split(",") if isinstance(modules, str) else modules
+        self.lora_target_modules = tuple(name.strip() for name in names if name.strip())
 
     def replace(self, **overrides) -> "CourseConfig":
         """Return a copy with every key of ``overrides`` applied, ``None`` included.
@@ -103,7 +117,7 @@ PROFILES: dict[str, dict] = {
     # so it is measured on a 300-clip subset of the test split (about a minute).
     "t4": dict(
         model="openai/whisper-small",
-        data=os.environ.get("COURSE_DATA", "mdc:common-voice-dv"),
+        data=os.environ.get("COURSE_DATA", "common-voice:dv"),  # the newest release in the MDC catalogue
         output_dir="whisper-small-dv",
         eval_steps=100,
         save_steps=100,
@@ -134,6 +148,10 @@ RECIPES: dict[str, dict] = {
     "course": dict(learning_rate=1e-5, warmup_steps=50, lr_scheduler_type="constant_with_warmup"),
     # A tiny random model needs a large step to learn anything in a few dozen; decaying to 0 steadies it.
     "random-init": dict(learning_rate=5e-3, warmup_steps=5, lr_scheduler_type="linear"),
+    # LoRA on a pretrained checkpoint (peft="lora"): the adapter starts at zero (B = 0) and holds few
+    # parameters, so it takes steps 100x the course's; 1e-3 with 50 warm-up steps and a linear decay is
+    # PEFT's Whisper example (int8 whisper-large-v2 on Common Voice), the recipe most Whisper LoRA runs follow.
+    "lora": dict(learning_rate=1e-3, warmup_steps=50, lr_scheduler_type="linear"),
 }
 # Written into the smoke model's config.json (and so into every model fine-tuned from it).
 RANDOM_INIT_MARK = "course_random_init"
@@ -150,16 +168,22 @@ def is_random_init(model: str) -> bool:
         return False  # a Hub id, or a folder without a readable config: a pretrained checkpoint
 
 
-def choose_recipe(model: str, max_steps: int) -> tuple[str, dict, str]:
+def choose_recipe(model: str, max_steps: int, peft: str | None = None) -> tuple[str, dict, str]:
     """``(name, values, reason)`` of the training recipe for ``model`` over ``max_steps`` steps.
 
+    A pretrained checkpoint gets the course's recipe, or with ``peft="lora"`` the LoRA one; the random
+    smoke model keeps its own either way (its step size is what a random model needs, adapter or not).
     Warm-up is the recipe's, but at most a tenth of the run, so a short run still reaches its peak
     learning rate (the course's 50 of 500 steps is exactly that tenth).
     """
-    name = "random-init" if is_random_init(model) else "course"
+    if is_random_init(model):
+        name, reason = "random-init", "a randomly initialised model"
+    elif peft == "lora":
+        name, reason = "lora", "LoRA on a pretrained checkpoint"
+    else:
+        name, reason = "course", "a pretrained checkpoint"
     values = dict(RECIPES[name])
     values["warmup_steps"] = min(values["warmup_steps"], max(1, max_steps // 10))
-    reason = ("a randomly initialised model" if name == "random-init" else "a pretrained checkpoint")
     return name, values, reason
 
 
@@ -189,7 +213,7 @@ def choose_profile() -> tuple[str, str]:
 
     if in_colab():
         # A CPU runtime (GPU quota gone) must not silently swap the course's data for the smoke clips: the
-        # stages that need a GPU say so instead (see helpers.notebook.setup).
+        # stages that need a GPU say so instead (see helpers.colab.setup).
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU in this runtime"
         return "t4", f"this is Colab ({gpu}); set {PROFILE_ENV}=smoke for the offline run"
     if not torch.cuda.is_available():
@@ -211,7 +235,7 @@ def get_config(profile: str | None = None, **overrides) -> CourseConfig:
     given = {key: value for key, value in overrides.items() if value is not None}
     model = given.get("model", values["model"])
     max_steps = given.get("max_steps", values.get("max_steps", CourseConfig.max_steps))
-    recipe, recipe_values, recipe_reason = choose_recipe(model, max_steps)
+    recipe, recipe_values, recipe_reason = choose_recipe(model, max_steps, given.get("peft", values.get("peft")))
     config = CourseConfig(profile=profile, reason=reason, recipe=recipe, recipe_reason=recipe_reason,
                           **values, **recipe_values)
     return config.replace(**overrides)
@@ -228,7 +252,9 @@ def describe(config: CourseConfig) -> str:
     return (f"Profile '{config.profile}' ({config.reason}): model {config.model}, data {config.data}\n"
             f"Recipe '{config.recipe}' ({config.recipe_reason}): learning rate {config.learning_rate:g}, "
             f"{config.warmup_steps} warm-up steps, {config.lr_scheduler_type} schedule, {config.max_steps} steps"
-            + (f" (set by you: {', '.join(changed)})" if changed else "") + f"; {precision}")
+            + (f" (set by you: {', '.join(changed)})" if changed else "") + f"; {precision}"
+            + (f"; LoRA rank {config.lora_rank} on {', '.join(config.lora_target_modules)}"
+               + (" over 8-bit base weights" if config.load_in_8bit else "") if config.peft else ""))
 
 
 def workspace_dir(profile: str | None = None) -> Path:

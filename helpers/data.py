@@ -9,6 +9,8 @@ Common Voice left the Hugging Face Hub in October 2025 and is published by the M
 * an ``audiofolder`` (audio files + ``metadata.csv`` or ``metadata.jsonl`` with ``file_name`` and a
   transcript column, at the top or in ``train/``, ``test/``... folders);
 * ``mdc:<dataset-id>``: downloaded with the ``datacollective`` SDK, API key in ``MDC_API_KEY``;
+* ``common-voice:<locale>``: the newest Common Voice release for that locale in the MDC's public catalogue
+  (:func:`find_common_voice`), then downloaded as ``mdc:<its id>``;
 * a Hub dataset id ``owner/name`` (optionally ``owner/name:config``), for mirrors and your own datasets.
 
 Every source gives the same result: ``train`` (train + dev/validation merged, as in the course) and
@@ -29,11 +31,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import socket
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from datasets import Audio, Dataset, DatasetDict, concatenate_datasets
 
-from .config import CourseError, first_line
+from .config import CourseError, first_line, in_colab
 
 TRANSCRIPT_COLUMNS = ("sentence", "transcription", "text", "transcript", "normalized_text")
 CV_EXPECTED = "a Common Voice locale folder with clips/, train.tsv, dev.tsv and test.tsv"
@@ -284,11 +290,15 @@ def _mdc_api_key() -> str | None:
 
 
 def _mdc_download_dir() -> str | None:
-    """``MDC_DOWNLOAD_PATH`` if set; in Colab with Drive mounted, Drive (a disconnect loses /content)."""
+    """``MDC_DOWNLOAD_PATH`` if set (the SDK reads it); in Colab the runtime's own disk, ``/content/mdc``.
+
+    The archive and its tens of thousands of MP3s are read once, by 01, which copies the clips into the
+    workspace; unpacking them on Drive would be slow and fill the learner's quota. After a disconnect, 01
+    downloads them again (a few minutes) while every later stage reads the workspace.
+    """
     if os.environ.get("MDC_DOWNLOAD_PATH"):
-        return None  # the SDK reads it itself
-    drive = Path("/content/drive/MyDrive")
-    return str(drive / "whisper-course" / "mdc") if drive.is_dir() else None
+        return None
+    return "/content/mdc" if in_colab() else None
 
 
 def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42) -> DatasetDict:
@@ -332,6 +342,76 @@ def _mdc_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+COMMON_VOICE_SOURCE = "common-voice:"  # common-voice:<locale>: the newest release in the MDC's catalogue
+_MDC_API = "https://mozilladatacollective.com/api"
+
+
+@dataclass
+class CommonVoiceRelease:
+    """One Common Voice release as the MDC's public catalogue lists it."""
+
+    id: str
+    name: str
+    locale: str
+    version: str | None = None
+    size_bytes: float | None = None
+    licence: str | None = None
+    slug: str | None = None
+
+    def describe(self) -> str:
+        """Name, version, size, licence and id, for the learner to check before downloading."""
+        size = f"{self.size_bytes / 1e9:.2f} GB" if self.size_bytes else "size not listed"
+        return (f"{self.name} (version {self.version or '?'}, locale {self.locale}): {size}, licence "
+                f"{self.licence or 'not listed'}; MDC id {self.id}"
+                + (f" (slug {self.slug})" if self.slug else ""))
+
+
+def _version(name: str) -> tuple[int, ...]:
+    found = re.search(r"(\d+(?:\.\d+)*)", name)
+    return tuple(int(part) for part in found.group(1).split(".")) if found else ()
+
+
+def _mdc_reachable(timeout: float = 2.0) -> bool:
+    url = urlparse(os.environ.get("MDC_API_URL") or _MDC_API)
+    try:
+        socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") -> CommonVoiceRelease:
+    """The newest Common Voice (scripted speech) release for ``locale`` in the MDC's public catalogue.
+
+    The catalogue needs no account or key (``datacollective.list_datasets``); downloading the release does
+    (see :func:`load_from_mdc`). Raises ``DataSourceError`` when the catalogue cannot be reached or lists no
+    release for ``locale``.
+    """
+    if not _mdc_reachable():
+        raise DataSourceError(
+            "The Mozilla Data Collective's catalogue cannot be reached (no network?), so the newest Common Voice "
+            f"release for {locale!r} cannot be looked up; pass mdc:<dataset id> or an unpacked release folder."
+        )
+    from datacollective import list_datasets
+
+    try:
+        found = list_datasets(query, locale=locale, sort="newest", results_per_page=50)
+    except _mdc_errors() as error:
+        raise DataSourceError(f"The MDC's catalogue did not answer: {first_line(error)}") from error
+    releases = [item for item in found.items
+                if "common voice" in (item.name or "").lower() and "spontaneous" not in (item.name or "").lower()
+                and (item.locale or "").lower() == locale.lower()]
+    if not releases:
+        raise DataSourceError(f"The MDC's catalogue lists no Common Voice release for locale {locale!r}; check the "
+                              "locale code on https://mozilladatacollective.com or pass mdc:<dataset id>.")
+    # Newest by the version in its name (23.0 after 9.0), the catalogue's own order breaking ties.
+    newest = max(enumerate(releases), key=lambda pair: (_version(pair[1].name or ""), -pair[0]))[1]
+    version = ".".join(map(str, _version(newest.name or ""))) or None
+    return CommonVoiceRelease(id=newest.id, name=newest.name or newest.id, locale=newest.locale or locale,
+                              version=version, size_bytes=newest.sizeBytes, licence=newest.licenseAbbreviation,
+                              slug=newest.slug)
+
+
 def load_from_hub(dataset_id: str, seed: int = 42) -> DatasetDict:
     """Load a Hub dataset (``owner/name`` or ``owner/name:config``) with the same train/test shape."""
     from datasets import load_dataset
@@ -362,6 +442,10 @@ def load_common_voice(source: str | Path, seed: int = 42) -> DatasetDict:
     text = str(source).strip()
     if text.startswith("mdc:"):
         return load_from_mdc(text[4:].strip(), seed=seed)
+    if text.startswith(COMMON_VOICE_SOURCE):
+        release = find_common_voice(text[len(COMMON_VOICE_SOURCE):].strip())
+        print(f"Newest Common Voice release in the MDC catalogue: {release.describe()}")
+        return load_from_mdc(release.id, seed=seed)
     path = Path(text).expanduser()
     if path.is_file() and path.name in ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv", "metadata.csv",
                                         "metadata.jsonl"):
@@ -380,7 +464,7 @@ def load_common_voice(source: str | Path, seed: int = 42) -> DatasetDict:
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
         raise DataSourceError(
             f"Data source {text!r} was not found; expected a Common Voice folder, an audiofolder, "
-            "'mdc:<dataset-id>' or a Hub dataset id 'owner/name'."
+            "'mdc:<dataset-id>', 'common-voice:<locale>' or a Hub dataset id 'owner/name'."
         )
     return load_from_hub(text, seed)
 

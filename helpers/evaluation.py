@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -18,12 +19,34 @@ from datasets import Dataset
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.utils.logging import tqdm  # unlike tqdm.auto, silenced with transformers' progress bars
 
-from .collator import DataCollatorSpeechSeq2SeqWithPadding
+from .collator import DataCollatorSpeechSeq2SeqWithPadding, full_attention_mask
 from .config import CourseConfig
 from .device import inference_placement, model_for_inference
 from .metrics import wer_scores
 from .files import read_json, write_json
 from .memory import explain_oom
+
+
+class _WhisperSuppressTokensNotice(logging.Filter):
+    """Drops transformers' deprecation notice about its own Whisper call, and nothing else.
+
+    ``WhisperGenerationMixin.generate`` hands ``suppress_tokens`` and ``begin_suppress_tokens`` to
+    ``GenerationMixin.generate`` beside a ``generation_config`` (a workaround, transformers PR #48108), which
+    then warns "Passing `generation_config` together with generation-related arguments=(...) is deprecated".
+    It does so whatever the caller passes (a config alone, keyword arguments alone, or neither; checked with
+    transformers 5.24), so no call of ours can avoid it and it says nothing about our call. A notice naming
+    any other argument still passes.
+    """
+
+    PREFIX = "Passing `generation_config` together with generation-related arguments=("
+    ARGUMENTS = {"suppress_tokens", "begin_suppress_tokens"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        named = message[len(self.PREFIX) : message.find(")", len(self.PREFIX))].strip("{}")
+        return {name.strip(" '\"") for name in named.split(",")} != self.ARGUMENTS
 
 
 def transcribe(
@@ -53,15 +76,19 @@ def transcribe(
     generation.max_length = max_length
     texts: dict[int, str] = {}
     model.eval()
-    for start in tqdm(range(0, len(order), batch_size), desc="Transcribing", unit="batch"):
-        indices = order[start : start + batch_size]
-        features = collator.features([dataset[i] for i in indices]).to(device=device, dtype=dtype)
-        # Every row is a full 30 s window of real frames or padding frames, so all positions are attended.
-        mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=features.device)
-        with torch.inference_mode(), explain_oom("evaluating", batch_size=batch_size):
-            ids = model.generate(input_features=features, attention_mask=mask, generation_config=generation).cpu()
-        for i, text in zip(indices, processor.tokenizer.batch_decode(ids, skip_special_tokens=True)):
-            texts[i] = text.strip()
+    notice, generation_log = _WhisperSuppressTokensNotice(), logging.getLogger("transformers.generation.utils")
+    generation_log.addFilter(notice)  # only while we generate: see the filter's docstring
+    try:
+        for start in tqdm(range(0, len(order), batch_size), desc="Transcribing", unit="batch"):
+            indices = order[start : start + batch_size]
+            features = collator.features([dataset[i] for i in indices]).to(device=device, dtype=dtype)
+            mask = full_attention_mask(features)  # Whisper attends to every frame; generate() asks to be told
+            with torch.inference_mode(), explain_oom("evaluating", batch_size=batch_size):
+                ids = model.generate(input_features=features, attention_mask=mask, generation_config=generation).cpu()
+            for i, text in zip(indices, processor.tokenizer.batch_decode(ids, skip_special_tokens=True)):
+                texts[i] = text.strip()
+    finally:
+        generation_log.removeFilter(notice)
     return [texts[i] for i in range(len(dataset))]
 
 

@@ -8,7 +8,9 @@ log-mel features for a whole batch at once (see ``helpers.collator`` and ``bench
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,34 +28,79 @@ DROP_REASONS = {
     "too_many_label_tokens": "the labels (with prefix tokens) exceed the model's max_target_positions",
 }
 SHOWN_DROPPED_ROWS = 20  # per split on screen; report.json lists every one
+_PREPARE_BATCH = 64  # rows per map batch (one Arrow write) and per read of the source rows
 
 
-def _prepare_batch(batch: dict, max_label_tokens: int) -> dict:
-    # Labels come in already tokenised (see prepare_split): workers then receive no tokenizer at all.
-    out = {"audio_16k": [], "labels": [], "duration": [], "drop_reason": [], "source": []}
-    for audio, sentence, tokens in zip(batch["audio"], batch["sentence"], batch["labels"]):
-        out["source"].append((audio or {}).get("path") or "<bytes>")
-        reason, samples, labels = "", b"", []
+def prepare_example(audio, sentence: str, label_ids: list[int], max_label_tokens: int = 448) -> dict:
+    """The course's ``prepare_dataset`` for one clip, with its filters.
+
+    Audio -> 16 kHz samples, stored as FLAC (the collator computes the log-mel features per batch); the
+    sentence's ``label_ids`` (tokenised beforehand, see :func:`prepare_split`) -> labels; and the reason
+    to drop the clip, if there is one (empty when it is kept).
+    """
+    try:
+        wave = load_audio(audio)  # decode, mix to mono, resample to 16 kHz
+    except AudioDecodeError as error:  # missing, empty, undecodable or truncated
+        return {"audio_16k": b"", "labels": [], "duration": 0.0, "drop_reason": error.reason}
+    duration = len(wave) / SAMPLING_RATE
+    if duration > MAX_AUDIO_SECONDS:  # the course's filter: Whisper's encoder hears 30 s at most
+        reason = "too_long_audio"
+    elif not (sentence or "").strip():  # nothing to learn from
+        reason = "empty_transcript"
+    elif len(label_ids) > max_label_tokens:  # the decoder attends to max_target_positions tokens at most
+        reason = "too_many_label_tokens"
+    else:
+        return {"audio_16k": to_flac(wave), "labels": label_ids, "duration": duration, "drop_reason": ""}
+    return {"audio_16k": b"", "labels": [], "duration": duration, "drop_reason": reason}
+
+
+def _prepared_rows(dataset: Dataset, max_label_tokens: int, workers: int) -> Iterator[tuple[str, dict]]:
+    """``(source, prepare_example(...))`` for every row of ``dataset``, in order.
+
+    With ``workers`` > 1 the clips are prepared in that many threads, a few batches ahead of the consumer.
+    Threads, not processes: nearly all of a clip's time is spent in C code that releases the GIL (libsndfile
+    decoding and FLAC encoding through cffi, soxr resampling, numpy on whole arrays), so threads use the
+    cores as processes would, without what ``map(num_proc=...)`` costs on top: a worker pool and a manager
+    process started per split, the dataset pickled to each worker, each worker's rows written to a shard
+    file and read back (on 300 clips that made two workers slower than one; ``benchmarks/``). And the rows
+    never leave the process, so notebooks and every platform's start method behave alike.
+    """
+    columns = dataset.select_columns(["audio", "sentence", "labels"])
+    rows = (row for batch in columns.iter(batch_size=_PREPARE_BATCH) for row in zip(*batch.values()))
+
+    def prepare(audio, sentence: str, label_ids: list[int]) -> tuple[str, dict]:
+        source = (audio or {}).get("path") or "<bytes>"
+        return source, prepare_example(audio, sentence, label_ids, max_label_tokens)
+
+    if workers <= 1:
+        for row in rows:
+            yield prepare(*row)
+        return
+    # Bounded read-ahead: the rows waiting to be written hold decoded audio, so at most a few batches' worth.
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="prepare") as pool:
         try:
-            wave = load_audio(audio)
-        except AudioDecodeError as error:
-            reason, wave = error.reason, np.zeros(0, np.float32)
-        duration = len(wave) / SAMPLING_RATE
-        text = (sentence or "").strip()
-        if not reason and duration > MAX_AUDIO_SECONDS:
-            reason = "too_long_audio"
-        elif not reason and not text:
-            reason = "empty_transcript"
-        if not reason:
-            labels = tokens
-            if len(labels) > max_label_tokens:
-                reason, labels = "too_many_label_tokens", []
-            else:
-                samples = to_flac(wave)
-        out["audio_16k"].append(samples)
-        out["labels"].append(labels)
-        out["duration"].append(duration)
-        out["drop_reason"].append(reason)
+            for row in rows:
+                pending.append(pool.submit(prepare, *row))
+                if len(pending) >= 2 * _PREPARE_BATCH:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # the consumer stopped early (an error in the map): drop what has not started
+            pool.shutdown(cancel_futures=True)
+
+
+def _prepare_batch(audios: list, rows: Iterator[tuple[str, dict]]) -> dict:
+    # The map walks the same rows in the same order as ``rows`` (one process, batches in order); it only
+    # writes what ``rows`` prepared, so the work can run ahead of it in threads.
+    out = {"audio_16k": [], "labels": [], "duration": [], "drop_reason": [], "source": []}
+    for audio in audios:
+        source, prepared = next(rows)
+        if source != ((audio or {}).get("path") or "<bytes>"):
+            raise RuntimeError(f"preprocessing lost its place: expected {source}, the map is at {audio}")
+        out["source"].append(source)
+        for key, value in prepared.items():
+            out[key].append(value)
     return out
 
 
@@ -75,27 +122,31 @@ def prepare_split(
     """Decode, resample and tokenise one split; return the kept rows and a report of what was dropped.
 
     ``max_label_tokens`` is the model's ``max_target_positions``: the labels include the prefix tokens
-    (start of transcript, language, task, no-timestamps) and the end token.
+    (start of transcript, language, task, no-timestamps) and the end token. ``num_proc`` clips are prepared
+    at a time, in threads (see :func:`_prepared_rows`); the rows are the same for any number.
     """
-    num_proc = max(1, min(num_proc, len(dataset) // 8)) or 1  # workers cost more than they save on tiny splits
     fingerprint = _fingerprint(dataset, processor, max_label_tokens)
     # Tokenise every transcript here, in one batched call of the Rust tokenizer (milliseconds), rather than
-    # in the workers: handing each worker the tokenizer means pickling its whole vocabulary, seconds of
-    # CPU per worker and split, which made num_proc > 1 slower than one process on a 300-clip corpus.
+    # clip by clip in the workers.
     texts = [(sentence or "").strip() for sentence in dataset["sentence"]]
     tokens = processor.tokenizer(texts, verbose=False).input_ids if texts else []  # too long: counted, not warned
     dataset = dataset.remove_columns([c for c in dataset.column_names if c not in ("audio", "sentence")])
     dataset = dataset.add_column("labels", tokens, new_fingerprint=Hasher.hash((fingerprint, "labels")))
-    processed = dataset.map(
-        _prepare_batch,
-        batched=True,
-        batch_size=16,
-        fn_kwargs={"max_label_tokens": max_label_tokens},
-        remove_columns=["audio", "labels"],
-        num_proc=num_proc if num_proc > 1 else None,
-        desc=f"Preparing {desc}".strip(),
-        new_fingerprint=fingerprint,
-    )
+    # A generator runs only when iterated: if the map's result is already cached, no clip is decoded.
+    rows = _prepared_rows(dataset, max_label_tokens, num_proc)
+    try:
+        processed = dataset.map(
+            _prepare_batch,
+            batched=True,
+            batch_size=_PREPARE_BATCH,
+            input_columns="audio",  # only for checking the place; the work is in ``rows``
+            fn_kwargs={"rows": rows},
+            remove_columns=["audio", "labels"],
+            desc=f"Preparing {desc}".strip(),
+            new_fingerprint=fingerprint,  # the rows do not depend on num_proc
+        )
+    finally:
+        rows.close()
     reasons = processed["drop_reason"]
     counts = Counter(r for r in reasons if r)
     dropped_rows = [

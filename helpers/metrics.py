@@ -159,8 +159,8 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
     # Offline, evaluate goes straight to its cache instead of retrying the Hub.
     evaluate.config.HF_EVALUATE_OFFLINE = was_offline or offline
     try:
-        metric = evaluate.load(path)
-        score = 100 * metric.compute(predictions=hyps, references=refs)
+        result = evaluate.load(path).compute(predictions=hyps, references=refs)
+        score = 100 * (result["wer"] if isinstance(result, dict) else result)  # some script versions return a dict
     except Exception as error:  # network, cache, script: the cell must say why and go on
         if offline:
             return None, ("Skipped: offline, and evaluate.load fetches its WER script from the Hugging Face Hub "
@@ -169,7 +169,7 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
         return None, f"Skipped: evaluate.load({path!r}) failed ({type(error).__name__}: {said[0] if said else ''})."
     finally:
         evaluate.config.HF_EVALUATE_OFFLINE = was_offline
-    return round(score, 2), f"evaluate {evaluate.__version__}'s WER on the {len(refs)} pairs wer_basic scores."
+    return round(score, 2), f"evaluate {evaluate.__version__}'s WER script, on the {len(refs)} pairs wer_basic scores"
 
 
 def _offline_mode(evaluate) -> bool:

@@ -4,7 +4,7 @@ Each profile has its own folder (:func:`helpers.config.workspace_dir`; in Colab 
 disconnect loses nothing). Artifacts are named in :data:`ARTIFACTS`; :func:`require` finds one or says which
 notebook makes it. Every artifact is stamped with the run that made it (:mod:`helpers.stamps`): saving
 stamps it, requiring it checks the stamp against the run set up in this notebook (:func:`set_run`, called by
-``helpers.notebook.setup``), so a stage never reads another run's files without a word.
+``helpers.colab.setup``), so a stage never reads another run's files without a word.
 """
 
 from __future__ import annotations

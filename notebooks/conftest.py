@@ -1,8 +1,9 @@
 """pytest --nbmake runs every notebook here offline, in order, in one workspace for the whole session.
 
 The kernel nbmake starts for a notebook inherits this process's environment, so while a notebook runs it
-is set to: the offline ``smoke`` profile, no Hub access, no login widget, no progress bars, and a
-temporary workspace shared by the seven notebooks (removed at exit). The other tests never see these.
+is set to: the offline ``smoke`` profile, no Hub access, and a temporary workspace shared by the seven
+notebooks and the workshop (which keeps its short run in its own folder of it; removed at exit). Nothing
+else: offline and without a token the notebooks go on by themselves. The other tests never see these.
 Set ``COURSE_WORKSPACE`` yourself to keep the workspace, e.g. to run one notebook alone after its
 predecessors: ``COURSE_WORKSPACE=/tmp/ws pytest notebooks/04_train.ipynb``.
 """
@@ -33,8 +34,6 @@ def _notebook_environment() -> dict[str, str]:
         "COURSE_WORKSPACE": workspace,
         "COURSE_PROFILE": os.environ.get("COURSE_PROFILE") or "smoke",
         "HF_HUB_OFFLINE": "1",
-        "COURSE_NONINTERACTIVE": "1",
-        "TQDM_DISABLE": "1",
     }
 
 

@@ -1,13 +1,15 @@
-"""Execute the seven course notebooks in order, as a learner would, and keep the executed copies.
+"""Execute the seven course notebooks in order, then the workshop, as a learner would; keep the executed copies.
 
     .venv/bin/python scripts/run_notebooks.py                      # smoke profile, ./workspace
     .venv/bin/python scripts/run_notebooks.py --workspace /tmp/ws --only 04_train 05_evaluate
 
 Each notebook runs with nbclient in a fresh kernel started in ``notebooks/`` (as Jupyter and nbmake do),
 with ``COURSE_WORKSPACE`` pointing at the workspace, so the stages hand their artifacts to each other
-there. The executed copies, with their outputs and plots, go to ``<workspace>/executed/`` (with each
-kernel's own log beside it); the notebooks in ``notebooks/`` stay clean. The profile is ``smoke`` unless ``COURSE_PROFILE`` says otherwise.
-A summary per notebook follows: time, plots, and anything written to stderr (warnings).
+there (the workshop, in its shortened run, keeps its own folder in it). The executed copies, with their
+outputs and plots, go to ``<workspace>/executed/`` (with each kernel's own log beside it); the notebooks in
+``notebooks/`` stay clean. Progress bars are saved as their last frame (text bars, with the carriage returns
+of their redraws applied). The profile is ``smoke`` unless ``COURSE_PROFILE`` says otherwise. A summary per
+notebook follows: time, plots, and anything written to stderr (warnings).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from nbclient.exceptions import CellExecutionError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from helpers.notebook import NONINTERACTIVE_ENV, NOTEBOOKS  # noqa: E402
+from helpers.colab import NONINTERACTIVE_ENV  # noqa: E402
+from helpers.course import NOTEBOOKS, WORKSHOP  # noqa: E402
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+_PROGRESS_BAR = re.compile(r"\|\s*\d+/\d+ \[")
 
 
 def output_summary(notebook: nbformat.NotebookNode) -> dict:
@@ -42,16 +46,17 @@ def output_summary(notebook: nbformat.NotebookNode) -> dict:
             audio += "<audio" in str(data.get("text/html", ""))
             errors += output.get("output_type") == "error"
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                # progress bars redraw with carriage returns; only finished lines count
+                # a progress bar's last frame ("name: 100%|####| 72/72 [00:03<00:00, ...]") is not a warning
                 stderr += [line for line in output.get("text", "").splitlines()
-                           if line.strip() and "\r" not in line and "it/s]" not in line and "/s]" not in line]
+                           if line.strip() and not _PROGRESS_BAR.search(line)]
     return {"plots": plots, "audio": audio, "errors": errors, "stderr": stderr}
 
 
 def run_notebook(name: str, workspace: Path, timeout: int) -> tuple[nbformat.NotebookNode, float, str | None]:
     """Execute ``notebooks/<name>``; return the executed notebook, seconds taken and the error, if any."""
     notebook = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+    # coalesce_streams applies each progress bar's carriage returns: the saved copy shows its last frame.
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", coalesce_streams=True,
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     executed = workspace / "executed" / name
     executed.parent.mkdir(parents=True, exist_ok=True)
@@ -72,14 +77,15 @@ def run_notebook(name: str, workspace: Path, timeout: int) -> tuple[nbformat.Not
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workspace", type=Path, default=Path(os.environ.get("COURSE_WORKSPACE", REPO_ROOT / "workspace")),
+    parser.add_argument("--workspace", type=Path,
+                        default=Path(os.environ.get("COURSE_WORKSPACE", REPO_ROOT / "workspace")),
                         help="folder the stages share (default: COURSE_WORKSPACE, else ./workspace)")
     parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="run only these notebooks (e.g. 04_train), in course order")
+                        help="run only these notebooks (e.g. 04_train, workshop), in course order")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds one cell may take")
     args = parser.parse_args(argv)
 
-    names = list(NOTEBOOKS)
+    names = [*NOTEBOOKS, WORKSHOP]
     if args.only:
         wanted = {Path(n).stem for n in args.only}
         unknown = wanted - {Path(n).stem for n in names}
@@ -88,12 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if Path(n).stem in wanted]
     workspace = args.workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    # The kernels inherit these: the shared workspace, the offline profile unless asked otherwise, no
-    # login widget (nobody is there to type a token) and no progress bars (nobody is watching).
+    # The kernels inherit these: the shared workspace, the offline profile unless asked otherwise, and no
+    # login prompt (online without a token, nobody is there to log in; offline, 00 goes on by itself).
     os.environ["COURSE_WORKSPACE"] = str(workspace)
     os.environ.setdefault("COURSE_PROFILE", "smoke")
     os.environ[NONINTERACTIVE_ENV] = "1"
-    os.environ.setdefault("TQDM_DISABLE", "1")  # a saved progress bar shows its first frame ("0%"), not its last
     print(f"Running {len(names)} notebook(s), profile {os.environ['COURSE_PROFILE']}, workspace {workspace}")
 
     total = 0.0

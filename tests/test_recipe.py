@@ -64,14 +64,14 @@ def test_colab_without_a_gpu_keeps_the_real_run_and_the_gpu_stages_say_what_to_d
     monkeypatch.setattr(config_module, "in_colab", lambda: True)
     profile, reason = choose_profile()
     assert profile == "t4" and "Colab" in reason and "no GPU" in reason
-    from helpers import notebook
+    from helpers import colab
 
-    monkeypatch.setattr(notebook, "in_colab", lambda: True)
-    monkeypatch.setattr(notebook, "_mount_drive", lambda: None)
-    config = notebook.setup()  # 00-03 and 06 run on a CPU runtime
+    monkeypatch.setattr(colab, "in_colab", lambda: True)
+    monkeypatch.setattr(colab, "mount_drive", lambda: None)
+    config = colab.setup()  # 00-03 and 06 run on a CPU runtime
     assert config.profile == "t4"
     with pytest.raises(CourseError, match="T4 GPU") as error:
-        notebook.setup(needs_gpu=True)  # 04 and 05 would run whisper-small on two vCPUs
+        colab.setup(needs_gpu=True)  # 04 and 05 would run whisper-small on two vCPUs
     assert "COURSE_PROFILE=smoke" in str(error.value)
 
 

@@ -1,0 +1,218 @@
+"""The runtime a notebook runs in: its set-up, Google Drive, Colab secrets and the Hub login.
+
+Every notebook's set-up cell (``helpers.course.setup_cell``) installs the course in Colab and then calls
+:func:`setup`: readable outputs (quiet libraries, progress bars that a saved copy shows finished), Google
+Drive mounted once with a sentence saying why, the profile and recipe in use and why, and this notebook's
+run for the stamps :mod:`helpers.workspace` checks. The same code runs in a plain Jupyter kernel, offline
+and without a token, with no project-specific switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    PROFILE_ENV,
+    REPO_ROOT,
+    WORKSPACE_ENV,
+    CourseConfig,
+    CourseError,
+    describe,
+    get_config,
+    in_colab,
+    workspace_dir,
+)
+from .workspace import set_run
+
+# Set by batch runners (scripts/run_notebooks.py) that execute notebooks online with nobody to log in:
+# login() then goes on without showing the login prompt. Notebooks never need it.
+NONINTERACTIVE_ENV = "COURSE_NONINTERACTIVE"
+
+# The workshop's shortened run, per profile: fewer clips and steps, its own folder in the workspace (its
+# subsets must never feed the full course's stages). On a free T4 the whole workshop then takes about
+# 45 minutes (see the workshop notebook); the smoke profile's takes about 2 minutes on 2 CPU cores.
+SHORT_RUN: dict[str, dict[str, Any]] = {
+    "t4": dict(max_train_samples=2000, max_test_samples=500, max_steps=200, eval_steps=100, save_steps=100,
+               eval_subset_size=100),
+    "smoke": dict(max_train_samples=32, max_test_samples=8, max_steps=10, eval_steps=5, save_steps=5,
+                  logging_steps=5, eval_subset_size=None),
+}
+SHORT_RUN_FOLDER = "short-run"
+
+
+def interactive() -> bool:
+    """True in a kernel a person may be looking at; False when a batch runner says it is one."""
+    if os.environ.get(NONINTERACTIVE_ENV, "") not in ("", "0"):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def text_progress_bars() -> None:
+    """Outside Colab, make ``tqdm.auto`` (datasets, transformers, huggingface_hub) draw text progress bars.
+
+    A widget bar is saved as the text of its first frame ("0%"): an executed notebook saved by Jupyter,
+    nbclient or nbconvert would show every bar at 0 %. A text bar redraws in place with carriage returns, so
+    the saved copy ends on its last frame. Called before those libraries are imported (they bind
+    ``tqdm.auto.tqdm`` when imported); Colab keeps its widgets, which it renders well.
+    """
+    import tqdm.auto
+    import tqdm.std
+
+    tqdm.auto.tqdm, tqdm.auto.trange = tqdm.std.tqdm, tqdm.std.trange
+
+
+def quiet() -> None:
+    """Readable notebook outputs: library warnings and info logs off, errors still shown."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # else a fork warning per datasets worker
+    if not in_colab():
+        text_progress_bars()
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    for name in ("huggingface_hub", "accelerate", "torch.distributed.elastic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # Deprecation notices are for library authors, not learners; they would repeat in every cell.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*non-GUI backend.*")
+
+
+def _short_course_errors() -> None:
+    """Show a ``CourseError`` as its one sentence instead of a traceback wall (the cell still fails)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def handler(shell, etype, value, tb, tb_offset=None):  # IPython's custom-exception signature
+        print(f"{etype.__name__}: {value}", file=sys.stderr)
+
+    shell.set_custom_exc((CourseError,), handler)
+
+
+def mount_drive() -> None:
+    """Mount Google Drive in Colab (once per runtime) and say why; say what it means when it cannot."""
+    if os.environ.get(WORKSPACE_ENV) or Path("/content/drive/MyDrive").is_dir():
+        return
+    print("Mounting Google Drive: the workspace (prepared data, checkpoints, results) lives there, so a "
+          "disconnect loses nothing. Large downloads (the Common Voice archive) stay on this runtime's own disk.")
+    try:
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount("/content/drive")
+    except Exception as error:  # declined, or Drive unavailable: work locally, and say what that means
+        print(f"Google Drive is not mounted ({type(error).__name__}): the workspace is on the Colab disk and "
+              "is lost when the runtime disconnects.")
+
+
+def _use_short_run_folder(profile: str) -> None:
+    root = workspace_dir(profile).parent
+    if root.name != SHORT_RUN_FOLDER:
+        os.environ[WORKSPACE_ENV] = str(root / SHORT_RUN_FOLDER)
+
+
+def setup(drive: bool = True, needs_gpu: bool = False, short_run: bool = False, **overrides: Any) -> CourseConfig:
+    """Prepare a notebook: quiet logs, Drive in Colab, print profile, recipe and workspace; return the config.
+
+    ``overrides`` go to :func:`helpers.config.get_config` (e.g. ``setup(max_steps=100)``). ``needs_gpu``
+    (notebooks 04 and 05) stops a real run on a Colab runtime without a GPU with what to do, instead of
+    training or evaluating whisper-small on two vCPUs for hours. ``short_run`` (the workshop) applies
+    :data:`SHORT_RUN` for the profile, under its own folder of the workspace; ``overrides`` still win. The
+    profile is then kept for the rest of this kernel, and this notebook's artifacts are stamped with, and
+    checked against, this run.
+    """
+    quiet()
+    _short_course_errors()
+    if drive and in_colab():
+        mount_drive()
+    if short_run:
+        profile = get_config(**overrides).profile
+        overrides = {**SHORT_RUN[profile], **overrides}
+        _use_short_run_folder(profile)
+    config = get_config(**overrides)
+    os.environ[PROFILE_ENV] = config.profile  # later calls in this kernel see the same profile and workspace
+    print(describe(config))
+    if short_run:
+        print(f"Short run: {config.max_train_samples} training and {config.max_test_samples} test clips at most, "
+              f"{config.max_steps} steps, in its own folder of the workspace.")
+    if needs_gpu and config.profile != "smoke":
+        import torch
+
+        if not torch.cuda.is_available():
+            message = (f"This notebook runs {config.model} and needs a GPU, and this runtime has none. In Colab: "
+                       "Runtime > Change runtime type > T4 GPU, then run the notebook again (the workspace on "
+                       f"Drive is kept). If your GPU quota is used up, set {PROFILE_ENV}=smoke (or pass "
+                       'profile="smoke" to setup in the set-up cell) to run the offline profile instead: a tiny '
+                       "random model that shows the steps, not a useful result; it has its own workspace folder.")
+            if in_colab():
+                raise CourseError(message)
+            print(f"Warning: {message}")
+    set_run(config)
+    from .stamps import helpers_version
+
+    print(f"Course code: helpers {helpers_version()} in {REPO_ROOT}")
+    print(f"Workspace: {workspace_dir(config.profile)}")
+    return config
+
+
+def use_colab_secret(name: str) -> bool:
+    """In Colab, copy the secret ``name`` into the environment (never printed); True when it is set."""
+    if not os.environ.get(name) and in_colab():
+        try:
+            from google.colab import userdata  # type: ignore[import-not-found]
+
+            os.environ[name] = userdata.get(name)
+        except Exception:  # no such secret, or access not granted: the caller says what is missing
+            pass
+    return bool(os.environ.get(name))
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub is out of reach: offline mode is on, or it does not answer."""
+    from huggingface_hub import constants
+
+    from .hub import hub_reachable
+
+    return bool(constants.HF_HUB_OFFLINE) or not hub_reachable()
+
+
+def login() -> None:
+    """Use a token that is already there (``HF_TOKEN``, a Colab secret, a cached login); else offer the login.
+
+    Offline, or in a batch run with nobody to log in, it says that pushing will be skipped and goes on.
+    The token itself is never printed.
+    """
+    from .hub import find_token
+
+    if find_token():
+        print("A Hugging Face token was found (HF_TOKEN, a Colab secret or a cached login); it is not shown.")
+        return
+    if hub_offline():
+        print("No Hugging Face token, and the Hub cannot be reached (offline): pushing will be skipped. Every "
+              "other stage works the same; 06_share writes an export folder instead of pushing.")
+        return
+    if in_colab() or interactive():
+        print("No token found: log in below with a token that has write access "
+              "(https://huggingface.co/settings/tokens). This login lasts as long as this runtime; a Colab "
+              "secret named HF_TOKEN works in every notebook and every runtime.")
+        from huggingface_hub import notebook_login
+
+        notebook_login()
+        return
+    print("No Hugging Face token and nobody to ask for one: continuing without logging in; pushing will be "
+          "skipped.")

@@ -1,0 +1,101 @@
+"""The course's map: the notebooks, where they live, the release they install, and what the course reports.
+
+Everything a notebook links to or installs is written here once: the repository (:data:`REPO_URL`), the
+pinned release every set-up cell installs and every badge opens (:data:`RELEASE`), the set-up cell itself
+(:func:`setup_cell`), the course unit and blog post, and the figures the course reports for the real run
+(:data:`COURSE_FIGURES`). ``tools/sync_notebooks.py`` builds the notebooks from their sources with these.
+"""
+
+from __future__ import annotations
+
+REPO_URL = "https://github.com/whisper-course/whisper-finetune-companion"
+# The tag every set-up cell installs and every badge opens, so a learner who re-runs a notebook mid-course
+# gets the code the notebook was written against, not whatever main has become. Bump it with the package
+# version (tests/test_notebooks.py checks they agree), tag that commit, then run tools/sync_notebooks.py.
+RELEASE = "v0.1.0"
+NOTEBOOK_FOLDER = "notebooks"
+# Where the set-up cell puts the project in Colab (an editable install keeps data/ and helpers/ together).
+COLAB_CHECKOUT = "/content/whisper-finetune-companion"
+
+NOTEBOOKS: tuple[str, ...] = (
+    "00_hub_login.ipynb",
+    "01_load.ipynb",
+    "02_preprocess.ipynb",
+    "03_collate.ipynb",
+    "04_train.ipynb",
+    "05_evaluate.ipynb",
+    "06_share.ipynb",
+)
+# All seven stages in one notebook and one runtime, built from the same sources (tools/sync_notebooks.py).
+WORKSHOP = "workshop.ipynb"
+
+COURSE_UNIT = "https://huggingface.co/learn/audio-course/chapter5/fine-tuning"
+BLOG_POST = "https://huggingface.co/blog/fine-tune-whisper"
+# Why the course's collator never strips the start token (it compares with bos_token_id).
+COLLATOR_ISSUE = "https://github.com/huggingface/audio-transformers-course/issues/85"
+
+# What the course reports for whisper-small on Common Voice 13 Dhivehi, in percent: "normalised" is after
+# Whisper's BasicTextNormalizer (our wer_basic), "orthographic" on the raw text (our wer_ortho).
+COURSE_FIGURES: dict[str, dict[str, float]] = {
+    "zero-shot": {"wer_ortho": 167.3, "wer_basic": 125.7},
+    "fine-tuned": {"wer_ortho": 63.9, "wer_basic": 14.1},
+}
+
+
+def colab_url(notebook: str) -> str:
+    """The Colab link that opens ``notebook`` from the repository at :data:`RELEASE`."""
+    path = REPO_URL.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{path}/blob/{RELEASE}/{NOTEBOOK_FOLDER}/{notebook}"
+
+
+def colab_badge(notebook: str) -> str:
+    """Markdown for the "Open in Colab" badge of ``notebook``."""
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
+
+
+def repo_file_url(path: str, anchor: str = "") -> str:
+    """A file of the repository at :data:`RELEASE` on GitHub (links that work from Colab, too)."""
+    return f"{REPO_URL}/blob/{RELEASE}/{path}" + (f"#{anchor}" if anchor else "")
+
+
+TROUBLESHOOTING_URL = repo_file_url("README.md", "troubleshooting")
+
+# The set-up cell's first part: in Colab, fetch the pinned release and install it, saying what it does and
+# how long it took, and stopping with the tool's own error when a step fails. Elsewhere it does nothing.
+_INSTALL = f'''# Set-up. In Colab: install the course at release {RELEASE} (about a minute; Colab's own torch is kept).
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+    import time
+
+    repo, release = "{REPO_URL}", "{RELEASE}"
+    checkout = "{COLAB_CHECKOUT}"
+    steps = [
+        (f"Fetching {{repo}} at {{release}}", f"rm -rf {{checkout}} && git init -q {{checkout}} && cd {{checkout}} && "
+         f"git fetch -q --depth 1 {{repo}} {{release}} && git checkout -q FETCH_HEAD"),
+        ("Installing it with pip (and openai-whisper's vocabulary files)",
+         f"pip install -q -e {{checkout}} && pip install -q --no-deps openai-whisper"),
+    ]
+    if not os.path.exists(f"{{checkout}}/.installed-{{release}}"):  # once per runtime
+        start = time.time()
+        for what, command in steps:
+            print(what, "...", flush=True)
+            done = subprocess.run(command, shell=True, capture_output=True, text=True)
+            if done.returncode:  # stop here, with the tool's own words, rather than fail later on an import
+                raise RuntimeError(f"{{what}} failed (exit {{done.returncode}}):\\n{{done.stderr[-3000:]}}")
+        open(f"{{checkout}}/.installed-{{release}}", "w").close()
+        print(f"Installed in {{time.time() - start:.0f}} s.")
+    sys.path.insert(0, checkout)
+'''
+
+
+def setup_call(args: str = "") -> str:
+    """The lines a notebook's source holds in its set-up cell: the import and ``config = setup(args)``."""
+    return f"from helpers.colab import setup\n\nconfig = setup({args})"
+
+
+def setup_cell(args: str = "") -> str:
+    """The whole set-up cell: the Colab install of :data:`RELEASE`, then :func:`setup_call`."""
+    return _INSTALL + "\n" + setup_call(args)

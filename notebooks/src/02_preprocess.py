@@ -1,0 +1,187 @@
+# %% [markdown]
+# # 2 · Preprocess: 16 kHz audio, labels and filters
+#
+# **What this stage does.** It decodes every clip and resamples it to 16 kHz, tokenises every transcript
+# into label ids, drops what Whisper cannot learn from (and counts why), plots what Whisper will see, and
+# saves the prepared splits with a report.
+#
+# **Why.** Whisper's encoder takes exactly 30 s of 16 kHz audio as an 80 × 3000 log-mel spectrogram; its
+# decoder attends to at most 448 label tokens. Longer clips would be cut mid-sentence and longer labels
+# cannot be trained on, so they are filtered out before training, not discovered during it.
+#
+# **Needs:** `loaded/` from [01_load.ipynb](01_load.ipynb). **Makes:** `prepared/` and `report.json` in the
+# workspace. **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about 10 minutes for the
+# whole release on Colab's two CPU cores (an estimate).
+#
+# **In the course:** [Feature Extractor, Tokenizer and Processor](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#feature-extractor-tokenizer-and-processor),
+# [Pre-Process the Data](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#pre-process-the-data)
+# · **In the blog post:** [Prepare Feature Extractor, Tokenizer and Data](https://huggingface.co/blog/fine-tune-whisper#prepare-feature-extractor-tokenizer-and-data)
+
+# %% tags=["setup"]
+from helpers.colab import setup
+
+config = setup()
+
+# %%
+from datasets import load_from_disk
+
+from helpers.workspace import require
+
+loaded = load_from_disk(require("loaded"))
+loaded
+
+# %% [markdown]
+# ## The processor, and why "sinhalese"
+#
+# The processor is Whisper's feature extractor (audio to log-mel) and tokenizer (text to label ids). The
+# tokenizer starts every label with Whisper's prefix tokens: start of transcript, **language**, task, no
+# timestamps. Dhivehi is not one of Whisper's 99 languages, so, like the course, we name its closest
+# relative that is: Sinhala (`"sinhalese"`), the language of Sri Lanka, which shares Dhivehi's ancestry and
+# its way of writing vowels as marks on consonants. Fine-tuning then teaches Whisper Dhivehi *through* the
+# Sinhala token.
+#
+# Expect the zero-shot model (05) to answer in another script: Dhivehi is written in Thaana, and a model
+# told "Sinhala" that has never heard Dhivehi writes Sinhala letters, or even Latin ones. Nearly every word
+# is then wrong, and insertions push the course's zero-shot WER over 100 %.
+
+# %%
+from transformers import WhisperConfig
+
+from helpers.model import load_processor
+
+processor = load_processor(config.model, config.language, config.task)  # WhisperProcessor + prefix tokens
+max_tokens = WhisperConfig.from_pretrained(config.model).max_target_positions  # 448 for every Whisper
+ids = processor.tokenizer(loaded["train"][0]["sentence"]).input_ids
+print(f"language {config.language!r}, task {config.task!r}: {len(ids)} label ids, starting "
+      f"{processor.tokenizer.convert_ids_to_tokens(ids[:4])}; at most {max_tokens}")
+
+# %% [markdown]
+# ## Resampling
+#
+# Common Voice ships 48 kHz MP3s; Whisper was trained on 16 kHz. We decode with `soundfile` and resample
+# with `soxr` (a band-limited, high-quality resampler):
+
+# %%
+import io
+
+import soundfile as sf
+
+from helpers.audio import SAMPLING_RATE, load_audio
+
+clip = loaded["train"][0]["audio"]
+info = sf.info(io.BytesIO(clip["bytes"]))
+wave = load_audio(clip)
+print(f"stored: {info.samplerate} Hz, {info.channels} channel(s), {info.frames} samples -> "
+      f"Whisper gets {len(wave)} samples at {SAMPLING_RATE} Hz ({len(wave) / SAMPLING_RATE:.2f} s)")
+
+# %% [markdown]
+# ## The preparation function
+#
+# The course writes one function per example, maps it over the dataset, then filters long clips:
+#
+# ```python
+# def prepare_dataset(example):
+#     audio = example["audio"]
+#     example = processor(audio=audio["array"], sampling_rate=audio["sampling_rate"], text=example["sentence"])
+#     example["input_length"] = len(audio["array"]) / audio["sampling_rate"]
+#     return example
+#
+# common_voice = common_voice.map(prepare_dataset, remove_columns=common_voice.column_names["train"], num_proc=2)
+# common_voice["train"] = common_voice["train"].filter(lambda length: length < 30.0, input_columns=["input_length"])
+# ```
+#
+# Ours has the same shape, audio in and label ids out, with the filters inside, each dropped clip keeping
+# its reason. Two things differ. It stores the 16 kHz audio (as lossless FLAC) rather than the course's
+# 80 × 3000 float32 log-mel matrix, 960 KB per clip however short: the collator (03) computes the log-mel
+# features for a whole batch at once. And the sentences are tokenised beforehand, all at once, because
+# handing the tokenizer to each worker process costs more than the work itself. This is the function the
+# helpers run:
+
+# %%
+from helpers.display import show_source
+from helpers.features import prepare_example
+
+show_source(prepare_example, marks={
+    "wave = load_audio(audio)": "decode and resample to 16 kHz (the course: cast_column(Audio(sampling_rate=16000)))",
+    "duration > MAX_AUDIO_SECONDS": "the course's filter: Whisper's window is 30 s",
+    "len(label_ids) > max_label_tokens": "labels longer than the decoder can attend to (448 tokens)",
+    '"audio_16k": to_flac(wave)': "kept: 16 kHz audio as FLAC and the label ids",
+})
+
+# %% [markdown]
+# Run it on one clip:
+
+# %%
+example = loaded["train"][0]
+one = prepare_example(example["audio"], example["sentence"], processor.tokenizer(example["sentence"]).input_ids,
+                      max_label_tokens=max_tokens)
+print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labels'])} ids; "
+      f"duration: {one['duration']:.2f} s; dropped because: {one['drop_reason'] or '(kept)'}")
+
+# %% [markdown]
+# ## Prepare every clip, counting what is dropped
+#
+# `prepare_dataset` maps that function over both splits in parallel worker processes (`datasets.map`),
+# keeps the clips whose reason is empty, and reports the others: audio over 30 s, labels over the limit,
+# empty transcripts, and clips that are missing or not decodable audio.
+
+# %%
+from helpers.features import format_report, prepare_dataset
+
+prepared, report = prepare_dataset(loaded, processor, max_label_tokens=max_tokens, num_proc=config.num_proc)
+print(format_report(report))
+
+# %% [markdown]
+# ## What Whisper sees: a log-mel spectrogram
+#
+# 80 mel frequency bands, 100 frames per second, always 30 s: a shorter clip is padded with silence
+# (the dashed line marks where the speech ends), so the model learns to ignore the padding.
+
+# %%
+from helpers.features import log_mel
+from helpers.plots import plot_log_mel
+
+first = prepared["train"][0]
+plot_log_mel(log_mel(first["audio_16k"], processor.feature_extractor), duration=first["duration"],
+             title="Log-mel features of the first training clip")
+
+# %% [markdown]
+# ## Durations and label lengths
+#
+# Histograms of the clips that were kept, with Whisper's two limits drawn in red. Clips beyond them were
+# dropped above and are counted in the report.
+
+# %%
+from helpers.plots import plot_lengths
+
+durations = [d for split in prepared.values() for d in split["duration"]]
+label_lengths = [len(ids) for split in prepared.values() for ids in split["labels"]]
+plot_lengths(durations, label_lengths, max_tokens=max_tokens)
+
+# %% [markdown]
+# ## Save for the next stages
+
+# %%
+from helpers.display import disk_size
+from helpers.features import save_report
+from helpers.workspace import artifact_path, save_dataset, stamp
+
+path = save_dataset(prepared, "prepared", processor)  # stamped with this run's model, data and tokenizer
+save_report(report, artifact_path("report"))
+stamp("report", processor)
+clips = sum(len(split) for split in prepared.values())
+print(f"Saved {clips} clips to {path}: {disk_size(path) / 1e6:.1f} MB "
+      f"(the course's stored features would take {clips * 80 * 3000 * 4 / 1e6:.1f} MB)")
+
+# %% [markdown]
+# **On the real run.** In the course's CV13 no clip was over 30 s and no transcript over 448 tokens, so
+# nothing was dropped; a newer release may drop a few, each listed in `report.json` with its reason.
+#
+# ## Try it yourself
+#
+# - Look at `report.json` in the workspace: listen to a dropped clip (`load_audio` on its path) and decide
+#   whether the filter was right.
+# - Drop very short clips too: `prepared["train"].filter(lambda d: d >= 1.0, input_columns="duration")`
+#   keeps clips of a second or more. How many go?
+# - Tokenise a sentence of another language (`processor.tokenizer("வணக்கம்").input_ids`): scripts Whisper
+#   saw little of take many byte-level tokens per letter, which is what the 448-token limit counts.

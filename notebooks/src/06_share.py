@@ -1,0 +1,151 @@
+# %% [markdown]
+# # 6 · Share: model card, Hub, pipeline and demo
+#
+# **What this stage does.** It writes a model card (base model, dataset, language, results, training
+# settings), pushes the model to the Hub when you are logged in, or else writes an export folder, and then
+# loads the model with `pipeline("automatic-speech-recognition")` to transcribe a test clip and a recording
+# longer than Whisper's 30 s window. In Colab it offers a small Gradio demo.
+#
+# **Why.** A model is only useful once someone else can load it: the card says what it is and how well it
+# works, and `pipeline` is how people will use it.
+#
+# **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb) (test clips), `model/` from
+# [04_train.ipynb](04_train.ipynb), `results.json` and `predictions.json` from
+# [05_evaluate.ipynb](05_evaluate.ipynb); a Hub token to push (see [00_hub_login.ipynb](00_hub_login.ipynb)).
+# **Makes:** a Hub repository, or `export/` in the workspace. **Runtime:** a CPU runtime is enough (the
+# pipeline uses the GPU when there is one). **Time on a free Colab T4:** about 5 minutes, most of it
+# uploading about 1 GB (an estimate).
+#
+# **In the course:** [Sharing Your Model](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#sharing-your-model),
+# [Build a demo with Gradio](https://huggingface.co/learn/audio-course/chapter5/demo)
+# · **In the blog post:** [Building a Demo](https://huggingface.co/blog/fine-tune-whisper#building-a-demo)
+
+# %% tags=["setup"]
+from helpers.colab import setup
+
+config = setup()
+
+# %% [markdown]
+# ## The Hub token, in this runtime
+#
+# In Colab each notebook has its own runtime, so a login made in 00 is gone here. A Colab secret named
+# `HF_TOKEN` works in every notebook; otherwise log in again below (or skip it: the model is then exported
+# to the workspace, ready to push later).
+
+# %%
+from helpers.colab import login
+
+login()
+
+# %% [markdown]
+# ## The model card
+#
+# It names the metrics the way every notebook does: `wer_basic` is the course's normalised WER, `wer` ours
+# with the vowel marks kept, `wer_ortho` the raw text.
+
+# %%
+import json
+from pathlib import Path
+
+from helpers.hub import model_card, who_am_i
+from helpers.share import card_language, source_label, training_summary
+from helpers.workspace import require
+
+model_dir, results = require("model"), json.loads(require("results").read_text())
+user = who_am_i()  # None without a (valid) token or without network
+repo_id = f"{user}/{Path(config.output_dir).name}" if user else Path(config.output_dir).name
+card = model_card(repo_id, base_model=source_label(config.model, keep=1), dataset_name=source_label(config.data),
+                  language=card_language(config), scores=results["finetuned"], training=training_summary(config))
+print(card.content)
+
+# %% [markdown]
+# ## Push, or export
+#
+# Logged in: the model (saved locally first) and its card go to `repo_id` on the Hub; if the push fails,
+# the local copy stays and the message says how to retry. Not logged in: the same files go into an
+# export folder in the workspace, ready to upload later (`python -m helpers push --model-dir ... --repo-id ...`).
+
+# %%
+from helpers.hub import push_model
+from helpers.share import export_model
+from helpers.workspace import artifact_path
+
+if user:
+    card.save(str(model_dir / "README.md"))
+    print(push_model(model_dir, repo_id))
+    model_source = repo_id
+else:
+    model_source = str(export_model(model_dir, card, artifact_path("export") / repo_id))
+    print(f"Not logged in: pushing skipped; the model and its card are in {model_source}")
+
+# %% [markdown]
+# ## Use it with `pipeline`
+#
+# The same one line anyone would use (with your Hub id once pushed):
+
+# %%
+from transformers import pipeline
+
+from helpers.device import pipeline_placement
+
+# On the GPU in fp16 when there is one (as in 05), else on the CPU in fp32.
+asr = pipeline("automatic-speech-recognition", model=model_source, **pipeline_placement(config.fp16))
+asr.model.generation_config.max_length = config.generation_max_length  # as in evaluation
+
+# %%
+from datasets import load_from_disk
+from IPython.display import Audio, display
+
+from helpers.audio import SAMPLING_RATE, from_int16
+from helpers.display import real_run_note
+
+test = load_from_disk(require("prepared"))["test"]
+wave = from_int16(test[0]["audio_16k"])
+transcripts = json.loads(require("predictions").read_text())
+print("reference:     ", test[0]["sentence"])
+print("pipeline:      ", asr({"raw": wave, "sampling_rate": SAMPLING_RATE})["text"].strip())
+print("05 transcribed:", transcripts["fine_tuned"][0])
+display(Audio(wave, rate=SAMPLING_RATE), real_run_note(config, about="transcripts"))
+
+# %% [markdown]
+# ## Longer than 30 seconds
+#
+# Whisper hears 30 s at a time; a longer recording given as is would be cut. `chunk_length_s=30` makes the
+# pipeline cut it into overlapping 30 s windows, transcribe them in batches and join the text. Here a
+# recording of about 40 s, made of test clips joined with short silences:
+
+# %%
+from helpers.share import long_recording
+
+long_wave, used = long_recording([from_int16(test[i]["audio_16k"]) for i in range(min(len(test), 40))])
+print(f"{len(long_wave) / SAMPLING_RATE:.1f} s: {used} test clips, one after another")
+text = asr({"raw": long_wave, "sampling_rate": SAMPLING_RATE}, chunk_length_s=30, batch_size=4)["text"]
+print(text.strip())
+Audio(long_wave, rate=SAMPLING_RATE)
+
+# %% [markdown]
+# `return_timestamps=True` adds the start and end of each segment, for subtitles.
+#
+# ## A Gradio demo (optional, Colab)
+#
+# Record or upload a clip and read the transcript; Colab shows a public link for a few days. This cell does
+# nothing outside Colab.
+
+# %%
+from helpers.colab import in_colab
+from helpers.share import gradio_demo
+
+if in_colab():
+    # !pip install -q gradio
+    gradio_demo(asr).launch()
+
+# %% [markdown]
+# **Done.** You have loaded Common Voice, prepared it, trained, evaluated and shared a fine-tuned Whisper.
+#
+# ## Try it yourself
+#
+# - **Your own voice.** Record a few sentences in the Gradio demo, or put recordings with a `metadata.csv`
+#   in a Drive folder and fine-tune on them (01's "Try it yourself").
+# - **A longer run.** Raise `max_steps` in 04 (the course suggests 4000 with a linear schedule) and push
+#   the better model under another name.
+# - **The whole path in one command**, from a terminal: `python -m helpers run` (see the README).
