@@ -13,14 +13,14 @@ length, in batches of ``--batch-size``, greedily, from the same log-mel features
 
 The engines take turns, ``--repeats`` rounds, so a machine shared with other work slows them alike; the
 median round counts. Wall time gives clips/s; process CPU time (all threads) is shown too, steadier when
-the machine is busy. Prints a table and a last line of JSON; writes ``benchmarks/results/ct2-<timestamp>.json``
-and ``ct2-latest.json``.
+the machine is busy. Prints a table and a last line of JSON; writes
+``benchmarks/results/ct2-<model>-<timestamp>.json`` and ``ct2-<model>-latest.json`` (kept in git: the README's
+figures).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import os
@@ -36,15 +36,16 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def english_clips(limit: int | None):
-    """The bundled corpus's English clips (espeak-ng speaks a third of them in English), as a ``Dataset``."""
-    from datasets import Dataset
+    """The bundled corpus's English clips, train and test (espeak-ng speaks a third of them in English)."""
+    from datasets import concatenate_datasets
 
     from helpers.config import BUNDLED_CORPUS
+    from helpers.data import load_common_voice
 
-    with open(BUNDLED_CORPUS / "validated.tsv", encoding="utf-8", newline="") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["sentence"].isascii()][:limit]
-    return Dataset.from_list([{"audio": str(BUNDLED_CORPUS / "clips" / r["path"]), "sentence": r["sentence"]}
-                              for r in rows])
+    splits = load_common_voice(str(BUNDLED_CORPUS))
+    clips = concatenate_datasets([splits["train"], splits["test"]])
+    english = [i for i, sentence in enumerate(clips["sentence"]) if sentence.isascii()]
+    return clips.select(english[:limit])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     base_cpu = statistics.median(timings["transformers"]["cpu"])
     for name, engine in engines.items():
         wall, cpu = statistics.median(timings[name]["wall"]), statistics.median(timings[name]["cpu"])
-        same = sum(a == b for a, b in zip(outputs[name], outputs["transformers"]))
+        same = sum(a == b for a, b in zip(outputs[name], outputs["transformers"], strict=True))
         row = {"engine": name, "clips_per_s": len(audio) / wall, "cpu_s_per_clip": cpu / len(audio),
                "speed_vs_transformers_wall": base_wall / wall, "speed_vs_transformers_cpu": base_cpu / cpu,
                "model_bytes": engine["size"], "export_s": engine["export_s"],
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = results["started"][:19].replace("-", "").replace(":", "")
-    for name in (f"ct2-{stamp}.json", "ct2-latest.json"):
+    for name in (f"ct2-{args.model}-{stamp}.json", f"ct2-{args.model}-latest.json"):
         (args.results_dir / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(summary))
     return results

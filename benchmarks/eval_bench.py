@@ -12,12 +12,18 @@ same clips with ``helpers.evaluation.transcribe`` in several ways (``PASSES``):
 * ``sorted_b4`` / ``unsorted_b4``: the same at batch 4;
 * ``beam5``: sorted, batch 16, 5 beams: what ``pipeline("automatic-speech-recognition")`` uses by default.
 
-For each pass: clips/s, the seconds spent in the encoder (a forward hook) and in decoding (the rest of
-``generate``), the four error rates, and, from the token ids ``generate`` returned, what the stopping of
-finished rows costs: a batch runs until its longest row ends, so it computes (rows x steps) token slots,
-of which only the tokens up to each row's end of text are used. The greedy passes must give the same
-error rates as the course's pass (asserted: the benchmark fails otherwise); how many transcripts are
-identical is recorded too.
+For each pass: clips/s and CPU seconds per clip (on a shared machine the wall time follows the load, the
+CPU time much less), the time and CPU spent in the encoder (a forward hook) and in decoding (the rest of
+``generate``), the four error rates, and the token slots the batches computed. The greedy passes must
+give the same error rates as the course's pass (asserted: the benchmark fails otherwise); how many
+transcripts are identical is recorded too.
+
+**Stopping of finished rows.** ``generate`` runs a batch until its longest row ends; a row that has ended
+is still computed, as padding, at every later step. Greedy transcripts do not depend on the batch (checked
+above), so the lengths of the course pass's transcripts give exactly what any order and batch size
+costs the decoder (``batching``): token slots per clip (rows x steps: what a CPU pays), sequential decoder
+steps per clip (steps: what a GPU, which computes a batch's rows at once, pays) and the share of slots
+spent on rows already finished.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ PASSES = {  # name: (sorted by duration, batch size, beams)
     "sorted_b4": (True, 4, 1),
     "beam5": (True, 16, 5),
 }
-DEFAULT_PASSES = {"tiny.en": list(PASSES), "base": ["course", "sorted", "beam5"]}
+DEFAULT_PASSES = {"tiny.en": ["course", "sorted", "sorted_b4", "beam5"], "base": ["course", "sorted", "beam5"]}
+BATCH_SIZES = (1, 4, 8, 16, 32)
 
 
 def english_clips(prepared_dir: Path, n: int):
@@ -54,31 +61,33 @@ def english_clips(prepared_dir: Path, n: int):
 
 
 class GenerateRecorder:
-    """Wraps ``model.generate`` and the encoder: time in each, and the shape of every batch's token ids."""
+    """Wraps ``model.generate`` and the encoder: time and CPU in each, and every batch's token ids."""
 
     def __init__(self, model, processor, max_length: int):
         tokenizer = processor.tokenizer
         self.model, self.special_ids, self.eos_id = model, set(tokenizer.all_special_ids), tokenizer.eos_token_id
         self.prompt, self.max_length = len(tokenizer.prefix_tokens), max_length
         self.batches: list[dict] = []
-        self.generate_s = self.encoder_s = 0.0
+        self.generate_s = self.encoder_s = self.generate_cpu_s = self.encoder_cpu_s = 0.0
         self._original = model.generate
-        self._started: float | None = None
+        self._started = (0.0, 0.0)
         encoder = model.get_encoder()
         self._hooks = [encoder.register_forward_pre_hook(self._encoder_start),
                        encoder.register_forward_hook(self._encoder_end)]
         model.generate = self._generate  # an instance attribute: transcribe's model.generate(...) comes here
 
     def _encoder_start(self, module, args) -> None:
-        self._started = time.perf_counter()
+        self._started = (time.perf_counter(), time.process_time())
 
     def _encoder_end(self, module, args, output) -> None:
-        self.encoder_s += time.perf_counter() - self._started
+        self.encoder_s += time.perf_counter() - self._started[0]
+        self.encoder_cpu_s += time.process_time() - self._started[1]
 
     def _generate(self, *args, **kwargs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         ids = self._original(*args, **kwargs)
         self.generate_s += time.perf_counter() - start
+        self.generate_cpu_s += time.process_time() - cpu
         self.batches.append(self._lengths(ids))
         return ids
 
@@ -107,6 +116,27 @@ class GenerateRecorder:
         del self.model.generate
 
 
+def batching(lengths: list[int], durations: list[float], batch_sizes=BATCH_SIZES) -> dict:
+    """What decoding costs for each order and batch size, given each clip's greedy transcript length.
+
+    Per clip: ``token_slots`` (sum over batches of rows x the batch's longest row), ``steps`` (sum over
+    batches of the longest row: sequential decoder steps) and ``finished_row_share`` (slots of rows that had
+    ended, over all slots).
+    """
+    orders = {"unsorted": list(range(len(lengths))),
+              "sorted": sorted(range(len(lengths)), key=durations.__getitem__)}
+    n, needed = max(1, len(lengths)), sum(lengths)
+    out: dict = {"tokens_per_clip": needed / n}
+    for name, order in orders.items():
+        out[name] = {}
+        for size in batch_sizes:
+            batches = [[lengths[i] for i in order[k : k + size]] for k in range(0, len(order), size)]
+            slots = sum(len(b) * max(b) for b in batches)
+            out[name][str(size)] = {"token_slots_per_clip": slots / n, "steps_per_clip": sum(max(b) for b in batches) / n,
+                                    "finished_row_share": 1 - needed / slots if slots else 0.0}
+    return out
+
+
 def run_pass(model, processor, clips, name: str, max_length: int) -> dict:
     """One transcription of ``clips`` with the settings of ``PASSES[name]``: time, scores, token slots."""
     from helpers.evaluation import transcribe
@@ -126,12 +156,13 @@ def run_pass(model, processor, clips, name: str, max_length: int) -> dict:
     references = [s.strip() for s in clips["sentence"]]
     batches = recorder.batches
     slots = sum(b["rows"] * b["steps"] for b in batches) * beams
-    used = sum(sum(b["lengths"]) for b in batches) * beams
+    used = sum(sum(b["lengths"]) for b in batches) * beams  # beams: the returned rows' lengths, times beams
     n = len(clips)
     return {
         "pass": name, "sorted": sort, "batch_size": batch_size, "num_beams": beams, "n_clips": n,
-        "seconds": seconds, "clips_per_s": n / seconds, "cpu_s": cpu_s,
+        "seconds": seconds, "clips_per_s": n / seconds, "cpu_s": cpu_s, "cpu_s_per_clip": cpu_s / n,
         "encoder_s": recorder.encoder_s, "decoding_s": recorder.generate_s - recorder.encoder_s,
+        "encoder_cpu_s": recorder.encoder_cpu_s, "decoding_cpu_s": recorder.generate_cpu_s - recorder.encoder_cpu_s,
         "other_s": seconds - recorder.generate_s,  # collating (log-mel), decoding the ids to text
         "scores": wer_scores(predictions, references),
         "predictions": predictions,
@@ -140,6 +171,7 @@ def run_pass(model, processor, clips, name: str, max_length: int) -> dict:
         "finished_row_share": 1 - used / slots if slots else 0.0,
         "rows_at_max_length": sum(not s for b in batches for s in b["stopped"]),
         "batch_steps": [b["steps"] for b in batches],
+        "lengths": [length for b in batches for length in b["lengths"]],  # in transcription order
     }
 
 
@@ -168,22 +200,27 @@ def bench_model(name: str, prepared_dir: Path, n_clips: int, passes: list[str], 
     for pass_name, done in runs.items():
         result = dict(done[0])
         result["seconds_all"] = [r["seconds"] for r in done]
+        result["cpu_s_all"] = [r["cpu_s"] for r in done]
         result["seconds"] = statistics.median(result["seconds_all"])
+        result["cpu_s"] = statistics.median(result["cpu_s_all"])
         result["clips_per_s"] = result["n_clips"] / result["seconds"]
+        result["cpu_s_per_clip"] = result["cpu_s"] / result["n_clips"]
         results[pass_name] = result
     course = results["course"]
     checks = {}
     for pass_name, result in results.items():
-        same = sum(a == b for a, b in zip(result["predictions"], course["predictions"]))
-        result["same_transcripts_as_course"] = same
+        result["same_transcripts_as_course"] = sum(a == b for a, b in zip(result["predictions"], course["predictions"]))
         result["clips_per_s_vs_course"] = result["clips_per_s"] / course["clips_per_s"]
+        result["cpu_vs_course"] = result["cpu_s"] / course["cpu_s"]
         if result["num_beams"] == 1:
             checks[pass_name] = result["scores"] == course["scores"]
+    durations = clips.select_columns(["duration"]).to_dict()["duration"]
+    analysis = batching(course["lengths"], durations)  # the course pass runs in dataset order
     for result in results.values():
         result["predictions"] = result["predictions"][:3]  # a few, to read; the rest only counted
     return {
-        "model": name, "n_clips": len(clips), "mean_seconds": sum(clips["duration"]) / max(1, len(clips)),
-        "max_length": max_length, "rounds": rounds, "passes": results,
+        "model": name, "n_clips": len(clips), "mean_seconds": sum(durations) / len(durations),
+        "max_length": max_length, "rounds": rounds, "passes": results, "batching": analysis,
         "greedy_wer_unchanged": checks, "torch_threads": torch.get_num_threads(),
     }
 
@@ -201,13 +238,13 @@ def main(argv: list[str] | None = None) -> dict:
     import datasets
 
     datasets.disable_progress_bars()
-    results = {"models": {}, "load_average_before": list(os.getloadavg())}
+    results = {"models": {}, "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     for name in args.models:
         passes = args.passes or DEFAULT_PASSES[name]
         passes = ["course"] + [p for p in passes if p != "course"]  # every pass is compared with the course's
         print(f"-- evaluation with the real {name}", flush=True)
         results["models"][name] = bench_model(name, args.ours, args.clips, passes, args.max_length, args.rounds)
-    results["load_average_after"] = list(os.getloadavg())
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     args.result.write_text(json.dumps(results))
     failed = {name: [p for p, ok in r.get("greedy_wer_unchanged", {}).items() if not ok]
               for name, r in results["models"].items()}

@@ -39,14 +39,15 @@ MEMORY_BUDGET_BYTES = 15 * 1024**3
 SHAPES = {
     "small": dict(d_model=768, encoder_layers=12, decoder_layers=12, heads=12, ffn=3072, mels=80, vocab=51865),
     "medium": dict(d_model=1024, encoder_layers=24, decoder_layers=24, heads=16, ffn=4096, mels=80, vocab=51865),
-    "large-v3-turbo": dict(d_model=1280, encoder_layers=32, decoder_layers=4, heads=20, ffn=5120, mels=128, vocab=51866),
+    "large-v3-turbo": dict(d_model=1280, encoder_layers=32, decoder_layers=4, heads=20, ffn=5120, mels=128,
+                           vocab=51866),
     "large-v3": dict(d_model=1280, encoder_layers=32, decoder_layers=32, heads=20, ffn=5120, mels=128, vocab=51866),
 }
 TINY = dict(d_model=64, encoder_layers=2, decoder_layers=2, heads=4, ffn=256)
 
 
 def whisper_config(name: str, tiny: bool = False):
-    """The architecture of openai/whisper-``name`` (random weights), or a tiny one of the same vocabulary for CPU checks."""
+    """openai/whisper-``name``'s architecture (random weights), or a tiny one with its vocabulary for CPU checks."""
     from transformers import WhisperConfig
 
     shape = {**SHAPES[name], **(TINY if tiny else {})}
@@ -61,7 +62,7 @@ def whisper_config(name: str, tiny: bool = False):
 
 
 def build(name: str, method: str, device: torch.device, tiny: bool):
-    """A random whisper-``name`` on ``device``: every weight trainable (``full``), or LoRA over fp32 or 8-bit weights."""
+    """A random whisper-``name`` on ``device``: every weight trains (``full``), or LoRA over fp32 or 8-bit weights."""
     from transformers import WhisperForConditionalGeneration
 
     from helpers.lora import apply_lora, load_base_in_8bit
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n| model | method | trainable | step (s) | samples/s | vs small full | peak reserved (GB) | fits 15 GB |"
           "\n|---|---|---|---|---|---|---|---|")
     for c in results["cases"]:
-        speed = full["step_s_median"] / c["step_s_median"] if full and full["step_s_median"] and c["step_s_median"] else None
+        known = full and full["step_s_median"] and c["step_s_median"]
+        speed = full["step_s_median"] / c["step_s_median"] if known else None
         c["speed_vs_small_full"] = speed
         share = f"{c['trainable_share']:.2%}" if c["trainable_share"] else "n/a"
         gb = f"{c['peak_reserved_bytes'] / 1024**3:.1f}" if c["peak_reserved_bytes"] else "n/a"

@@ -1,7 +1,7 @@
-"""The course's preprocessing recipe against ours, side by side, on one machine, in one command (issue 6).
+"""The course's preprocessing recipe against ours, side by side, on one machine, in one command (issues 6, 13).
 
     .venv/bin/python -m benchmarks.run                  # 300 clips (made once, then cached), all cores
-    .venv/bin/python -m benchmarks.run --clips 8 --steps 1 --eval-passes 1 --lever-sample 4   # a quick check
+    .venv/bin/python -m benchmarks.run --clips 8 --steps 1 --eval-passes 1 --lever-sample 4 --eval-clips 2   # quick
 
 Steps, each measured in its own process (so peak memory is that step's, children included):
 
@@ -9,16 +9,21 @@ Steps, each measured in its own process (so peak memory is that step's, children
    ``benchmarks/work/``;
 2. the recipe (``benchmarks.recipe``: librosa decoding, one float32 80 x 3000 log-mel per clip,
    ``map(num_proc=1)``) and ours (``helpers.data`` + ``helpers.features``, ``num_proc`` = all cores, FLAC
-   16 kHz audio), each loading the tsv rows, preprocessing every split and saving to disk; ours again with
-   ``num_proc=1`` to separate what the cores give from what the path gives;
-3. a check that both kept the same clips, in the same order, with the same labels and durations;
+   16 kHz audio), each loading the tsv rows, preprocessing every split and saving to disk; ours with
+   ``num_proc`` workers and with one, alternating (``--prep-rounds``, the recipe in the middle), so that the
+   ratio of the two compares runs made under the same load; each run's CPU time is kept too;
+3. a check that both kept the same clips, in the same order, with the same labels and durations, and that
+   every run of ours kept the same rows;
 4. training steps of the smoke model both ways, and evaluation with and without sorting by length
    (``benchmarks.model_bench``);
-5. the levers one by one on a sample of clips (``benchmarks.levers``).
+5. evaluation with OpenAI's real tiny.en and base (``benchmarks.eval_bench``): order, batch size, greedy
+   against the pipeline's 5 beams, what finished rows cost; it fails if a greedy setting changes the WER;
+6. the levers one by one on a sample of clips (``benchmarks.levers``).
 
 It prints a table and, as its last line, JSON with the ratios; the raw figures go to
 ``benchmarks/results/<timestamp>.json`` and ``benchmarks/results/latest.json``. ``--update-readme``
-writes the table into the README's benchmarks section.
+writes the table into the README's benchmarks section. The GPU parts are ``benchmarks.gpu_step``
+(training) and ``benchmarks.gpu_eval`` (whole-split evaluation).
 """
 
 from __future__ import annotations
@@ -200,20 +205,27 @@ def ratios(recipe: dict, ours: dict, ours_1: dict | None, model: dict | None, re
 
 
 def real_eval_summary(real_eval: dict) -> dict:
-    """Per real model: each pass's clips/s against the course's pass, WER, and the finished rows' share."""
+    """Per real model: each pass against the course's (clips/s, CPU), WER, finished rows, decoding's share."""
     summary = {}
     for name, figures in real_eval["models"].items():
         if "skipped" in figures:
             summary[name] = {"skipped": figures["skipped"]}
             continue
-        passes = figures["passes"]
+        passes, batching = figures["passes"], figures["batching"]
         summary[name] = {
             "n_clips": figures["n_clips"],
             "speed_vs_course": {p: round(r["clips_per_s_vs_course"], 4) for p, r in passes.items() if p != "course"},
+            "cpu_vs_course": {p: round(r["cpu_vs_course"], 4) for p, r in passes.items() if p != "course"},
             "wer": {p: r["scores"]["wer"] for p, r in passes.items()},
             "greedy_wer_unchanged": all(figures["greedy_wer_unchanged"].values()),
             "finished_row_share": {p: round(r["finished_row_share"], 4) for p, r in passes.items()},
-            "decoding_share": {p: round(r["decoding_s"] / r["seconds"], 4) for p, r in passes.items()},
+            "decoding_cpu_share": {p: round(r["decoding_cpu_s"] / r["cpu_s"], 4) if r["cpu_s"] else None
+                                   for p, r in passes.items()},
+            # From the transcripts' lengths (greedy, batch 16): sorted / unsorted.
+            "sorted_token_slots_ratio_b16": round(batching["sorted"]["16"]["token_slots_per_clip"]
+                                                  / batching["unsorted"]["16"]["token_slots_per_clip"], 4),
+            "sorted_steps_ratio_b16": round(batching["sorted"]["16"]["steps_per_clip"]
+                                            / batching["unsorted"]["16"]["steps_per_clip"], 4),
         }
     return summary
 
@@ -315,20 +327,19 @@ def table(results: dict) -> str:
 
 
 def real_eval_table(real: dict) -> str:
-    """Clips/s, WER, finished rows' share and decoding's share of the time, per real model and pass."""
+    """Per real model and pass: clips/s, CPU per clip, WER, finished rows, decoding's share; then batching."""
     from benchmarks.eval_bench import PASSES
 
     labels = {"course": "course: dataset order, batch 16", "sorted": "sorted, batch 16", "unsorted_b4": "unsorted, batch 4",
-              "sorted_b4": "sorted, batch 4", "beam5": "sorted, batch 16, 5 beams (pipeline's default)"}
+              "sorted_b4": "sorted, batch 4", "beam5": "sorted, batch 16, 5 beams (the pipeline's default)"}
     models = {name: m for name, m in real["models"].items() if "skipped" not in m}
-    shown = [p for p in PASSES if any(p in m["passes"] for m in models.values())]
+    skipped = "; ".join(f"{name}: {m['skipped']}" for name, m in real["models"].items() if "skipped" in m)
     if not models:
-        return "Evaluation with real checkpoints: skipped (" + "; ".join(
-            f"{name}: {m['skipped']}" for name, m in real["models"].items()) + ")"
-    n = {m["n_clips"] for m in models.values()}
-    head = (f"| real checkpoint, {'/'.join(map(str, sorted(n)))} English clips, greedy unless said | "
-            + " | ".join(labels[p] for p in shown) + " |\n|---|" + "---|" * len(shown))
-    rows = [head]
+        return f"Evaluation with real checkpoints: skipped ({skipped})"
+    shown = [p for p in PASSES if any(p in m["passes"] for m in models.values())]
+    n = "/".join(sorted({str(m["n_clips"]) for m in models.values()}))
+    rows = [f"| real checkpoint ({n} English clips; greedy unless said) | " + " | ".join(labels[p] for p in shown)
+            + " |", "|---|" + "---|" * len(shown)]
     for name, m in models.items():
         passes = m["passes"]
 
@@ -336,14 +347,31 @@ def real_eval_table(real: dict) -> str:
             return " | ".join(fmt(passes[p]) if p in passes else "–" for p in shown)
 
         rows += [
-            f"| {name}: clips/s | " + cells(lambda x: f"{x['clips_per_s']:.2f} ({x['clips_per_s_vs_course']:.2f}x)") + " |",
+            f"| {name}: clips/s (vs course) | " + cells(lambda x: f"{x['clips_per_s']:.2f} ({x['clips_per_s_vs_course']:.2f}x)") + " |",
+            f"| {name}: CPU s per clip (vs course) | " + cells(lambda x: f"{x['cpu_s_per_clip']:.2f} ({x['cpu_vs_course']:.2f}x)") + " |",
             f"| {name}: WER % (normalised) | " + cells(lambda x: f"{x['scores']['wer']:.1f}") + " |",
-            f"| {name}: token slots decoded for rows already finished | "
+            f"| {name}: token slots spent on rows already finished | "
             + cells(lambda x: f"{100 * x['finished_row_share']:.0f} %") + " |",
-            f"| {name}: share of the time in decoding (the rest: encoder, log-mel) | "
-            + cells(lambda x: f"{100 * x['decoding_s'] / x['seconds']:.0f} %") + " |",
+            f"| {name}: share of CPU time in decoding (rest: encoder, log-mel) | "
+            + cells(lambda x: f"{100 * x['decoding_cpu_s'] / x['cpu_s']:.0f} %" if x["cpu_s"] else "n/a") + " |",
         ]
-    return "\n".join(rows)
+    lines = ["\n".join(rows)]
+    sizes = sorted({size for m in models.values() for size in m["batching"]["sorted"]}, key=int)
+    rows = ["| decoder work per clip, from the greedy transcripts' lengths | batch | token slots: unsorted | sorted | "
+            "sequential steps: unsorted | sorted | finished rows' share: unsorted | sorted |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, m in models.items():
+        b = m["batching"]
+        for size in sizes:
+            u, s_ = b["unsorted"][size], b["sorted"][size]
+            rows.append(f"| {name} ({b['tokens_per_clip']:.1f} tokens per clip) | {size} | "
+                        f"{u['token_slots_per_clip']:.1f} | {s_['token_slots_per_clip']:.1f} | {u['steps_per_clip']:.1f} | "
+                        f"{s_['steps_per_clip']:.1f} | {100 * u['finished_row_share']:.0f} % | "
+                        f"{100 * s_['finished_row_share']:.0f} % |")
+    lines.append("\n".join(rows))
+    if skipped:
+        lines.append(f"Skipped: {skipped}")
+    return "\n\n".join(lines)
 
 
 def update_readme(text: str, path: Path = README) -> None:
@@ -440,7 +468,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     real_eval = None
     if not args.skip_real_eval:
-        print("-- evaluation with real checkpoints (tiny.en, base)", flush=True)
+        print(f"-- evaluation with real checkpoints ({', '.join(args.eval_models)})", flush=True)
         real_json = work / "eval-real.json"
         real_json.unlink(missing_ok=True)
         command = ["benchmarks.eval_bench", "--ours", ours["out_dir"], "--result", str(real_json),

@@ -42,15 +42,15 @@ OVERRIDES = {
     "--generation-max-length": ("generation_max_length", int, "longest generated transcript, in tokens"),
     "--max-train-samples": ("max_train_samples", int, "use only the first N training clips"),
     "--max-test-samples": ("max_test_samples", int, "use only the first N test clips"),
-    "--num-proc": ("num_proc", int, "worker processes for preprocessing"),
+    "--num-proc": ("num_proc", int, "clips prepared at a time (threads) in preprocessing"),
     "--seed": ("seed", int, "random seed"),
-    "--peft": ("peft", str, "parameter-efficient fine-tuning: 'lora' trains LoRA adapters only (default: none, "
-               "every weight)"),
+    "--peft": ("peft", str, "'lora' trains LoRA adapters only (default: none, every weight is trained)"),
     "--lora-rank": ("lora_rank", int, "LoRA rank r (default 32)"),
     "--lora-alpha": ("lora_alpha", int, "LoRA scaling alpha; the update is scaled by alpha / r (default 64)"),
     "--lora-dropout": ("lora_dropout", float, "dropout on the LoRA path (default 0.05)"),
-    "--lora-target-modules": ("lora_target_modules", str, "comma-separated modules LoRA adapts (default q_proj,v_proj; "
-                              "also k_proj, out_proj, fc1, fc2)"),
+    "--lora-target-modules": ("lora_target_modules", str,
+                              ("modules LoRA adapts, comma-separated: q_proj,v_proj (default), k_proj, "
+                               "out_proj, fc1, fc2")),
 }
 
 
@@ -166,6 +166,8 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     from .stamps import check_stamp, run_stamp, write_stamp
     from .training import build_trainer, last_checkpoint, train, write_json
 
+    if config.load_in_8bit and not config.peft:
+        raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -195,10 +197,8 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         write_stamp(checkpoints, stamp)
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     if config.peft:  # after the zero-shot score, which is the full-precision model's as for full fine-tuning
-        from .lora import load_base_in_8bit, lora_from_config
+        from .lora import lora_from_config
 
-        if config.load_in_8bit:
-            model = load_base_in_8bit(config.model, like=model)
         model = lora_from_config(model, config)
     trainer = build_trainer(model, processor, prepared, config, output_dir,
                             auto_find_batch_size=auto_find_batch_size)

@@ -109,7 +109,7 @@ class CT2Whisper:
             prompts = [self.prompt(token.strip("<|>"), task) for token in detected]
         else:
             prompts = [self.prompt(language, task)] * len(audio)
-        results = self.model.generate(features, prompts, beam_size=1, max_length=max_length)
+        results = self.model.generate(features, prompts, beam_size=1, max_length=2 * max_length)
         return [result.sequences_ids[0] for result in results]
 
     def transcribe(self, audio: Sequence[np.ndarray], language: str | None = None, task: str | None = "transcribe",
@@ -123,7 +123,8 @@ class CT2Whisper:
 
 
 def transcribe_ct2(ct2_dir: str | Path, audio_16k: np.ndarray | Sequence[np.ndarray], language: str | None = None,
-                   task: str | None = "transcribe", max_length: int = 225, compute_type: str = "default") -> str | list[str]:
+                   task: str | None = "transcribe", max_length: int = 225,
+                   compute_type: str = "default") -> str | list[str]:
     """Greedy transcript of one 16 kHz clip (a string) or of several (a list) with the CTranslate2 model in ``ct2_dir``.
 
     On a CUDA machine it runs on the GPU. Loading the model costs seconds: to transcribe many batches, keep

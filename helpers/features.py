@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, Features, List, Value
 from datasets.fingerprint import Hasher
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
@@ -28,6 +28,8 @@ DROP_REASONS = {
     "too_many_label_tokens": "the labels (with prefix tokens) exceed the model's max_target_positions",
 }
 SHOWN_DROPPED_ROWS = 20  # per split on screen; report.json lists every one
+_PREPARED_FEATURES = Features({"sentence": Value("string"), "audio_16k": Value("binary"), "labels": List(Value("int64")),
+                               "duration": Value("float64"), "drop_reason": Value("string"), "source": Value("string")})
 _PREPARE_BATCH = 64  # rows per map batch (one Arrow write) and per read of the source rows
 
 
@@ -57,16 +59,18 @@ def prepare_example(audio, sentence: str, label_ids: list[int], max_label_tokens
 def _prepared_rows(dataset: Dataset, max_label_tokens: int, workers: int) -> Iterator[tuple[str, dict]]:
     """``(source, prepare_example(...))`` for every row of ``dataset``, in order.
 
-    With ``workers`` > 1 the clips are prepared in that many threads, a few batches ahead of the consumer.
-    Threads, not processes: nearly all of a clip's time is spent in C code that releases the GIL (libsndfile
-    decoding and FLAC encoding through cffi, soxr resampling, numpy on whole arrays), so threads use the
-    cores as processes would, without what ``map(num_proc=...)`` costs on top: a worker pool and a manager
-    process started per split, the dataset pickled to each worker, each worker's rows written to a shard
-    file and read back (on 300 clips that made two workers slower than one; ``benchmarks/``). And the rows
-    never leave the process, so notebooks and every platform's start method behave alike.
+    With ``workers`` > 1 the clips are prepared in that many threads, up to two batches ahead of the map
+    that writes them. Threads, not processes: about four fifths of a clip's time is spent in C code that
+    releases the GIL (libsndfile decoding MP3 and encoding FLAC through cffi, soxr resampling), so threads
+    share the cores without what ``map(num_proc=...)`` costs on top: a worker pool and a manager process
+    started per split, the dataset pickled to each worker, each worker's rows written to a shard file and
+    read back: about 40 % more CPU per clip than one process on the benchmark's 300 clips, which made two
+    workers slower than one. The rows never leave the process, so notebooks and every platform's start
+    method behave alike, and one worker costs nothing extra.
     """
     columns = dataset.select_columns(["audio", "sentence", "labels"])
-    rows = (row for batch in columns.iter(batch_size=_PREPARE_BATCH) for row in zip(*batch.values()))
+    rows = (row for batch in columns.iter(batch_size=_PREPARE_BATCH)
+            for row in zip(batch["audio"], batch["sentence"], batch["labels"]))
 
     def prepare(audio, sentence: str, label_ids: list[int]) -> tuple[str, dict]:
         source = (audio or {}).get("path") or "<bytes>"
@@ -107,8 +111,9 @@ def _prepare_batch(audios: list, rows: Iterator[tuple[str, dict]]) -> dict:
 def _fingerprint(dataset: Dataset, processor: WhisperProcessor, max_label_tokens: int) -> str:
     """A cache key for ``prepare_split``'s map, from what decides its output (the labels included).
 
-    Without it, ``datasets`` fingerprints the map by dill-pickling ``fn_kwargs``, i.e. the whole
-    51865-token tokenizer: about 4 s of CPU per split, more than preparing the bundled corpus itself.
+    Without it, ``datasets`` would fingerprint the map by dill-pickling its function and ``fn_kwargs``: the
+    generator of prepared rows cannot be pickled, and the tokenizer (before the labels were computed up
+    front) took about 4 s of CPU per split, more than preparing the bundled corpus itself.
     """
     tokenizer = processor.tokenizer
     key = (dataset._fingerprint, tokenizer.name_or_path, len(tokenizer), list(tokenizer.prefix_tokens),
@@ -144,6 +149,7 @@ def prepare_split(
             remove_columns=["audio", "labels"],
             desc=f"Preparing {desc}".strip(),
             new_fingerprint=fingerprint,  # the rows do not depend on num_proc
+            features=_PREPARED_FEATURES,
         )
     finally:
         rows.close()

@@ -89,8 +89,9 @@ def apply_lora(
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     modules = parse_target_modules(target_modules)
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    unknown = [m for m in modules if m not in names]
+    names = [name for name, _ in model.named_modules()]
+    # PEFT matches a target against the end of each module's dotted name, as here.
+    unknown = [m for m in modules if not any(name == m or name.endswith("." + m) for name in names)]
     if unknown:
         raise CourseError(f"Whisper has no module named {', '.join(unknown)}; LoRA can target q_proj, k_proj, "
                           "v_proj, out_proj, fc1 or fc2.")
@@ -110,7 +111,8 @@ def apply_lora(
 
 
 def lora_from_config(model: WhisperForConditionalGeneration, config: CourseConfig):
-    """:func:`apply_lora` with ``config``'s settings; prints what trains.
+    """:func:`apply_lora` with ``config``'s settings (``model`` as ``load_model_and_processor`` gave it); prints
+    what trains. With ``config.load_in_8bit`` the base is first loaded again in 8 bits (:func:`load_base_in_8bit`).
 
     The adapter's A matrices start random: seeded with ``config.seed`` here (the trainer seeds only later),
     so the same command starts from the same adapter in any process, as a resumed run's reference must.
@@ -118,6 +120,10 @@ def lora_from_config(model: WhisperForConditionalGeneration, config: CourseConfi
     from transformers import set_seed
 
     check_peft(config.peft)
+    if not config.peft:
+        raise CourseError("LoRA needs peft='lora' (--peft lora).")
+    if config.load_in_8bit:
+        model = load_base_in_8bit(config.model, like=model)
     set_seed(config.seed)
     peft_model = apply_lora(model, config.lora_rank, config.lora_alpha, config.lora_dropout,
                             config.lora_target_modules, gradient_checkpointing=config.gradient_checkpointing)
@@ -239,6 +245,7 @@ def training_method(model_dir: str | Path, adapter_dir: str | Path | None = None
     return {
         "method": f"LoRA (PEFT), rank {settings['r']}, alpha {settings['lora_alpha']}, dropout "
                   f"{settings.get('lora_dropout', 0)}, on {', '.join(modules)}; merged into the base weights",
-        "trainable parameters": f"{adapter / (base + adapter):.2%} ({adapter / 1e6:.2f} M of {(base + adapter) / 1e6:.1f} M)",
+        "trainable parameters": f"{adapter / (base + adapter):.2%} "
+                                f"({adapter / 1e6:.2f} M of {(base + adapter) / 1e6:.1f} M)",
         "adapter size": f"{adapter_file.stat().st_size / 1e6:.1f} MB (adapter_model.safetensors)",
     }

@@ -23,10 +23,12 @@ ARTIFACTS: dict[str, tuple[str, str, str]] = {
     "report": ("report.json", "02_preprocess.ipynb", "the preprocessing report"),
     "training": ("training", "04_train.ipynb", "the training checkpoints"),
     "model": ("model", "04_train.ipynb", "the fine-tuned model"),
+    "adapter": ("adapter", "04_train.ipynb", "the LoRA adapter (a LoRA run only)"),
     "baseline": ("baseline.json", "05_evaluate.ipynb", "the zero-shot evaluation"),
     "results": ("results.json", "05_evaluate.ipynb", "the evaluation results"),
     "predictions": ("predictions.json", "05_evaluate.ipynb", "the test-split transcripts"),
     "export": ("export", "06_share.ipynb", "the exported model"),
+    "ct2": ("ct2", "06_share.ipynb", "the CTranslate2 (faster-whisper) export"),
 }
 
 _run: CourseConfig | None = None

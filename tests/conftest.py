@@ -1,6 +1,6 @@
 """Shared fixtures: the offline smoke model's processor, openai-whisper's reference code, the corpus.
 
-With ``CI=true`` a skipped test fails the run (tests marked ``gpu`` excepted): in CI a skip means a
+With ``CI=true`` a skipped test fails the run (the tiers CI cannot reach, ``gpu`` and ``hub``, excepted): in CI a skip means a
 missing dependency (ffmpeg, openai-whisper) hiding tests, not an optional tier.
 """
 
@@ -30,14 +30,14 @@ def _skips_fail() -> bool:
 
 def _fail_skip(report: pytest.TestReport | pytest.CollectReport, node: pytest.Item | pytest.Collector) -> None:
     """Turn a skip into a failure that gives the skip's reason; not for xfail (also reported as skipped)."""
-    if not (_skips_fail() and report.skipped) or hasattr(report, "wasxfail") or node.get_closest_marker("gpu"):
+    if not (_skips_fail() and report.skipped) or hasattr(report, "wasxfail") or any(node.get_closest_marker(tier) for tier in ("gpu", "hub")):
         return
     where, reason = node.nodeid, str(report.longrepr)
     if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:  # (path, line, "Skipped: reason")
         path, line, reason = report.longrepr
         where, reason = f"{path}:{line}", reason.removeprefix("Skipped: ")
     report.outcome = "failed"
-    report.longrepr = f"{where}: skipped, and CI=true allows no skips except the gpu tier: {reason}"
+    report.longrepr = f"{where}: skipped, and CI=true allows no skips except the gpu and hub tiers: {reason}"
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -154,3 +154,18 @@ def test_readme_table_goes_between_its_markers(tmp_path):
     readme.write_text("intro\n<!-- benchmark-table -->\nold\n<!-- /benchmark-table -->\nafter\n", encoding="utf-8")
     update_readme("| new |", readme)
     assert readme.read_text(encoding="utf-8") == "intro\n<!-- benchmark-table -->\n| new |\n<!-- /benchmark-table -->\nafter\n"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU check; on a GPU run the script itself")
+def test_gpu_evaluation_script_runs_on_a_cpu_with_a_tiny_model(tmp_path):
+    """benchmarks.gpu_eval has never run on a GPU; its code path (both evaluations, the figures) is checked here."""
+    from benchmarks import gpu_eval
+
+    results = gpu_eval.main(["--tiny", "--device", "cpu", "--clips", "4", "--max-length", "6",
+                             "--results-dir", str(tmp_path)])
+    paths = {p["path"]: p for p in results["paths"]}
+    assert set(paths) == {"course", "ours", "ours_unsorted"}
+    assert paths["course"]["eval_loss"] > 0 and paths["course"]["speedup_vs_course"] == 1.0
+    for p in paths.values():
+        assert p["clips_per_s"] > 0 and p["peak_reserved_bytes"] is None  # no GPU memory to measure here
+    assert json.loads((tmp_path / "gpu-eval-latest.json").read_text())["device"] == "cpu"

@@ -1,4 +1,4 @@
-"""With ``CI=true`` a skipped test fails the run, with the skip's reason; the gpu tier and xfail are exempt.
+"""With ``CI=true`` a skipped test fails the run, with the skip's reason; the gpu and hub tiers and xfail are exempt.
 
 A tiny test session is run in a subprocess with this suite's own hooks (``tests/conftest.py``, loaded by
 path), once with ``CI=true`` and once without, and its outcomes are read from pytest's summary line.
@@ -104,7 +104,7 @@ def test_with_ci_every_skip_fails_with_its_reason_but_the_gpu_tier(session_folde
     # The gpu tier stays a skip, xfail an xfail.
     assert summary(result) == {"failed": 1, "passed": 1, "skipped": 1, "xfailed": 1, "errors": 2}
     for reason in ("ffmpeg is not installed", "openai-whisper is missing", "a fixture found nothing to use"):
-        assert re.search(rf"skipped, and CI=true allows no skips except the gpu tier: .*{reason}", result.stdout)
+        assert re.search(rf"skipped, and CI=true allows no skips except the gpu and hub tiers: .*{reason}", result.stdout)
     assert re.search(r"SKIPPED .*no CUDA GPU", result.stdout)
     assert "FAILED test_tiny.py::test_skips_inside" in result.stdout
     assert "ERROR test_tiny.py::test_skipif" in result.stdout

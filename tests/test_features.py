@@ -72,6 +72,8 @@ def test_filters_are_counted_by_reason(processor, tmp_path):
     dataset = Dataset.from_dict({"audio": [str(p) for p, _ in rows], "sentence": [s for _, s in rows]})
     dataset = dataset.cast_column("audio", Audio(decode=False))
     kept, report = prepare_split(dataset, processor)
+    threaded, threaded_report = prepare_split(dataset, processor, num_proc=3)  # 8 rows, each thread gets some
+    assert threaded.to_dict() == kept.to_dict() and threaded_report == report
     assert kept["sentence"] == ["ආයුබෝවන්", "hello"]
     assert report["dropped_by_reason"] == {
         "too_long_audio": 1, "empty_transcript": 1, "too_many_label_tokens": 1, "undecodable_audio": 1,
@@ -97,7 +99,7 @@ def test_label_limit_counts_the_prefix_tokens(processor, tmp_path):
 
 
 def test_workers_give_the_same_rows_as_one_process(processor, corpus):
-    """Labels are tokenised before the map, so workers need no tokenizer; their rows equal one process's."""
+    """Clips prepared in two threads, ahead of the map that writes them, give one thread's rows in order."""
     from helpers.data import load_common_voice
 
     split = load_common_voice(corpus)["test"]
@@ -120,3 +122,27 @@ def test_flac_storage_gives_the_int16_features(processor, corpus):
     torch.testing.assert_close(collator.features([{"audio_16k": to_flac(wave)}]),
                                collator.features([{"audio_16k": to_int16(wave)}]), rtol=0, atol=0)
     assert from_int16(b"").size == 0
+
+
+def test_a_failing_clip_stops_the_workers_with_its_error(processor, corpus, monkeypatch):
+    """An error in a worker thread reaches the caller (not a hang, not a silently missing row)."""
+    import helpers.features as features
+    from helpers.data import load_common_voice
+
+    import threading
+
+    split = load_common_voice(corpus)["test"]
+    real, calls, never = features.prepare_example, [], threading.Event()
+
+    def flaky(audio, *args, **kwargs):
+        calls.append(audio)
+        if len(calls) == 5:
+            raise MemoryError("clip 5")
+        if len(calls) > 5:
+            never.wait(1.0)  # later clips are slow: the ones not started yet must be cancelled, not run
+        return real(audio, *args, **kwargs)
+
+    monkeypatch.setattr(features, "prepare_example", flaky)
+    with pytest.raises(MemoryError, match="clip 5"):
+        prepare_split(split, processor, num_proc=2)
+    assert len(calls) <= 5 + 2 < len(split)  # at most the two running when the error arrived, not all 24

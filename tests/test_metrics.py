@@ -235,6 +235,7 @@ def hub_allowed() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "") in ("", "0") and hub_reachable()
 
 
+@pytest.mark.hub
 @pytest.mark.skipif(not hub_allowed(), reason="needs the Hugging Face Hub (HF_HUB_OFFLINE=0): evaluate.load "
                     "fetches its WER script from there")
 def test_course_evaluate_wer_from_the_hub_equals_wer_basic():

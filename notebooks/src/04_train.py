@@ -138,6 +138,25 @@ claim("training", processor)  # checkpoints already here, if any, must be this r
 prepared = load_from_disk(require("prepared", processor=processor))
 
 # %% [markdown]
+# ## Optional: LoRA, a bigger Whisper on the same T4
+#
+# Full fine-tuning keeps, for every weight, its gradient and two AdamW moments: about 16 bytes a parameter
+# (3.9 GB for whisper-small before any activation, 12 GB for whisper-medium), which is why the course stops
+# at whisper-small on a T4. LoRA freezes the model and trains two small matrices beside the attention's
+# query and value projections: 1.44 % of whisper-small's parameters, an adapter of about 14 MB. Turn it on
+# in the set-up cell: `setup(needs_gpu=True, peft="lora")`; for a bigger model add
+# `model="openai/whisper-medium"`, and with `!pip install -q bitsandbytes`, `load_in_8bit=True` keeps the
+# frozen weights in 8 bits. The recipe becomes LoRA's (learning rate 1e-3, linear decay: the adapter starts
+# at zero); everything after this cell stays the same. Without `peft` this cell does nothing. When you
+# switch between full fine-tuning and LoRA, set `RESUME = False` below: their checkpoints differ.
+
+# %%
+from helpers.lora import lora_from_config
+
+if config.peft:  # set in the set-up cell: setup(needs_gpu=True, peft="lora")
+    model = lora_from_config(model, config)  # prints how many parameters train
+
+# %% [markdown]
 # The course's `Seq2SeqTrainer(...)`, with today's `processing_class` (the course's `tokenizer=`), the
 # collator from 03, and an evaluation set of the same seeded test clips at every evaluation:
 
@@ -190,16 +209,22 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # ## Save the model
 #
 # `load_best_model_at_end` has loaded the checkpoint with the lowest WER; it is saved with its processor,
-# so `from_pretrained` and `pipeline` can load the folder alone. Every evaluation, with the course's
-# normalised WER (`wer_basic`) beside ours (`wer`):
+# so `from_pretrained` and `pipeline` can load the folder alone. After LoRA, the adapter is saved alone
+# (`adapter/`, megabytes) and merged into the weights (`model/`: a plain Whisper, no PEFT needed to load
+# it). Every evaluation, with the course's normalised WER (`wer_basic`) beside ours (`wer`):
 
 # %%
 from helpers.display import evaluations_table, real_run_note
+from helpers.lora import merge_and_save
 from helpers.workspace import stamp
 
 model_dir = artifact_path("model")
-trainer.save_model(str(model_dir))
-processor.save_pretrained(str(model_dir))
+if config.peft:  # the adapter alone, and the model with the adapter merged into its weights
+    merge_and_save(trainer.model, processor, model_dir, artifact_path("adapter"))
+    stamp("adapter", processor)
+else:
+    trainer.save_model(str(model_dir))
+    processor.save_pretrained(str(model_dir))
 stamp("model", processor)
 print(f"Saved the kept model to {model_dir}")
 evaluations_table(trainer.state.log_history, trainer.state.best_global_step)
@@ -226,5 +251,8 @@ plot_training(trainer.state.log_history)
 #   goes *up* after a few hundred steps.
 # - **A longer run.** `setup(needs_gpu=True, max_steps=1000, lr_scheduler_type="linear")`: with
 #   `RESUME = True` it continues from step 500. The course suggests 4000 steps with a linear decay.
+# - **LoRA.** `setup(needs_gpu=True, peft="lora")` and `RESUME = False`: compare the evaluations table and
+#   the time per step with full fine-tuning; then try `lora_rank=8`, or
+#   `lora_target_modules="q_proj,k_proj,v_proj,out_proj"`.
 # - **Memory.** Run `!nvidia-smi` during training; then halve `train_batch_size` and double
 #   `gradient_accumulation_steps` (the same effective batch) and compare.

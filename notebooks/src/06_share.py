@@ -41,21 +41,25 @@ login()
 # ## The model card
 #
 # It names the metrics the way every notebook does: `wer_basic` is the course's normalised WER, `wer` ours
-# with the vowel marks kept, `wer_ortho` the raw text.
+# with the vowel marks kept, `wer_ortho` the raw text; and how the model was trained: full fine-tuning, or
+# LoRA with its rank and modules, the share of parameters trained and the adapter's size.
 
 # %%
 import json
 from pathlib import Path
 
 from helpers.hub import model_card, who_am_i
+from helpers.lora import training_method
 from helpers.share import card_language, source_label, training_summary
 from helpers.workspace import require
 
 model_dir, results = require("model"), json.loads(require("results").read_text())
+method = training_method(model_dir, require("adapter") if config.peft else None)  # full, or LoRA: share, size
 user = who_am_i()  # None without a (valid) token or without network
 repo_id = f"{user}/{Path(config.output_dir).name}" if user else Path(config.output_dir).name
 card = model_card(repo_id, base_model=source_label(config.model, keep=1), dataset_name=source_label(config.data),
-                  language=card_language(config), scores=results["finetuned"], training=training_summary(config))
+                  language=card_language(config), scores=results["finetuned"], training=training_summary(config),
+                  method=method)
 print(card.content)
 
 # %% [markdown]
@@ -108,6 +112,36 @@ print("05 transcribed:", transcripts["fine_tuned"][0])
 display(Audio(wave, rate=SAMPLING_RATE), real_run_note(config, about="transcripts"))
 
 # %% [markdown]
+# ## Where people run Whisper fast: CTranslate2 (faster-whisper)
+#
+# Most people serve Whisper with [faster-whisper](https://github.com/SYSTRAN/faster-whisper), which runs
+# CTranslate2, not transformers. `export_ctranslate2` converts the model folder (a merged LoRA model too)
+# with CTranslate2's converter, its weights in float16 (half the size; `quantization="int8"`: a quarter, for
+# CPUs), and adds the tokenizer and feature-extractor files faster-whisper reads. `transcribe_ct2` then
+# transcribes the same test clip greedily, with the same prompt tokens as our evaluation.
+
+# %%
+from helpers.export_ct2 import export_ctranslate2, transcribe_ct2
+from helpers.workspace import stamp
+
+ct2_dir = export_ctranslate2(model_dir, artifact_path("ct2"), quantization="float16")
+stamp("ct2")
+print(f"CTranslate2 model in {ct2_dir}: {sum(f.stat().st_size for f in ct2_dir.iterdir()) / 1e6:.0f} MB")
+print("reference:  ", test[0]["sentence"])
+print("CTranslate2:", transcribe_ct2(ct2_dir, wave, config.language, config.task, config.generation_max_length))
+
+# %% [markdown]
+# Elsewhere, after `pip install faster-whisper`, the folder loads as it is (language `"si"` for this
+# course's Sinhala tokens):
+#
+# ```python
+# from faster_whisper import WhisperModel
+# model = WhisperModel("ct2", device="cuda", compute_type="float16")  # or device="cpu", compute_type="int8"
+# segments, info = model.transcribe("clip.mp3", language="si", beam_size=1)
+# print(" ".join(segment.text for segment in segments))
+# ```
+
+# %% [markdown]
 # ## Longer than 30 seconds
 #
 # Whisper hears 30 s at a time; a longer recording given as is would be cut. `chunk_length_s=30` makes the
@@ -148,4 +182,6 @@ if in_colab():
 #   in a Drive folder and fine-tune on them (01's "Try it yourself").
 # - **A longer run.** Raise `max_steps` in 04 (the course suggests 4000 with a linear schedule) and push
 #   the better model under another name.
+# - **int8.** `export_ctranslate2(model_dir, artifact_path("ct2"), quantization="int8")` gives a model a
+#   quarter the size; compare its transcripts of a few test clips with float16's.
 # - **The whole path in one command**, from a terminal: `python -m helpers run` (see the README).
