@@ -173,9 +173,6 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     output_dir.mkdir(parents=True, exist_ok=True)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
     stamp, checkpoints = run_stamp(config, processor), output_dir / "checkpoints"
-    # Adapter checkpoints cannot resume a full fine-tuning run (nor one of another rank), and vice versa.
-    stamp["method"] = (f"lora r={config.lora_rank} alpha={config.lora_alpha} on {','.join(config.lora_target_modules)}"
-                       + (" 8-bit" if config.load_in_8bit else "")) if config.peft else "full"
     if resume and last_checkpoint(output_dir, verbose=False):
         check_stamp(checkpoints, stamp, f"Use another --output-dir, or --no-resume to start over in {output_dir}.")
     prepared, _ = load_and_prepare(config, processor, output_dir)

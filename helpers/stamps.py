@@ -2,9 +2,9 @@
 
 Each Colab notebook is its own runtime and chooses its settings anew; a learner whose 02 ran on a CPU
 runtime with other settings must not have 04 fine-tune whisper-small on the wrong data without a word.
-So every artifact gets a stamp (profile, model, data source, language, task, tokenizer fingerprint, helpers
-version) in a ``.stamps`` folder beside it, where neither ``from_pretrained`` nor a Hub push sees it, and a
-stage that reads an artifact compares the stamp with its own run: one sentence says what differs and how to
+So every artifact gets a stamp (profile, model, data source, language, task, training method, tokenizer
+fingerprint, helpers version) in a ``.stamps`` folder beside it, where neither ``from_pretrained`` nor a Hub
+push sees it, and a stage that reads an artifact compares the stamp with its own run: one sentence says what differs and how to
 start over.
 """
 
@@ -42,10 +42,19 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def training_method(config: CourseConfig) -> str:
+    """Full fine-tuning, or LoRA with its shape: adapter checkpoints cannot resume a full run, nor another rank's."""
+    if not config.peft:
+        return "full"
+    return (f"lora r={config.lora_rank} alpha={config.lora_alpha} on {','.join(config.lora_target_modules)}"
+            + (" 8-bit" if config.load_in_8bit else ""))
+
+
 def run_stamp(config: CourseConfig, processor=None) -> dict:
     """The stamp of the current run; with ``processor``, its tokenizer's fingerprint too."""
     stamp = {"profile": config.profile, "model": str(config.model), "data": str(config.data),
-             "language": config.language, "task": config.task, "helpers": helpers_version()}
+             "language": config.language, "task": config.task, "method": training_method(config),
+             "helpers": helpers_version()}
     if processor is not None:
         stamp["tokenizer"] = tokenizer_fingerprint(processor.tokenizer)
     return stamp
