@@ -160,7 +160,9 @@ def prepare_split(
         for src, sentence, reason in zip(processed["source"], processed["sentence"], reasons)
         if reason
     ]
-    kept = processed.filter(lambda r: [not x for x in r], input_columns="drop_reason", batched=True)
+    kept = processed
+    if counts:  # a filter leaves an indices mapping, which save_to_disk then copies every row through
+        kept = processed.filter(lambda r: [not x for x in r], input_columns="drop_reason", batched=True)
     kept = kept.remove_columns(["drop_reason", "source"])
     report = {
         "total": len(dataset),

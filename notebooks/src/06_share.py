@@ -118,7 +118,8 @@ display(Audio(wave, rate=SAMPLING_RATE), real_run_note(config, about="transcript
 # CTranslate2, not transformers. `export_ctranslate2` converts the model folder (a merged LoRA model too)
 # with CTranslate2's converter, its weights in float16 (half the size; `quantization="int8"`: a quarter, for
 # CPUs), and adds the tokenizer and feature-extractor files faster-whisper reads. `transcribe_ct2` then
-# transcribes the same test clip greedily, with the same prompt tokens as our evaluation.
+# transcribes the same test clip greedily, with the same prompt tokens as our evaluation. (On a CPU,
+# CTranslate2 warns that it computes the float16 weights in float32: expected, and harmless.)
 
 # %%
 from helpers.export_ct2 import export_ctranslate2, transcribe_ct2
