@@ -9,11 +9,11 @@ which is the comparison that can catch a wrong tensor. int8 is checked for size 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import pretrained_model
 
 from helpers.audio import from_int16
 from helpers.config import SMOKE_MODEL_DIR, CourseError
@@ -31,14 +31,7 @@ def one_torch_thread():
 
 
 def _tiny_en() -> Path:
-    from tools import pretrained_whisper as pw
-
-    try:
-        return pw.ensure_pretrained("tiny.en")
-    except pw.PretrainedMissingError as error:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(str(error))
-        pytest.skip(str(error))
+    return pretrained_model("tiny.en")
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,23 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import kill_after_first_checkpoint, pretrained_model
 
 from helpers.cli import main
-from helpers.config import REPO_ROOT, SMOKE_MODEL_DIR, CourseError, get_config
-from helpers.lora import apply_lora, load_base_in_8bit, merge_and_save, trainable_share, training_method
-from helpers.training import checkpoint_is_complete, last_checkpoint
+from helpers.config import SMOKE_MODEL_DIR, CourseError, get_config
+from helpers.lora import (
+    apply_lora,
+    load_base_in_8bit,
+    merge_and_save,
+    trainable_share,
+    training_method,
+)
+from helpers.training import checkpoint_is_complete
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CLIPS, STEPS, MAX_TOKENS = 2, 8, 48  # tiny.en learning run: 2 English clips, 8 steps of the LoRA recipe
@@ -43,14 +46,7 @@ def one_torch_thread():
 
 
 def _tiny_en() -> Path:
-    from tools import pretrained_whisper as pw
-
-    try:
-        return pw.ensure_pretrained("tiny.en")
-    except pw.PretrainedMissingError as error:  # CI must have the wheels (scripts/setup.sh); say why elsewhere
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(str(error))
-        pytest.skip(str(error))
+    return pretrained_model("tiny.en")
 
 
 # --- what trains -----------------------------------------------------------------------------------------
@@ -247,21 +243,7 @@ def resumed(tmp_path_factory, corpus):
     """The same command SIGKILLed in a real process after its first checkpoint, then run again."""
     out = tmp_path_factory.mktemp("lora-killed") / "out"
     env = {**os.environ, "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", **ONE_THREAD}
-    process = subprocess.Popen([sys.executable, "-m", "helpers", *run_args(corpus, out)], cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 500
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if last_checkpoint(out, verbose=False):
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.05)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        _, stderr = process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL, f"the run ended by itself ({process.returncode}): {stderr[-2000:]}"
-    resume_from = int(Path(last_checkpoint(out, verbose=False)).name.split("-")[1])
+    resume_from = kill_after_first_checkpoint(run_args(corpus, out), out, env)
     assert resume_from < MAX_STEPS and not (out / "results.json").exists()
     checkpoint = out / f"checkpoint-{resume_from}"
     # What the trainer saves for a PeftModel: the adapter, no full weights, and the folder counts as complete.

@@ -17,10 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pretrained_model
 
 from helpers.config import REPO_ROOT
-
-pretrained = pytest.importorskip("tools.pretrained_whisper")
 
 SHORT_RUN = ["--max-steps", "6", "--eval-steps", "6", "--save-steps", "6", "--batch-size", "4",
              "--generation-max-length", "96", "--max-test-samples", "6", "--num-proc", "1"]
@@ -46,18 +45,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def model_folder(name: str) -> Path:
-    try:
-        return pretrained.ensure_pretrained(name)
-    except pretrained.PretrainedMissingError as error:
-        pytest.skip(str(error))
-
-
 @pytest.fixture(scope="module")
 def english_run(tmp_path_factory, corpus):
     data = cv_subset(corpus, tmp_path_factory.mktemp("cv-en") / "en", english=True)
     out = tmp_path_factory.mktemp("run-en") / "out"
-    result = run_cli("--model", str(model_folder("tiny.en")), "--data", str(data), "--language", "none",
+    result = run_cli("--model", str(pretrained_model("tiny.en")), "--data", str(data), "--language", "none",
                      "--task", "none", "--output-dir", str(out))
     return data, out, result
 
@@ -94,7 +86,7 @@ def test_fine_tuning_pretrained_multilingual_base_on_sinhala_lowers_cer(tmp_path
     data = cv_subset(corpus, tmp_path / "si", english=False)
     out = tmp_path / "out"
     # base costs about 2.5x tiny's step: fewer steps, four test clips, transcripts cut at 64 tokens
-    result = run_cli("--model", str(model_folder("base")), "--data", str(data), "--language", "sinhalese",
+    result = run_cli("--model", str(pretrained_model("base")), "--data", str(data), "--language", "sinhalese",
                      "--task", "transcribe", "--output-dir", str(out), "--max-steps", "4", "--eval-steps", "4",
                      "--save-steps", "4", "--max-test-samples", "4", "--generation-max-length", "64")
     assert "Recipe 'course'" in result.stdout

@@ -12,17 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import kill_after_first_checkpoint
 
 from helpers.cli import main
-from helpers.config import REPO_ROOT
 from helpers.training import checkpoint_is_complete, last_checkpoint
 
 MAX_STEPS = 6
@@ -73,21 +69,7 @@ def killed(tmp_path_factory, corpus):
     """The same command in a real process, SIGKILLed as soon as a checkpoint is complete on disk."""
     out = tmp_path_factory.mktemp("killed") / "out"
     env = {**os.environ, "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", **ONE_THREAD}
-    process = subprocess.Popen([sys.executable, "-m", "helpers", *run_args(corpus, out)], cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 500
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if last_checkpoint(out, verbose=False):
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.05)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        _, stderr = process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL, f"the run ended by itself ({process.returncode}): {stderr[-2000:]}"
-    resume_from = int(Path(last_checkpoint(out, verbose=False)).name.split("-")[1])
+    resume_from = kill_after_first_checkpoint(run_args(corpus, out), out, env)
     assert resume_from < MAX_STEPS and not (out / "results.json").exists()
     return out, resume_from
 
