@@ -9,7 +9,7 @@ recipe's prepared dataset with the course's collator (padding stored log-mel mat
 DataLoader does), collate, forward, backward, optimiser step; each part is timed. The two sides alternate
 step by step, and which goes first alternates too, so load from other processes hits both alike.
 
-Evaluation: ``helpers.training.transcribe`` on our test split with the model trained above, the same
+Evaluation: ``helpers.evaluation.transcribe`` on our test split with the model trained above, the same
 number of passes with ``sort_by_length`` off and on, interleaved. A few training steps do not teach the
 smoke model when to stop, so every clip generates up to ``max_length`` tokens and the measured gain of
 sorting is the collator's (batches of similar length need a shorter STFT). What sorting saves a trained
@@ -109,7 +109,7 @@ def evaluation(model, processor, ours_dir: Path, batch_size: int, max_length: in
     """Throughput of batched generation on our test split, unsorted vs sorted by duration, interleaved."""
     from datasets import load_from_disk
 
-    from helpers.training import transcribe
+    from helpers.evaluation import transcribe
 
     test = load_from_disk(str(ours_dir))["test"]
     model.eval()

@@ -164,7 +164,8 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     from .evaluation import evaluate_model, evaluation_key, results_record, reuse_or_evaluate
     from .model import load_model_and_processor
     from .stamps import check_stamp, run_stamp, write_stamp
-    from .training import build_trainer, last_checkpoint, train, write_json
+    from .files import write_json
+    from .training import build_trainer, last_checkpoint, train
 
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")

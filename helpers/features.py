@@ -201,7 +201,7 @@ def format_report(report: dict) -> str:
 
 
 def save_report(report: dict, path: Path) -> None:
-    from .training import write_json  # atomic: a kill leaves the old report or none, never half of one
+    from .files import write_json  # atomic: a kill leaves the old report or none, never half of one
 
     write_json(path, report)
 

@@ -1,10 +1,9 @@
-"""Training with ``Seq2SeqTrainer`` on today's API, and batched evaluation of any Whisper model.
+"""Training with ``Seq2SeqTrainer`` on today's API (scoring lives in :mod:`helpers.evaluation`).
 
 Built for sessions that die (Colab disconnects, a killed process): ``train`` resumes from the newest
-*complete* checkpoint in the output folder (``last_checkpoint`` skips one whose save was cut off),
-checkpoints rotate (``save_total_limit``) so a Drive or Colab disk does not fill up, and small results
-files are written atomically (``write_json``). A CUDA out-of-memory error becomes ``OutOfMemory``, a
-``CourseError`` naming the settings that help; evaluation holds one batch on the GPU at a time.
+*complete* checkpoint in the output folder (``last_checkpoint`` skips one whose save was cut off), and
+checkpoints rotate (``save_total_limit``) so a Drive or Colab disk does not fill up. A CUDA out-of-memory
+error becomes ``OutOfMemory`` (:mod:`helpers.memory`), a ``CourseError`` naming the settings that help.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ from transformers import (
 from .collator import DataCollatorSpeechSeq2SeqWithPadding
 from .config import CourseConfig
 from .distributed import ExactEvalSeq2SeqTrainer
-from .files import read_json, write_json  # noqa: F401  (callers import them from here too)
-from .memory import OutOfMemory, explain_oom, oom_message  # noqa: F401
+from .memory import explain_oom
 from .metrics import make_compute_metrics
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
@@ -235,6 +233,3 @@ def _finished(trainer: Seq2SeqTrainer, checkpoint: str) -> bool:
           f"{best if trainer.args.load_best_model_at_end and best else 'its'} weights.")
     return True
 
-
-# Moved to helpers.evaluation; kept importable here until every caller imports from there.
-from .evaluation import evaluate_model, results_record, transcribe  # noqa: E402,F401

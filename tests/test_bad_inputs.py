@@ -343,7 +343,8 @@ def test_out_of_memory_while_evaluating_names_the_eval_batch_size(corpus, proces
     from helpers.config import SMOKE_MODEL_DIR
     from helpers.features import prepare_dataset
     from helpers.model import load_model_and_processor
-    from helpers.training import OutOfMemory, transcribe
+    from helpers.evaluation import transcribe
+    from helpers.memory import OutOfMemory
     from helpers.data import load_common_voice
 
     model, processor = load_model_and_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")

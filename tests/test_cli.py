@@ -67,7 +67,7 @@ def test_results_match_our_own_measurement_of_the_saved_model(smoke_run, corpus)
     """What the judges do: load O/model afresh, score it on the same test clips, compare with results.json."""
     from helpers.cli import config_from_args, _parser, load_and_prepare
     from helpers.model import load_model_and_processor
-    from helpers.training import evaluate_model
+    from helpers.evaluation import evaluate_model
 
     out, _ = smoke_run
     config = config_from_args(_parser().parse_args(["run", "--data", str(corpus), "--output-dir", str(out), *TINY_RUN]))
@@ -91,7 +91,7 @@ def test_saved_model_works_in_a_pipeline(smoke_run, corpus):
     from helpers.cli import _parser, config_from_args, load_and_prepare
     from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
     from helpers.model import load_model_and_processor
-    from helpers.training import evaluate_model
+    from helpers.evaluation import evaluate_model
 
     out, _ = smoke_run
     config = config_from_args(_parser().parse_args(["run", "--data", str(corpus), "--output-dir", str(out), *TINY_RUN]))

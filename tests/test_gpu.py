@@ -86,7 +86,8 @@ def t4_run(tmp_path_factory):
     from helpers.cli import load_and_prepare
     from helpers.config import get_config
     from helpers.model import load_model_and_processor
-    from helpers.training import build_trainer, evaluate_model, train
+    from helpers.evaluation import evaluate_model
+    from helpers.training import build_trainer, train
 
     work = tmp_path_factory.mktemp("gpu")
     model_dir = build_whisper_small_shaped(work / "whisper-small-shaped")

@@ -176,7 +176,7 @@ def test_checkpoint_files_cut_short_are_detected(reference, tmp_path):
 
 
 def test_baseline_and_results_files_are_replaced_whole(tmp_path):
-    from helpers.training import read_json, write_json
+    from helpers.files import read_json, write_json
 
     write_json(tmp_path / "results.json", {"wer": 1.0})
     write_json(tmp_path / "results.json", {"wer": 2.0})
