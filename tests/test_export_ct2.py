@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import pretrained_model
 
 from helpers.audio import from_int16
 from helpers.config import SMOKE_MODEL_DIR, CourseError
 from helpers.export_ct2 import CT2Whisper, export_ctranslate2, transcribe_ct2
+from tests.support import pretrained_model
 
 pytest.importorskip("ctranslate2", reason="pip install ctranslate2 (a dependency of the project)")
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import kill_after_first_checkpoint, pretrained_model
 
 from helpers.cli import main
 from helpers.config import SMOKE_MODEL_DIR, CourseError, get_config
@@ -30,6 +29,7 @@ from helpers.lora import (
     training_method,
 )
 from helpers.training import checkpoint_is_complete
+from tests.support import kill_after_first_checkpoint, pretrained_model
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CLIPS, STEPS, MAX_TOKENS = 2, 8, 48  # tiny.en learning run: 2 English clips, 8 steps of the LoRA recipe

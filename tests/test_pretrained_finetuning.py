@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import pretrained_model
 
 from helpers.config import REPO_ROOT
+from tests.support import pretrained_model
 
 SHORT_RUN = ["--max-steps", "6", "--eval-steps", "6", "--save-steps", "6", "--batch-size", "4",
              "--generation-max-length", "96", "--max-test-samples", "6", "--num-proc", "1"]

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import kill_after_first_checkpoint
 
 from helpers.cli import main
 from helpers.training import checkpoint_is_complete, last_checkpoint
+from tests.support import kill_after_first_checkpoint
 
 MAX_STEPS = 6
 # One thread per process: the tiny model gains nothing from two, and the test machine's cores are shared.
