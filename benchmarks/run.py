@@ -343,7 +343,7 @@ def real_eval_table(real: dict) -> str:
     for name, m in models.items():
         passes = m["passes"]
 
-        def cells(fmt) -> str:
+        def cells(fmt, passes=passes) -> str:
             return " | ".join(fmt(passes[p]) if p in passes else "–" for p in shown)
 
         rows += [
@@ -364,7 +364,7 @@ def real_eval_table(real: dict) -> str:
         b = m["batching"]
         for size in sizes:
             u, s_ = b["unsorted"][size], b["sorted"][size]
-            rows.append(f"| {name} ({b['tokens_per_clip']:.1f} tokens per clip) | {size} | "
+            rows.append(f"| {name} ({b['n_clips']} clips, {b['tokens_per_clip']:.1f} tokens each) | {size} | "
                         f"{u['token_slots_per_clip']:.1f} | {s_['token_slots_per_clip']:.1f} | {u['steps_per_clip']:.1f} | "
                         f"{s_['steps_per_clip']:.1f} | {100 * u['finished_row_share']:.0f} % | "
                         f"{100 * s_['finished_row_share']:.0f} % |")
@@ -406,6 +406,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-real-eval", action="store_true", help="no evaluation with the real tiny.en / base")
     parser.add_argument("--eval-models", nargs="+", default=["tiny.en", "base"], help="real checkpoints to evaluate")
     parser.add_argument("--eval-clips", type=int, default=24, help="English clips per real model (default 24)")
+    parser.add_argument("--eval-analysis-clips", type=int, help="clips whose transcript lengths give the batching "
+                        "table (default: benchmarks.eval_bench.DEFAULT_ANALYSIS_CLIPS)")
     parser.add_argument("--eval-real-passes", nargs="+", help="the same passes for every real model "
                         "(default: benchmarks.eval_bench.DEFAULT_PASSES)")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="corpus cache and prepared datasets")
@@ -475,6 +477,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "--clips", str(args.eval_clips), "--models", *args.eval_models]
         if args.eval_real_passes:
             command += ["--passes", *args.eval_real_passes]
+        if args.eval_analysis_clips is not None:
+            command += ["--analysis-clips", str(args.eval_analysis_clips)]
         measured = run_measured(command, env)
         if not real_json.is_file():
             raise SystemExit(f"the real-model evaluation failed (exit {measured['returncode']})")

@@ -39,7 +39,7 @@ class _WhisperSuppressTokensNotice(logging.Filter):
     """
 
     PREFIX = "Passing `generation_config` together with generation-related arguments=("
-    ARGUMENTS = {"suppress_tokens", "begin_suppress_tokens"}
+    ARGUMENTS = frozenset({"suppress_tokens", "begin_suppress_tokens"})
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

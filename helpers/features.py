@@ -4,6 +4,8 @@ We store each clip as 16 kHz 16-bit audio, FLAC-compressed in the ``audio_16k`` 
 .to_flac``; ``from_int16`` reads it back), rather than the course's 80 x 3000 float32 log-mel matrix (960 KB
 per clip however short): a 5 s clip takes 160 KB as int16 and about 95 KB as FLAC, and the collator computes
 log-mel features for a whole batch at once (see ``helpers.collator`` and ``benchmarks/`` for the measurements).
+Clips are decoded and encoded ``num_proc`` at a time in threads, ahead of the ``map`` that writes them
+(:func:`_prepared_rows` says why threads), and the rows come out the same for any ``num_proc``.
 """
 
 from __future__ import annotations

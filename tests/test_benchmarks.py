@@ -26,6 +26,7 @@ def tiny_run(tmp_path_factory):
     command = [sys.executable, "-m", "benchmarks.run", "--clips", "8", "--steps", "1", "--train-batch-size", "2",
                "--eval-max-length", "8", "--eval-passes", "1", "--lever-sample", "4", "--prep-rounds", "1",
                "--eval-models", "tiny.en", "--eval-clips", "2", "--eval-real-passes", "course", "sorted",
+               "--eval-analysis-clips", "0",
                "--work-dir", str(tmp / "work"), "--results-dir", str(tmp / "results")]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -169,3 +170,33 @@ def test_gpu_evaluation_script_runs_on_a_cpu_with_a_tiny_model(tmp_path):
     for p in paths.values():
         assert p["clips_per_s"] > 0 and p["peak_reserved_bytes"] is None  # no GPU memory to measure here
     assert json.loads((tmp_path / "gpu-eval-latest.json").read_text())["device"] == "cpu"
+
+
+def test_batching_counts_the_slots_of_rows_already_finished():
+    """Two short and two long transcripts: mixed batches wait for the long row, sorted ones do not."""
+    from benchmarks.eval_bench import batching
+
+    out = batching(lengths=[1, 10, 1, 10], durations=[1.0, 5.0, 2.0, 6.0], batch_sizes=(1, 2))
+    assert out["tokens_per_clip"] == 5.5
+    assert out["unsorted"]["1"] == out["sorted"]["1"] == {"token_slots_per_clip": 5.5, "steps_per_clip": 5.5,
+                                                          "finished_row_share": 0.0}
+    unsorted, ordered = out["unsorted"]["2"], out["sorted"]["2"]  # batches [1, 10] [1, 10] against [1, 1] [10, 10]
+    assert (unsorted["token_slots_per_clip"], unsorted["steps_per_clip"]) == (10.0, 5.0)
+    assert unsorted["finished_row_share"] == pytest.approx(18 / 40)
+    assert (ordered["token_slots_per_clip"], ordered["steps_per_clip"], ordered["finished_row_share"]) == (5.5, 2.75, 0.0)
+
+
+def test_generate_recorder_reads_row_lengths_as_whisper_returns_them():
+    """Whisper's generate drops the end of text that ended the batch; a batch at max_length has none."""
+    import torch
+
+    from benchmarks.eval_bench import GenerateRecorder
+
+    recorder = GenerateRecorder.__new__(GenerateRecorder)  # only the id arithmetic, no model
+    recorder.special_ids, recorder.eos_id, recorder.prompt, recorder.max_length = {50257, 50362}, 50256, 2, 10
+    ended = recorder._lengths(torch.tensor([[5, 6, 50256, 50256], [5, 6, 7, 8]]))
+    assert ended == {"rows": 2, "steps": 5, "lengths": [3, 5], "stopped": [True, True]}
+    looped = recorder._lengths(torch.tensor([[5, 50256] + [50256] * 6, [5, 6, 5, 6, 5, 6, 5, 6]]))
+    assert looped == {"rows": 2, "steps": 8, "lengths": [2, 8], "stopped": [True, False]}
+    with_prompt = recorder._lengths(torch.tensor([[50257, 50362, 5, 50256], [50257, 50362, 5, 6]]))
+    assert with_prompt["lengths"] == [2, 3] and with_prompt["steps"] == 3

@@ -126,10 +126,10 @@ def test_flac_storage_gives_the_int16_features(processor, corpus):
 
 def test_a_failing_clip_stops_the_workers_with_its_error(processor, corpus, monkeypatch):
     """An error in a worker thread reaches the caller (not a hang, not a silently missing row)."""
-    import helpers.features as features
-    from helpers.data import load_common_voice
-
     import threading
+
+    from helpers import features
+    from helpers.data import load_common_voice
 
     split = load_common_voice(corpus)["test"]
     real, calls, never = features.prepare_example, [], threading.Event()
