@@ -3,11 +3,12 @@
     python -m benchmarks.gpu_eval                                   # on a CUDA machine; no Hub access needed
     python -m benchmarks.gpu_eval --tiny --device cpu --clips 16 --max-length 16   # checks the code on a CPU
 
-NOT YET RUN ON A GPU: written in a session without one (issue 13's GPU part). The goal: the course's
-whole-split evaluation (2,212 Common Voice Dhivehi test clips) within 5 minutes on a T4-class budget of
+Run on an H100 and an H200 on 2026-11-26 (``scripts/gpu_checks.sh``; figures in the README). The goal:
+the course's whole-split evaluation (2,212 Common Voice Dhivehi test clips) within 5 minutes on a T4-class budget of
 15 GB. Two ways over the same synthetic test split, each timed with its peak GPU memory:
 
-* ``course``: ``Seq2SeqTrainer.evaluate`` as the course sets it up (``predict_with_generate``,
+* ``course``: ``Seq2SeqTrainer.evaluate`` as the course sets it up, through our subclass
+  ``ExactEvalSeq2SeqTrainer`` (the plain class stops there: see its docstring) (``predict_with_generate``,
   ``fp16_full_eval``, ``per_device_eval_batch_size=16``, ``generation_max_length=225``, dataset order,
   ``compute_metrics`` decoding and scoring, the loss computed too);
 * ``ours``: ``helpers.evaluation.evaluate_model`` (fp16 copy on the GPU, clips sorted by duration, batch
@@ -95,9 +96,10 @@ def _memory_end(cuda: bool) -> dict:
 
 def course_path(model, processor, test, args, cuda: bool) -> dict:
     """``Seq2SeqTrainer.evaluate`` with the course's evaluation arguments; time and peak memory."""
-    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers import Seq2SeqTrainingArguments
 
     from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
+    from helpers.distributed import ExactEvalSeq2SeqTrainer
     from helpers.metrics import make_compute_metrics
 
     with tempfile.TemporaryDirectory() as output_dir:
@@ -108,7 +110,9 @@ def course_path(model, processor, test, args, cuda: bool) -> dict:
             remove_unused_columns=False,  # our collator reads audio_16k (the course's stored input_features)
         )
         collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
-        trainer = Seq2SeqTrainer(model=model, args=training_args, data_collator=collator,
+        # The plain Seq2SeqTrainer stops here: evaluate() outside training with fp16_full_eval halves the model
+        # but not the float32 features (transformers #30673); our subclass casts them, nothing else changes.
+        trainer = ExactEvalSeq2SeqTrainer(model=model, args=training_args, data_collator=collator,
                                  compute_metrics=make_compute_metrics(processor.tokenizer))
         _memory_start(cuda)
         start = time.perf_counter()

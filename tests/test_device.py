@@ -79,3 +79,38 @@ def test_the_notebooks_evaluate_and_transcribe_through_the_same_placement():
     sources = Path(__file__).resolve().parents[1] / "notebooks" / "src"
     assert "fp16=config.fp16)" in (sources / "05_evaluate.py").read_text(encoding="utf-8")  # both passes
     assert "**pipeline_placement(config.fp16)" in (sources / "06_share.py").read_text(encoding="utf-8")
+
+
+def test_trainer_evaluate_after_training_runs_in_half_precision(prepared, tmp_path):
+    """The course's ``fp16_full_eval`` halves the model when ``evaluate()`` runs outside ``train()``; the
+    collator's float32 features must follow, or Whisper's first convolution stops (transformers #30673).
+
+    fp16 evaluation needs CUDA; ``bf16_full_eval`` takes the same path on a CPU.
+    """
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
+    from helpers.distributed import ExactEvalSeq2SeqTrainer
+    from helpers.metrics import make_compute_metrics
+    from helpers.model import load_model_and_processor
+
+    _, clips, _ = prepared
+    test = clips["test"].select(range(4))
+    model, processor = load_model_and_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=4, predict_with_generate=True,
+                                    generation_max_length=8, bf16_full_eval=True, use_cpu=True, report_to=[],
+                                    remove_unused_columns=False)
+    seen = []
+    model.model.encoder.conv1.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].dtype))
+
+    def evaluate(trainer_class):
+        trainer = trainer_class(model=model.float(), args=args, eval_dataset=test,
+                                data_collator=DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id),
+                                compute_metrics=make_compute_metrics(processor.tokenizer))
+        return trainer.evaluate()
+
+    with pytest.raises(RuntimeError, match="bias type"):  # the plain trainer, as the course builds it
+        evaluate(Seq2SeqTrainer)
+    metrics = evaluate(ExactEvalSeq2SeqTrainer)
+    assert metrics["eval_n"] == 4 and "eval_wer" in metrics
+    assert seen and set(seen) == {torch.bfloat16}  # the encoder saw half-precision features, as the weights

@@ -93,9 +93,8 @@ print(f"stored: {info.samplerate} Hz, {info.channels} channel(s), {info.frames} 
 # Ours has the same shape, audio in and label ids out, with the filters inside, each dropped clip keeping
 # its reason. Two things differ. It stores the 16 kHz audio (as lossless FLAC) rather than the course's
 # 80 × 3000 float32 log-mel matrix, 960 KB per clip however short: the collator (03) computes the log-mel
-# features for a whole batch at once. And the sentences are tokenised beforehand, all at once, because
-# handing the tokenizer to each worker process costs more than the work itself. This is the function the
-# helpers run:
+# features for a whole batch at once. And the sentences are tokenised beforehand, all at once, in one call
+# of the fast tokenizer. This is the function the helpers run:
 
 # %%
 from helpers.display import show_source
@@ -121,9 +120,11 @@ print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labe
 # %% [markdown]
 # ## Prepare every clip, counting what is dropped
 #
-# `prepare_dataset` maps that function over both splits in parallel worker processes (`datasets.map`),
-# keeps the clips whose reason is empty, and reports the others: audio over 30 s, labels over the limit,
-# empty transcripts, and clips that are missing or not decodable audio.
+# `prepare_dataset` runs that function over both splits, `num_proc` clips at a time in threads (decoding,
+# resampling and FLAC run in C libraries that let threads share the cores, without the worker processes,
+# pickling and shard files of `datasets.map(num_proc=...)`), writes the rows in their order with one
+# `datasets.map`, keeps the clips whose reason is empty, and reports the others: audio over 30 s, labels
+# over the limit, empty transcripts, and clips that are missing or not decodable audio.
 
 # %%
 from helpers.features import format_report, prepare_dataset
