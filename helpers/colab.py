@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,11 @@ def _short_course_errors() -> None:
         return
 
     def handler(shell, etype, value, tb, tb_offset=None):  # IPython's custom-exception signature
-        print(f"{etype.__name__}: {value}", file=sys.stderr)
+        sentence = [f"{etype.__name__}: {value}"]
+        # Shown as the cell's error output, one line for the whole traceback: a printed message alone would
+        # leave no error in the notebook, and nbmake (CI) would pass a notebook that stopped here.
+        shell._showtraceback(etype, value, sentence)
+        return sentence
 
     shell.set_custom_exc((CourseError,), handler)
 

@@ -523,6 +523,18 @@ def test_a_stage_run_alone_without_its_input_says_which_notebook_makes_it(tmp_pa
         with pytest.raises(CellExecutionError):
             client.execute()
     failed = next(cell for cell in notebook.cells if cell.cell_type == "code" and 'require("prepared")' in cell.source)
-    stderr = "".join(o.get("text", "") for o in failed.outputs if o.get("name") == "stderr")
-    assert "run 02_preprocess.ipynb first" in stderr
+    errors = [o for o in failed.outputs if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].ename == "CourseError"  # an error output: nbmake and Jupyter see it fail
+    assert "run 02_preprocess.ipynb first" in errors[0].evalue
+    assert len(errors[0].traceback) == 1 and "run 02_preprocess.ipynb first" in errors[0].traceback[0]
     assert "Traceback" not in json.dumps(failed.outputs)
+
+
+def test_nbmake_fails_a_notebook_that_stops_on_a_missing_input(tmp_path):
+    """What CI runs: a stage whose input is missing must fail under nbmake, not pass with a printed message."""
+    env = {**os.environ, "COURSE_WORKSPACE": str(tmp_path), "COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "--nbmake",
+                           str(NOTEBOOK_DIR / "03_collate.ipynb")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "run 02_preprocess.ipynb first" in done.stdout

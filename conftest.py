@@ -1,0 +1,17 @@
+"""pytest-xdist's scheduling for the whole project (``-n 2`` in pytest.ini), here at the root so that it holds
+for ``pytest notebooks`` and ``pytest tests`` alike."""
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (``-n 2``, pytest.ini), send each test file's tests to one worker, so that a module's
+    fixture (a CLI run, a conversion) runs once rather than in each worker, and every notebook to one worker,
+    in order: they share a workspace, each reading what the one before it left there. (``--dist loadgroup``
+    would say this with marks, but it renames node ids, which pytest 9.2 no longer allows.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesTogetherNotebooksInOrder(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "notebooks" if path.endswith(".ipynb") else path
+
+    return FilesTogetherNotebooksInOrder(config, log)
