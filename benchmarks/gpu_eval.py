@@ -7,10 +7,10 @@ Run on an H100 and an H200 on 2026-11-26 (``scripts/gpu_checks.sh``; figures in 
 the course's whole-split evaluation (2,212 Common Voice Dhivehi test clips) within 5 minutes on a T4-class budget of
 15 GB. Two ways over the same synthetic test split, each timed with its peak GPU memory:
 
-* ``course``: ``Seq2SeqTrainer.evaluate`` as the course sets it up, through our subclass
-  ``ExactEvalSeq2SeqTrainer`` (the plain class stops there: see its docstring) (``predict_with_generate``,
+* ``course``: ``Seq2SeqTrainer.evaluate`` as the course sets it up, through our ``CourseSeq2SeqTrainer``,
+  since the plain class stops there (see its docstring): ``predict_with_generate``,
   ``fp16_full_eval``, ``per_device_eval_batch_size=16``, ``generation_max_length=225``, dataset order,
-  ``compute_metrics`` decoding and scoring, the loss computed too);
+  ``compute_metrics`` decoding and scoring, the loss computed too;
 * ``ours``: ``helpers.evaluation.evaluate_model`` (fp16 copy on the GPU, clips sorted by duration, batch
   16, the same ``max_length``), also with ``sort_by_length`` off (``ours_unsorted``).
 
@@ -99,8 +99,8 @@ def course_path(model, processor, test, args, cuda: bool) -> dict:
     from transformers import Seq2SeqTrainingArguments
 
     from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
-    from helpers.distributed import ExactEvalSeq2SeqTrainer
     from helpers.metrics import make_compute_metrics
+    from helpers.training import CourseSeq2SeqTrainer
 
     with tempfile.TemporaryDirectory() as output_dir:
         training_args = Seq2SeqTrainingArguments(
@@ -112,8 +112,8 @@ def course_path(model, processor, test, args, cuda: bool) -> dict:
         collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
         # The plain Seq2SeqTrainer stops here: evaluate() outside training with fp16_full_eval halves the model
         # but not the float32 features (transformers #30673); our subclass casts them, nothing else changes.
-        trainer = ExactEvalSeq2SeqTrainer(model=model, args=training_args, data_collator=collator,
-                                 compute_metrics=make_compute_metrics(processor.tokenizer))
+        trainer = CourseSeq2SeqTrainer(model=model, args=training_args, data_collator=collator,
+                                       compute_metrics=make_compute_metrics(processor.tokenizer))
         _memory_start(cuda)
         start = time.perf_counter()
         metrics = trainer.evaluate(test)

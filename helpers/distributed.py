@@ -66,19 +66,7 @@ class ExactEvalSeq2SeqTrainer(Seq2SeqTrainer):
     (transformers PR #27025: with ``num_return_sequences > 1`` a batch holds more sequences than clips, and
     trimming by clip count would cut real ones). Whisper generates one sequence per clip, so the trimming
     is right here and the repeats would be scored: 32 clips instead of 24 with 2 processes and batch 16.
-
-    It also lets ``evaluate()`` and ``predict()`` run outside training with ``fp16_full_eval`` (the course's
-    setting): there the Trainer casts the model to float16, but the collator's log-mel features stay
-    float32 and Whisper's first convolution stops with "Input type (float) and bias type (c10::Half)
-    should be the same" (transformers issue #30673). The features are cast to the model's dtype first.
     """
-
-    def prediction_step(self, model, inputs, *args, **kwargs):
-        dtype = next(model.parameters()).dtype
-        features = inputs.get("input_features")
-        if features is not None and features.is_floating_point() and features.dtype != dtype:
-            inputs = {**inputs, "input_features": features.to(dtype)}
-        return super().prediction_step(model, inputs, *args, **kwargs)
 
     def evaluation_loop(self, *args, **kwargs):
         if self._sequences_per_input() == 1:

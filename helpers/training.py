@@ -91,6 +91,25 @@ def evaluation_subset(test: Dataset, size: int | None, seed: int) -> Dataset:
     return test.select(sorted(int(i) for i in indices))
 
 
+class CourseSeq2SeqTrainer(ExactEvalSeq2SeqTrainer):
+    """The trainer of the CLI and :func:`build_trainer`: ``Seq2SeqTrainer`` with two fixes.
+
+    Several processes score each clip once (:class:`~helpers.distributed.ExactEvalSeq2SeqTrainer`). And
+    ``evaluate()`` and ``predict()`` run outside training with ``fp16_full_eval`` (the course's setting):
+    there the Trainer casts the model to float16, but the collator's log-mel features stay float32 and
+    Whisper's first convolution stops with "Input type (float) and bias type (c10::Half) should be the
+    same" (transformers issue #30673). The features are cast to the model's dtype first; where they have
+    it already (training, whose weights stay float32 under fp16 autocast), nothing changes.
+    """
+
+    def prediction_step(self, model, inputs, *args, **kwargs):
+        dtype = next(model.parameters()).dtype
+        features = inputs.get("input_features")
+        if features is not None and features.is_floating_point() and features.dtype != dtype:
+            inputs = {**inputs, "input_features": features.to(dtype)}
+        return super().prediction_step(model, inputs, *args, **kwargs)
+
+
 def build_trainer(
     model: WhisperForConditionalGeneration,
     processor: WhisperProcessor,
@@ -106,7 +125,7 @@ def build_trainer(
     collator = DataCollatorSpeechSeq2SeqWithPadding(
         processor=processor, decoder_start_token_id=model.config.decoder_start_token_id
     )
-    return ExactEvalSeq2SeqTrainer(  # scores each test clip once however many processes evaluate
+    return CourseSeq2SeqTrainer(
         model=model,
         args=training_arguments(config, output_dir, **training_args),
         train_dataset=prepared["train"],

@@ -90,9 +90,9 @@ def test_trainer_evaluate_after_training_runs_in_half_precision(prepared, tmp_pa
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
-    from helpers.distributed import ExactEvalSeq2SeqTrainer
     from helpers.metrics import make_compute_metrics
     from helpers.model import load_model_and_processor
+    from helpers.training import CourseSeq2SeqTrainer
 
     _, clips, _ = prepared
     test = clips["test"].select(range(4))
@@ -104,13 +104,13 @@ def test_trainer_evaluate_after_training_runs_in_half_precision(prepared, tmp_pa
     model.model.encoder.conv1.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].dtype))
 
     def evaluate(trainer_class):
-        trainer = trainer_class(model=model.float(), args=args, eval_dataset=test,
-                                data_collator=DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id),
+        collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
+        trainer = trainer_class(model=model.float(), args=args, eval_dataset=test, data_collator=collator,
                                 compute_metrics=make_compute_metrics(processor.tokenizer))
         return trainer.evaluate()
 
     with pytest.raises(RuntimeError, match="bias type"):  # the plain trainer, as the course builds it
         evaluate(Seq2SeqTrainer)
-    metrics = evaluate(ExactEvalSeq2SeqTrainer)
+    metrics = evaluate(CourseSeq2SeqTrainer)
     assert metrics["eval_n"] == 4 and "eval_wer" in metrics
     assert seen and set(seen) == {torch.bfloat16}  # the encoder saw half-precision features, as the weights
