@@ -224,7 +224,10 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
             export_and_try(model_dir, output_dir / "ct2", ct2_quantization, processor, test, config)
         if push_to:  # only now, with the model saved: a failed push leaves it and says how to retry
             from .hub import PushError, push_model
+            from .share import course_model_card
 
+            card = course_model_card(config, push_to, finetuned, model_dir, output_dir / "adapter" if config.peft else None)
+            card.save(str(model_dir / "README.md"))  # the card 06 shows, uploaded with the model
             try:
                 print(push_model(model_dir, push_to, raise_on_failure=True))
             except PushError as error:

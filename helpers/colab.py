@@ -173,25 +173,32 @@ def setup(drive: bool = True, needs_gpu: bool = False, short_run: bool = False, 
     return config
 
 
-def use_colab_secret(name: str) -> bool:
-    """In Colab, copy the secret ``name`` into the environment (never printed); True when it is set."""
-    if not os.environ.get(name) and in_colab():
-        try:
-            from google.colab import userdata  # type: ignore[import-not-found]
-
-            os.environ[name] = userdata.get(name)
-        except Exception:  # no such secret, or access not granted: the caller says what is missing
-            pass
-    return bool(os.environ.get(name))
+class SecretNotGranted(CourseError):
+    """A Colab secret exists but this notebook was not given access to it; the message says how to grant it."""
 
 
-def hub_offline() -> bool:
-    """Whether the Hugging Face Hub is out of reach: offline mode is on, or it does not answer."""
-    from huggingface_hub import constants
+def colab_secret(name: str) -> str | None:
+    """The Colab secret ``name`` (never printed); ``None`` outside Colab or when there is no such secret.
 
-    from .hub import hub_reachable
-
-    return bool(constants.HF_HUB_OFFLINE) or not hub_reachable()
+    Raises ``SecretNotGranted`` when the secret exists but this notebook may not read it: Colab asks once
+    per notebook, and a learner who closed that prompt would otherwise read "no key" and make another.
+    """
+    if not in_colab():
+        return None
+    try:
+        from google.colab import userdata  # type: ignore[import-not-found]
+        from google.colab.errors import Error as ColabError  # type: ignore[import-not-found]
+    except ImportError:  # a Colab-like runtime without Colab's modules
+        return None
+    try:
+        return userdata.get(name) or None
+    except userdata.NotebookAccessError as error:
+        raise SecretNotGranted(
+            f"The Colab secret {name} exists but this notebook may not read it: open the key icon in the left bar, "
+            f"switch on 'Notebook access' for {name}, then run this cell again."
+        ) from error
+    except ColabError:  # no such secret (SecretNotFoundError), or Colab did not answer in time
+        return None
 
 
 def login() -> None:
@@ -200,12 +207,17 @@ def login() -> None:
     Offline, or in a batch run with nobody to log in, it says that pushing will be skipped and goes on.
     The token itself is never printed.
     """
-    from .hub import find_token
+    from .hub import find_token, hub_reachable
 
-    if find_token():
+    try:
+        token = find_token()
+    except SecretNotGranted as error:  # said here; 06 then exports instead of pushing
+        print(error)
+        token = None
+    if token:
         print("A Hugging Face token was found (HF_TOKEN, a Colab secret or a cached login); it is not shown.")
         return
-    if hub_offline():
+    if not hub_reachable():
         print("No Hugging Face token, and the Hub cannot be reached (offline): pushing will be skipped. Every "
               "other stage works the same; 06_share writes an export folder instead of pushing.")
         return

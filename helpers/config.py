@@ -23,6 +23,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 PROFILE_ENV = "COURSE_PROFILE"
 WORKSPACE_ENV = "COURSE_WORKSPACE"
@@ -39,6 +40,31 @@ class CourseError(Exception):
 def first_line(error: BaseException) -> str:
     """The first non-empty line of ``error``'s message (its type's name when it has none), for one-sentence errors."""
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def error_chain(error: BaseException | None) -> list[BaseException]:
+    """``error`` and every error it was raised from or while handling, outermost first.
+
+    Libraries re-raise a network or HTTP error as their own (transformers as ``OSError``, the MDC SDK as
+    ``DownloadError``), so what went wrong is often several links down.
+    """
+    seen: list[BaseException] = []
+    while error is not None and all(error is not other for other in seen):
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
+
+
+def can_connect(url: str, timeout: float = 1.5) -> bool:
+    """Whether ``url``'s host accepts a TCP connection within ``timeout`` seconds: a quick probe before a
+    client that would retry an unreachable server for minutes."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -187,16 +213,6 @@ def choose_recipe(model: str, max_steps: int, peft: str | None = None) -> tuple[
     return name, values, reason
 
 
-def _hub_reachable(timeout: float = 1.5) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def in_colab() -> bool:
     """True inside a Google Colab runtime."""
     return "google.colab" in sys.modules or ("COLAB_RELEASE_TAG" in os.environ and Path("/content").is_dir())
@@ -218,7 +234,9 @@ def choose_profile() -> tuple[str, str]:
         return "t4", f"this is Colab ({gpu}); set {PROFILE_ENV}=smoke for the offline run"
     if not torch.cuda.is_available():
         return "smoke", f"no CUDA GPU found and {PROFILE_ENV} is not set"
-    if not _hub_reachable():
+    from .hub import hub_reachable
+
+    if not hub_reachable():
         return "smoke", f"a GPU is present but the Hugging Face Hub cannot be reached and {PROFILE_ENV} is not set"
     return "t4", f"a CUDA GPU ({torch.cuda.get_device_name(0)}) and the Hub are available"
 

@@ -32,14 +32,14 @@ import csv
 import json
 import os
 import re
-import socket
+import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from datasets import Audio, Dataset, DatasetDict, concatenate_datasets
 
-from .config import CourseError, first_line, in_colab
+from .config import CourseError, can_connect, error_chain, first_line, in_colab
 
 TRANSCRIPT_COLUMNS = ("sentence", "transcription", "text", "transcript", "normalized_text")
 CV_EXPECTED = "a Common Voice locale folder with clips/, train.tsv, dev.tsv and test.tsv"
@@ -274,18 +274,18 @@ def load_audiofolder(folder: Path, seed: int = 42) -> DatasetDict:
 
 
 def _mdc_api_key() -> str | None:
-    """The MDC API key from the environment, a ``.env`` file (the SDK reads it) or a Colab secret."""
+    """The MDC API key from the environment, a ``.env`` file (the SDK reads it) or a Colab secret.
+
+    Raises ``SecretNotGranted`` when the Colab secret exists but this notebook may not read it.
+    """
     import datacollective  # noqa: F401 - importing the SDK loads a .env file into the environment
 
-    if not os.environ.get("MDC_API_KEY"):
-        try:
-            from google.colab import userdata  # type: ignore[import-not-found]
+    from .colab import colab_secret
 
-            key = userdata.get("MDC_API_KEY")
-            if key:
-                os.environ["MDC_API_KEY"] = key  # where the SDK looks for it; never printed
-        except Exception:  # not in Colab, no such secret, or access not granted
-            pass
+    if not os.environ.get("MDC_API_KEY"):
+        key = colab_secret("MDC_API_KEY")
+        if key:
+            os.environ["MDC_API_KEY"] = key  # where the SDK looks for it; never printed
     return os.environ.get("MDC_API_KEY") or None
 
 
@@ -301,45 +301,93 @@ def _mdc_download_dir() -> str | None:
     return "/content/mdc" if in_colab() else None
 
 
+MDC_KEYS_PAGE = "https://mozilladatacollective.com/api-reference"
+
+
+class _IncompleteArchive(Exception):
+    """The downloaded archive is shorter or longer than the catalogue says."""
+
+
+def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
+    """What a failed MDC request means and what to do, as the rest of a sentence; ``None`` for a bug of ours.
+
+    The SDK raises one error per HTTP status (``_send_api_request``) and wraps whatever cut a download in
+    its ``DownloadError``, so the chain is searched, the most telling error first.
+    """
+    import requests
+    from datacollective.errors import AuthenticationError, DownloadError, RateLimitError
+
+    chain = error_chain(error)
+
+    def found(kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
+        return next((e for e in chain if isinstance(e, kind)), None)
+
+    if found(AuthenticationError):
+        return (f"it rejected the API key in MDC_API_KEY (401 Unauthorized: mistyped, expired or revoked); create a "
+                f"new key at {MDC_KEYS_PAGE} and put it in MDC_API_KEY (in Colab: the secret of that name)")
+    if found(PermissionError) and not found(DownloadError):
+        # The API says "Private dataset requires organization membership" when the terms were not accepted.
+        return (f"it refused the download ({first_line(found(PermissionError))}), which means the dataset's terms "
+                "have not been accepted with this account: open the dataset's page on https://mozilladatacollective.com, "
+                "tick its terms, press Download or Connect API once, then run this again")
+    if found(FileNotFoundError) and not found(DownloadError):
+        return (f"it has no dataset {dataset_id!r} ({first_line(found(FileNotFoundError))}); check the id, the last "
+                "part of the dataset page's address, or use common-voice:<locale> to find the newest release")
+    if found(RateLimitError):
+        return "it is limiting requests (429 Too Many Requests); wait a few minutes and run this again"
+    cut = found(DownloadError)
+    if cut is not None:
+        resumable = "resumes where it stopped" if cut.checksum else "starts it again"
+        return (f"the download stopped after {cut.total_downloaded_bytes} of {cut.total_archive_bytes} "
+                f"({first_line(error_chain(cut)[-1])}); run this again, which {resumable}")
+    if found((requests.ConnectionError, requests.Timeout)):
+        return "it could not be reached (no network, or the site is down); check the connection and run this again"
+    if found(requests.HTTPError):
+        return f"it answered with an error ({first_line(found(requests.HTTPError))}); try again later"
+    return None
+
+
 def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42) -> DatasetDict:
     """Download (once) a Common Voice release from the Mozilla Data Collective and load its folder.
 
     The SDK reads the API key from ``MDC_API_KEY`` itself; we only check it is there, and never print it.
-    An interrupted download resumes, and an archive already downloaded and unpacked is reused.
+    The SDK downloads to ``<archive>.part`` and renames it when the stream ends; the archive is then checked
+    against the size the catalogue lists before it is unpacked, so a download cut short is never used: an
+    interrupted download resumes on the next call, a short or damaged archive is removed and downloaded
+    again, and an archive already downloaded and unpacked is reused.
     """
     if not dataset_id:
         raise DataSourceError("'mdc:' needs a dataset id after it, e.g. mdc:<id shown on the dataset's MDC page>.")
     if not _mdc_api_key():
         raise DataSourceError(
             "Loading from the Mozilla Data Collective needs an API key in the MDC_API_KEY environment variable "
-            "(create one at https://mozilladatacollective.com, then accept the dataset's terms)."
+            f"(in Colab: a secret of that name); create one at {MDC_KEYS_PAGE}, then accept the dataset's terms."
         )
-    from datacollective import download_dataset
+    from datacollective import download_dataset, get_dataset_details
+    from datacollective.errors import DownloadError
 
+    folder = download_dir or _mdc_download_dir()
+    archive = None
     try:
-        extracted = download_dataset(dataset_id, download_directory=download_dir or _mdc_download_dir(), extract=True)
-    except _mdc_errors() as error:
-        raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: "
-                              f"{first_line(error)}") from error
+        details = get_dataset_details(dataset_id)
+        archive = download_dataset(dataset_id, download_directory=folder, extract=False)
+        expected = int(details.sizeBytes or 0)
+        if expected and archive.stat().st_size != expected:
+            raise _IncompleteArchive(f"{archive.name} has {archive.stat().st_size} bytes of {expected}")
+        extracted = download_dataset(dataset_id, download_directory=folder, extract=True)  # reuses the archive
+    except (_IncompleteArchive, tarfile.TarError, EOFError, zlib.error) as error:
+        if archive is not None:
+            archive.unlink(missing_ok=True)  # else every later call would find it and skip the download
+        raise DataSourceError(
+            f"The archive of {dataset_id!r} downloaded from the Mozilla Data Collective is incomplete or damaged "
+            f"({first_line(error)}); it was removed: run this again to download it afresh."
+        ) from error
+    except (OSError, RuntimeError, ValueError, DownloadError) as error:  # requests' errors are OSErrors
+        why = _mdc_problem(error, dataset_id)
+        if why is None:
+            raise
+        raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: {why}.") from error
     return load_cv_folder(Path(extracted), seed)
-
-
-def _mdc_errors() -> tuple[type[BaseException], ...]:
-    """What the MDC SDK raises for a refused key or terms, a missing dataset, rate limits, the network, a bad
-    archive; not ``TypeError`` and its kind, which are bugs and keep their traceback."""
-    import tarfile
-    import zipfile
-
-    # OSError covers requests' HTTP and connection errors and PermissionError; AuthenticationError and
-    # RateLimitError are RuntimeErrors; DownloadError is the SDK's own.
-    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, tarfile.TarError, zipfile.BadZipFile]
-    try:
-        from datacollective.errors import DownloadError
-
-        errors.append(DownloadError)
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
 COMMON_VOICE_SOURCE = "common-voice:"  # common-voice:<locale>: the newest release in the MDC's catalogue
@@ -371,15 +419,6 @@ def _version(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in found.group(1).split(".")) if found else ()
 
 
-def _mdc_reachable(timeout: float = 2.0) -> bool:
-    url = urlparse(os.environ.get("MDC_API_URL") or _MDC_API)
-    try:
-        socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") -> CommonVoiceRelease:
     """The newest Common Voice (scripted speech) release for ``locale`` in the MDC's public catalogue.
 
@@ -387,7 +426,7 @@ def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") 
     (see :func:`load_from_mdc`). Raises ``DataSourceError`` when the catalogue cannot be reached or lists no
     release for ``locale``.
     """
-    if not _mdc_reachable():
+    if not can_connect(os.environ.get("MDC_API_URL") or _MDC_API, timeout=2.0):
         raise DataSourceError(
             "The Mozilla Data Collective's catalogue cannot be reached (no network?), so the newest Common Voice "
             f"release for {locale!r} cannot be looked up; pass mdc:<dataset id> or an unpacked release folder."
@@ -396,8 +435,9 @@ def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") 
 
     try:
         found = list_datasets(query, locale=locale, sort="newest", results_per_page=50)
-    except _mdc_errors() as error:
-        raise DataSourceError(f"The MDC's catalogue did not answer: {first_line(error)}") from error
+    except (OSError, RuntimeError, ValueError) as error:  # requests' errors are OSErrors; 429 a RuntimeError
+        raise DataSourceError(f"The MDC's catalogue did not answer ({first_line(error)}); try again later, or pass "
+                              "mdc:<dataset id> or an unpacked release folder.") from error
     releases = [item for item in found.items
                 if "common voice" in (item.name or "").lower() and "spontaneous" not in (item.name or "").lower()
                 and (item.locale or "").lower() == locale.lower()]

@@ -10,10 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import socket
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub import get_token as _cached_token
@@ -25,34 +23,34 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from .config import CourseError, first_line
+from .config import CourseError, can_connect, error_chain, first_line
 
 
 def find_token() -> str | None:
-    """The Hub token from ``HF_TOKEN``, a Colab secret named ``HF_TOKEN``, or ``huggingface-cli login``."""
-    if os.environ.get("HF_TOKEN"):
-        return os.environ["HF_TOKEN"]
-    try:
-        from google.colab import userdata  # type: ignore[import-not-found]
+    """The Hub token from ``HF_TOKEN``, a ``hf auth login``, or a Colab secret named ``HF_TOKEN``.
 
-        return userdata.get("HF_TOKEN")
-    except Exception:  # not in Colab, or no such secret, or access not granted
-        pass
-    return _cached_token()
+    Raises ``SecretNotGranted`` (a ``CourseError``) when the only token is a Colab secret this notebook has
+    not been given access to.
+    """
+    from .colab import colab_secret
+
+    # huggingface_hub's own lookup: HF_TOKEN, then the login cache (and, in Colab's kernel, the secret too,
+    # but a refused one only as a warning, hence ours after it).
+    return _cached_token() or colab_secret("HF_TOKEN")
 
 
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:[\w.-]+)?")
 
 
 def hub_reachable(timeout: float = 1.5) -> bool:
-    """Whether the Hub's endpoint (``HF_ENDPOINT``, else huggingface.co) accepts a connection within ``timeout``."""
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    """Whether the Hub can be used: offline mode is off and its endpoint accepts a connection within ``timeout``.
+
+    The endpoint probed is ``huggingface_hub``'s own (``HF_ENDPOINT`` when it was set, else huggingface.co),
+    so a mirror or a local stand-in counts as the Hub exactly when the client would talk to it.
+    """
+    from huggingface_hub import constants
+
+    return not constants.HF_HUB_OFFLINE and can_connect(constants.ENDPOINT, timeout)
 
 
 def use_cache_only_if_unreachable(*sources: str | None) -> str | None:
@@ -63,11 +61,11 @@ def use_cache_only_if_unreachable(*sources: str | None) -> str | None:
     cache still loads, and one that is not fails at once with one clear sentence.
     """
     hub_ids = [s for s in sources if s and _HUB_ID.fullmatch(str(s)) and not Path(str(s)).expanduser().exists()]
-    if not hub_ids or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or hub_reachable():
-        return None
-    os.environ["HF_HUB_OFFLINE"] = "1"  # for what imports huggingface_hub later, and for child processes
     from huggingface_hub import constants
 
+    if not hub_ids or constants.HF_HUB_OFFLINE or hub_reachable():
+        return None
+    os.environ["HF_HUB_OFFLINE"] = "1"  # for what imports huggingface_hub later, and for child processes
     constants.HF_HUB_OFFLINE = True  # for what already has (transformers asks it on every call)
     if "datasets.config" in sys.modules:
         sys.modules["datasets.config"].HF_HUB_OFFLINE = True
@@ -112,15 +110,6 @@ HUB_PROBLEMS = {
 }
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    """``error`` and every error it was raised from or while handling, outermost first."""
-    seen: list[BaseException] = []
-    while error is not None and error not in seen:
-        seen.append(error)
-        error = error.__cause__ or error.__context__
-    return seen
-
-
 def _status(error: BaseException) -> int | None:
     return getattr(getattr(error, "response", None), "status_code", None)
 
@@ -132,7 +121,7 @@ def hub_problem(error: BaseException) -> tuple[str, BaseException] | None:
     transformers and datasets re-raise the Hub's typed errors as ``OSError``/``FileNotFoundError`` with the
     original as their cause, so the whole chain is searched, most specific kind first.
     """
-    chain = _chain(error)
+    chain = error_chain(error)
     for wanted, kind in ((GatedRepoError, "gated"), (RepositoryNotFoundError, "not_found")):
         culprit = next((e for e in chain if isinstance(e, wanted)), None)
         if culprit is not None:
@@ -176,14 +165,24 @@ def _whoami(token: str) -> tuple[str | None, BaseException | None]:
 
 
 def who_am_i(token: str | None = None) -> str | None:
-    """The logged-in user's name, or ``None`` when there is no valid token or no network."""
-    token = token or find_token()
+    """The logged-in user's name, or ``None`` when there is no valid token (or no readable one) or no network."""
+    from .colab import SecretNotGranted
+
+    try:
+        token = token or find_token()
+    except SecretNotGranted:  # login() has said how to grant it
+        return None
     return _whoami(token)[0] if token else None
 
 
 def login_status() -> str:
     """One sentence for learners: who is logged in, or why pushing will be skipped (bad token, no network)."""
-    token = find_token()
+    from .colab import SecretNotGranted
+
+    try:
+        token = find_token()
+    except SecretNotGranted as error:
+        return f"{error} Until then pushing will be skipped."
     if not token:
         return "Not logged in: training and evaluation work as usual; pushing to the Hub will be skipped."
     user, error = _whoami(token)
@@ -313,10 +312,19 @@ def push_model(model_dir: Path, repo_id: str, token: str | None = None, private:
     anything that looks like a token masked (a Hub error may quote the request, headers included).
     With ``raise_on_failure`` a failure raises ``PushError`` instead of returning the message.
     """
+    from .colab import SecretNotGranted
+
     model_dir = Path(model_dir)
-    token = token or find_token()
+    try:
+        token = token or find_token()
+    except SecretNotGranted as error:
+        token, refused = None, error
+    else:
+        refused = None
     if not (model_dir / "config.json").is_file():
         message = f"{model_dir} holds no saved model (no config.json); nothing was pushed."
+    elif refused is not None:
+        message = f"{refused} The model stays in {model_dir}; push it later with `{push_later_command(model_dir, repo_id)}`."
     elif not token:
         message = (
             f"No Hub token: the model stays in {model_dir}. Log in (notebook 00, `hf auth login` or HF_TOKEN), "
@@ -325,9 +333,9 @@ def push_model(model_dir: Path, repo_id: str, token: str | None = None, private:
     else:
         try:
             api = HfApi(token=token)
-            api.create_repo(repo_id, exist_ok=True, private=private)
+            url = api.create_repo(repo_id, exist_ok=True, private=private)
             api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="Fine-tuned Whisper")
-            return f"Pushed to https://huggingface.co/{repo_id}"
+            return f"Pushed to {url}"
         # Network, token, permission, rate limits, an invalid repo id: all leave the model as it is.
         except (HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
             why = explain_hub_error(error, repo_id, downloading=False) or first_line(error)

@@ -154,7 +154,9 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
     if not refs:
         return None, "Skipped: no reference has a word to score."
     local = Path(path).is_file()
-    offline = not local and (_offline_mode(evaluate) or not _hub_reachable())
+    from .hub import hub_reachable
+
+    offline = not local and (_offline_mode(evaluate) or not hub_reachable())
     was_offline = evaluate.config.HF_EVALUATE_OFFLINE
     # Offline, evaluate goes straight to its cache instead of retrying the Hub.
     evaluate.config.HF_EVALUATE_OFFLINE = was_offline or offline
@@ -176,12 +178,6 @@ def _offline_mode(evaluate) -> bool:
     from huggingface_hub import constants
 
     return bool(evaluate.config.HF_EVALUATE_OFFLINE or constants.HF_HUB_OFFLINE)
-
-
-def _hub_reachable() -> bool:
-    from .hub import hub_reachable
-
-    return hub_reachable()
 
 
 def make_compute_metrics(tokenizer) -> Callable:

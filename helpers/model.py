@@ -25,7 +25,7 @@ from transformers import (
 from transformers.convert_slow_tokenizer import TikTokenConverter
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
-from .config import RANDOM_INIT_MARK, SMOKE_MODEL_DIR, CourseError, first_line
+from .config import RANDOM_INIT_MARK, SMOKE_MODEL_DIR, CourseError, error_chain, first_line
 from .hub import explain_hub_error, transport_errors
 
 # Whisper's special tokens, in the order openai-whisper assigns ids after the BPE ranks.
@@ -222,10 +222,7 @@ def _source_problem(model_id: str) -> str | None:
 
 def _causes(error: BaseException) -> str:
     """The first line of ``error`` and, when it wraps another, of the error at the root of it all."""
-    root, seen = error, {id(error)}
-    while (inner := root.__cause__ or root.__context__) is not None and id(inner) not in seen:
-        root = inner
-        seen.add(id(inner))
+    root = error_chain(error)[-1]
     outer, innermost = first_line(error), first_line(root)
     return outer if root is error or innermost in outer else f"{outer.rstrip('.')}: {innermost}"
 

@@ -50,6 +50,18 @@ def training_summary(config: CourseConfig) -> dict[str, Any]:
     return summary
 
 
+def course_model_card(config: CourseConfig, repo_id: str, scores: dict | None, model_dir: Path,
+                      adapter_dir: Path | None = None):
+    """The model card 06 shows and ``python -m helpers run --push-to`` publishes, from the run's config, its
+    fine-tuned ``scores`` and the saved model (with ``adapter_dir`` when only a LoRA adapter trained)."""
+    from .hub import model_card
+    from .lora import training_method
+
+    return model_card(repo_id, base_model=source_label(config.model, keep=1), dataset_name=source_label(config.data),
+                      language=card_language(config), scores=scores, training=training_summary(config),
+                      method=training_method(model_dir, adapter_dir))
+
+
 def export_model(model_dir: Path, card, destination: Path) -> Path:
     """Copy the saved model and processor to ``destination`` with ``card`` as its README.md."""
     shutil.rmtree(destination, ignore_errors=True)

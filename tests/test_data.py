@@ -171,38 +171,6 @@ def test_sources_that_cannot_work_say_so_in_one_sentence(tmp_path, corpus):
     assert "without a train split" in clear_error(only_test.parent)
 
 
-def test_mdc_without_api_key_says_where_to_get_one(monkeypatch):
-    monkeypatch.delenv("MDC_API_KEY", raising=False)
-    message = clear_error("mdc:common-voice-dv")
-    assert "MDC_API_KEY" in message and "mozilladatacollective.com" in message
-
-
-def test_mdc_download_is_loaded_as_a_release_folder(tmp_path, corpus, monkeypatch):
-    """The SDK's download is replaced by a stand-in returning an unpacked release, as it does after download."""
-    import datacollective
-
-    release = tmp_path / "cv-corpus-23.0-2025-09-05-si"
-    small_cv_folder(release / "cv-corpus-23.0-2025-09-05" / "si", corpus)
-    calls = []
-
-    def fake_download(dataset_id, download_directory=None, extract=False, **kwargs):
-        calls.append((dataset_id, extract))
-        return release
-
-    monkeypatch.setenv("MDC_API_KEY", "not-a-real-key")
-    monkeypatch.setattr(datacollective, "download_dataset", fake_download)
-    splits = load_common_voice("mdc:cmabc123")
-    assert calls == [("cmabc123", True)]
-    assert len(splits["train"]) == 6 and len(splits["test"]) == 3
-
-    def refused(*args, **kwargs):
-        raise PermissionError("Access denied: GET https://example/datasets/x. Accept the terms first.\nmore detail")
-
-    monkeypatch.setattr(datacollective, "download_dataset", refused)
-    message = clear_error("mdc:cmabc123")
-    assert "Access denied" in message and "not-a-real-key" not in message
-
-
 def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     message = clear_error("someone/common-voice-mirror")

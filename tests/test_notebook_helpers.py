@@ -221,7 +221,20 @@ def test_a_long_recording_is_longer_than_whispers_window_and_made_of_the_clips()
     assert wave[0] == np.float32(0.1) and wave[7 * 16000 + 8000] == np.float32(-0.2)
 
 
-def test_login_offline_without_a_token_says_pushing_is_skipped_and_never_prompts(monkeypatch, capsys):
+@pytest.fixture
+def hub_online(monkeypatch):
+    """Online mode, with huggingface_hub's endpoint a local stand-in that accepts connections."""
+    from huggingface_hub import constants
+
+    from tests.standins import HubStandIn
+
+    with HubStandIn(token="hf_unused") as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        yield hub
+
+
+def test_login_offline_without_a_token_says_pushing_is_skipped_and_never_prompts(monkeypatch, capsys, request):
     """As a new user runs 00 in a plain kernel, offline: the OAuth prompt would die with OfflineModeIsEnabled."""
     import huggingface_hub
 
@@ -236,16 +249,15 @@ def test_login_offline_without_a_token_says_pushing_is_skipped_and_never_prompts
     monkeypatch.setattr(huggingface_hub, "notebook_login", prompt)
     colab.login()
     assert "pushing will be skipped" in capsys.readouterr().out
-    monkeypatch.setattr(colab, "hub_offline", lambda: False)  # online: now the course's login is offered
+    request.getfixturevalue("hub_online")  # online: now the course's login is offered
     with pytest.raises(AssertionError, match="notebook_login"):
         colab.login()
 
 
-def test_login_online_in_a_batch_run_goes_on_without_asking(monkeypatch, capsys):
+def test_login_online_in_a_batch_run_goes_on_without_asking(monkeypatch, capsys, hub_online):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv(colab.NONINTERACTIVE_ENV, "1")
     monkeypatch.setattr("helpers.hub._cached_token", lambda: None)
-    monkeypatch.setattr(colab, "hub_offline", lambda: False)
     assert not colab.interactive()
     colab.login()
     assert "continuing without logging in" in capsys.readouterr().out
@@ -290,21 +302,3 @@ def test_the_short_run_has_fewer_steps_and_clips_and_a_folder_of_its_own(workspa
     assert ws.artifact_path("prepared") == short / "prepared"
     assert set(colab.SHORT_RUN) == {"smoke", "t4"}
     assert colab.SHORT_RUN["t4"]["max_steps"] < get_config("t4").max_steps
-
-
-def test_a_colab_secret_reaches_the_environment_and_is_not_printed(monkeypatch, capsys):
-    import types
-
-    google = types.ModuleType("google")
-    google_colab = types.ModuleType("google.colab")
-    google_colab.userdata = types.SimpleNamespace(get=lambda name: "secret-value" if name == "MDC_API_KEY" else None)
-    monkeypatch.setitem(sys.modules, "google", google)
-    monkeypatch.setitem(sys.modules, "google.colab", google_colab)
-    monkeypatch.delenv("MDC_API_KEY", raising=False)
-    monkeypatch.setattr(colab, "in_colab", lambda: True)
-    assert colab.use_colab_secret("MDC_API_KEY")
-    import os
-
-    assert os.environ["MDC_API_KEY"] == "secret-value"
-    monkeypatch.delenv("MDC_API_KEY")
-    assert "secret-value" not in capsys.readouterr().out

@@ -76,10 +76,8 @@ except DataSourceError as error:
 # like a Common Voice release.
 
 # %%
-from helpers.colab import use_colab_secret
 from helpers.data import load_common_voice, subsample
 
-use_colab_secret("MDC_API_KEY")  # only an MDC download needs it; the key is never printed
 print("Loading", config.data)
 splits = load_common_voice(config.data, seed=config.seed)  # train = train + dev, test held out
 splits = subsample(splits, config.max_train_samples, config.max_test_samples)  # a shorter run, if asked

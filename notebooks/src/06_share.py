@@ -48,18 +48,16 @@ login()
 import json
 from pathlib import Path
 
-from helpers.hub import model_card, who_am_i
-from helpers.lora import training_method
-from helpers.share import card_language, source_label, training_summary
+from helpers.hub import who_am_i
+from helpers.share import course_model_card
 from helpers.workspace import require
 
 model_dir, results = require("model"), json.loads(require("results").read_text())
-method = training_method(model_dir, require("adapter") if config.peft else None)  # full, or LoRA: share, size
 user = who_am_i()  # None without a (valid) token or without network
 repo_id = f"{user}/{Path(config.output_dir).name}" if user else Path(config.output_dir).name
-card = model_card(repo_id, base_model=source_label(config.model, keep=1), dataset_name=source_label(config.data),
-                  language=card_language(config), scores=results["finetuned"], training=training_summary(config),
-                  method=method)
+# Base model, data, language, the fine-tuned scores, the training settings and how it trained (full, or LoRA:
+# rank, modules, the share of parameters trained); the same card `python -m helpers run --push-to` publishes.
+card = course_model_card(config, repo_id, results["finetuned"], model_dir, require("adapter") if config.peft else None)
 print(card.content)
 
 # %% [markdown]
