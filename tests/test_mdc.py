@@ -7,6 +7,8 @@ download is never used, and the next call resumes it or starts afresh and loads 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from helpers.colab import SecretNotGranted
@@ -51,7 +53,7 @@ def assert_is_the_release(splits, corpus) -> None:
     assert splits["train"][0]["sentence"] == first[2]
     clip = splits["train"][0]["audio"]["path"]
     assert clip.endswith(f"cv-corpus-23.0-2025-09-05/dv/clips/{first[1]}")
-    assert open(clip, "rb").read() == (corpus / "clips" / first[1]).read_bytes()  # the archive's bytes, whole
+    assert Path(clip).read_bytes() == (corpus / "clips" / first[1]).read_bytes()  # the archive's bytes, whole
 
 
 def test_common_voice_source_finds_the_newest_release_and_loads_it(mdc, corpus, tmp_path, capsys):
