@@ -5,7 +5,6 @@ rakaransaya, repaya: al-lakuna and ZERO WIDTH JOINER), so a typo in a literal ca
 """
 
 import math
-import os
 import unicodedata
 
 import numpy as np
@@ -232,7 +231,7 @@ def test_course_evaluate_wer_offline_says_why_it_was_skipped(monkeypatch):
 def hub_allowed() -> bool:
     from helpers.hub import hub_reachable
 
-    return os.environ.get("HF_HUB_OFFLINE", "") in ("", "0") and hub_reachable()
+    return hub_reachable()  # offline mode on counts as unreachable
 
 
 @pytest.mark.hub
