@@ -29,6 +29,7 @@ quotes, and quotes inside sentences (Common Voice writes them unescaped).
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import re
@@ -304,6 +305,11 @@ def _mdc_download_dir() -> str | None:
 MDC_KEYS_PAGE = "https://mozilladatacollective.com/api-reference"
 
 
+# What the file system answers for a download folder that is full, read-only or not a folder.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
+                errno.EISDIR}
+
+
 class _IncompleteArchive(Exception):
     """The downloaded archive is shorter or longer than the catalogue says."""
 
@@ -322,16 +328,27 @@ def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
     def found(kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
         return next((e for e in chain if isinstance(e, kind)), None)
 
+    def answered(kind: type[OSError]) -> OSError | None:
+        # The SDK's 403 and 404 are a PermissionError and a FileNotFoundError without an errno, raised before
+        # any download starts; the file system's carry one.
+        hit = found(kind)
+        return hit if hit is not None and hit.errno is None and not found(DownloadError) else None
+
     if found(AuthenticationError):
         return (f"it rejected the API key in MDC_API_KEY (401 Unauthorized: mistyped, expired or revoked); create a "
                 f"new key at {MDC_KEYS_PAGE} and put it in MDC_API_KEY (in Colab: the secret of that name)")
-    if found(PermissionError) and not found(DownloadError):
+    disk = next((e for e in chain if isinstance(e, OSError) and (e.errno in _DISK_ERRNOS or "not writable" in str(e))),
+                None)
+    if disk is not None:  # a full disk is the likeliest in Colab, mid-download of a large release
+        return (f"the archive could not be written ({first_line(disk)}); free some disk space or set MDC_DOWNLOAD_PATH "
+                "to a folder you can write to, then run this again")
+    if answered(PermissionError):
         # The API says "Private dataset requires organization membership" when the terms were not accepted.
-        return (f"it refused the download ({first_line(found(PermissionError))}), which means the dataset's terms "
+        return (f"it refused the download ({first_line(answered(PermissionError))}), which means the dataset's terms "
                 "have not been accepted with this account: open the dataset's page on https://mozilladatacollective.com, "
                 "tick its terms, press Download or Connect API once, then run this again")
-    if found(FileNotFoundError) and not found(DownloadError):
-        return (f"it has no dataset {dataset_id!r} ({first_line(found(FileNotFoundError))}); check the id, the last "
+    if answered(FileNotFoundError):
+        return (f"it has no dataset {dataset_id!r} ({first_line(answered(FileNotFoundError))}); check the id, the last "
                 "part of the dataset page's address, or use common-voice:<locale> to find the newest release")
     if found(RateLimitError):
         return "it is limiting requests (429 Too Many Requests); wait a few minutes and run this again"

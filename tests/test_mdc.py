@@ -99,7 +99,7 @@ def test_a_missing_key_says_where_to_get_one(mdc, monkeypatch):
     assert not any(path.endswith("/download") for _, path, _ in mdc.requests)  # stopped before asking
 
 
-def test_a_wrong_key_terms_not_accepted_and_an_unknown_id_each_say_what_to_do(mdc, monkeypatch, tmp_path):
+def test_a_wrong_key_terms_not_accepted_an_unknown_id_and_no_network_each_say_what_to_do(mdc, monkeypatch, tmp_path):
     said = {}
     monkeypatch.setenv("MDC_API_KEY", "mdc-key-mistyped")
     with pytest.raises(DataSourceError) as caught:
@@ -118,7 +118,13 @@ def test_a_wrong_key_terms_not_accepted_and_an_unknown_id_each_say_what_to_do(md
         load_common_voice("mdc:cmf-no-such-id")
     said["unknown id"] = sentence(caught)
     assert "has no dataset 'cmf-no-such-id'" in said["unknown id"]
-    assert len(set(said.values())) == 3 and not (tmp_path / "mdc" / MdcStandIn.FILENAME).exists()
+
+    monkeypatch.setenv("MDC_API_URL", "http://127.0.0.1:9/api")  # nothing listens there
+    with pytest.raises(DataSourceError) as caught:
+        load_common_voice(f"mdc:{ID}")
+    said["no network"] = sentence(caught)
+    assert "could not be reached" in said["no network"]
+    assert len(set(said.values())) == 4 and not (tmp_path / "mdc" / MdcStandIn.FILENAME).exists()
 
 
 def test_a_colab_secret_is_used_and_one_not_granted_says_how_to_grant_it(mdc, monkeypatch, corpus, capsys):
@@ -172,3 +178,11 @@ def test_a_short_archive_the_sdk_kept_is_removed_and_downloaded_again(mdc, corpu
 
     assert_is_the_release(load_common_voice(f"mdc:{ID}"), corpus)
     assert [("Range" in headers) for headers in downloads(mdc)] == [False, False]
+
+
+def test_a_download_folder_that_cannot_be_written_says_so(mdc, monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("MDC_DOWNLOAD_PATH", str(tmp_path / "a-file" / "mdc"))
+    with pytest.raises(DataSourceError) as caught:
+        load_common_voice(f"mdc:{ID}")
+    assert "the archive could not be written" in sentence(caught) and "MDC_DOWNLOAD_PATH" in str(caught.value)
