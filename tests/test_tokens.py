@@ -109,7 +109,7 @@ def test_push_without_token_says_how_to_log_in(tmp_path, monkeypatch):
 
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(hub, "find_token", lambda: None)
+    monkeypatch.setattr("helpers.hub._cached_token", lambda: None)  # huggingface_hub finds no login either
     message = hub.push_model(tmp_path, REPO_ID)
     assert "No Hub token" in message and f"--model-dir {tmp_path}" in message
 
