@@ -135,10 +135,13 @@ def setup(drive: bool = True, needs_gpu: bool = False, short_run: bool = False, 
     ``overrides`` go to :func:`helpers.config.get_config` (e.g. ``setup(max_steps=100)``). ``needs_gpu``
     (notebooks 04 and 05) stops a real run on a Colab runtime without a GPU with what to do, instead of
     training or evaluating whisper-small on two vCPUs for hours. ``short_run`` (the workshop) applies
-    :data:`SHORT_RUN` for the profile, under its own folder of the workspace; ``overrides`` still win. The
+    :data:`SHORT_RUN` for the profile, under its own folder of the workspace; ``overrides`` still win
+    (``data=None`` keeps the profile's data; ``data="bundled"`` picks the 96 bundled clips). The
     profile is then kept for the rest of this kernel, and this notebook's artifacts are stamped with, and
     checked against, this run.
     """
+    if "data" in overrides and overrides["data"] is None:  # the workshop's DATA = None: the profile's own data
+        del overrides["data"]
     quiet()
     _short_course_errors()
     if drive and in_colab():

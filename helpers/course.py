@@ -58,7 +58,12 @@ def repo_file_url(path: str, anchor: str = "") -> str:
     return f"{REPO_URL}/blob/{RELEASE}/{path}" + (f"#{anchor}" if anchor else "")
 
 
-TROUBLESHOOTING_URL = repo_file_url("README.md", "troubleshooting")
+def docs_url(page: str, anchor: str = "") -> str:
+    """A page of the repository's ``docs/`` at :data:`RELEASE` on GitHub."""
+    return repo_file_url(f"docs/{page}", anchor)
+
+
+TROUBLESHOOTING_URL = docs_url("troubleshooting.md")
 
 # The set-up cell's first part: in Colab, fetch the pinned release and install it, saying what it does and
 # how long it took, and stopping with the tool's own error when a step fails. Elsewhere it does nothing.
