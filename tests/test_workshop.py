@@ -79,10 +79,11 @@ def test_preflight_prints_one_line_per_check(learner, capsys):
     assert lines[5] == f"{todo} to do before the workshop (see TODO above)."
 
 
-def test_a_learner_without_an_mdc_key_gets_the_bundled_clips(learner):
+def test_a_learner_without_an_mdc_key_gets_the_bundled_clips(learner, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")  # setup() keeps the profile for the kernel: undone after the test
     assert get_config("t4", data="bundled").data == str(BUNDLED_CORPUS)
     assert get_config("t4", data="bundled").model == "openai/whisper-small"  # the real model, other data
-    config = setup(drive=False, profile="smoke", data=None)  # the workshop's DATA = None: the profile's own
+    config = setup(drive=False, data=None)  # the workshop's DATA = None: the profile's own
     assert config.data == get_config("smoke").data
 
 
