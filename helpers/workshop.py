@@ -74,8 +74,8 @@ def _free_gb(path: Path) -> float:
 def _space(name: str, path: Path, need_gb: float, what_to_do: str) -> Check:
     free = _free_gb(path)
     if free >= need_gb:
-        return Check(name, True, f"{free:.1f} GB free in {path} (the run needs about {need_gb:.0f} GB)")
-    return Check(name, False, f"only {free:.1f} GB free in {path}, the run needs about {need_gb:.0f} GB: {what_to_do}")
+        return Check(name, True, f"{free:.1f} GB free in {path} (the run needs about {need_gb:g} GB)")
+    return Check(name, False, f"only {free:.1f} GB free in {path}, the run needs about {need_gb:g} GB: {what_to_do}")
 
 
 def check_gpu() -> Check:

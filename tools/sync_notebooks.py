@@ -218,7 +218,7 @@ The compute times are for `SHORT_RUN = True` (at most 2,000 training and 500 tes
 evaluations on 100 clips): about 45 minutes of computing in all on a free T4. They are estimates from the
 course's 45 minutes for 500 steps, not yet measured on a T4. `SHORT_RUN = False` is the course's full run
 (500 steps on every clip, about 2 hours of computing): too long for one session with teaching. With the
-smoke profile (a CPU, offline) the whole notebook takes about 3 minutes on two CPU cores.
+smoke profile (a CPU, offline) the whole notebook takes about 4 minutes of CPU time.
 
 **What the short run should show** (not yet measured on a T4): a zero-shot score near the course's
 (orthographic about 167 %, normalised about 126 %: zero-shot Whisper writes Dhivehi in other scripts or
