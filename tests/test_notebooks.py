@@ -31,6 +31,7 @@ from helpers.course import (
     COLAB_CHECKOUT,
     COLLATOR_ISSUE,
     COURSE_UNIT,
+    NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
     REPO_URL,
@@ -380,6 +381,8 @@ def test_every_notebook_ends_with_the_way_on_and_the_troubleshooting_section(nam
     if name in NOTEBOOKS[:-1]:
         assert colab_url(NOTEBOOKS[NOTEBOOKS.index(name) + 1]) in last
     assert TROUBLESHOOTING_URL == f"{REPO_URL}/blob/{RELEASE}/docs/troubleshooting.md"
+    for page, _ in NOTEBOOK_DOCS[name]:  # and the docs pages on its topic
+        assert f"{REPO_URL}/blob/{RELEASE}/docs/{page}" in last
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -559,7 +562,7 @@ def test_text_for_one_of_the_two_is_kept_only_there():
 
 # What the separate notebooks say about themselves, false in the workshop's one runtime.
 ONE_RUNTIME_FALSE = ("**Needs:**", "CPU runtime is enough", "made in 00 is gone", "06_share` will ask again",
-                     "Each notebook runs in its own runtime", "**Time on a free Colab T4:**", "README")
+                     "Each notebook runs in its own runtime", "**Time on a free Colab T4:**", "the README")
 
 
 def test_the_workshop_speaks_for_one_runtime_and_a_teacher():

@@ -36,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from helpers.course import (  # noqa: E402
+    NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
     TROUBLESHOOTING_URL,
@@ -69,6 +70,15 @@ GPU_NOTE = ("**This notebook needs a GPU:** pick *Runtime > Change runtime type 
             "runtime without one, the set-up cell stops and says what to do.")
 STUCK = (f"**Stuck?** [Troubleshooting]({TROUBLESHOOTING_URL}): out of GPU memory, Drive full, GPU quota used "
          "up, disconnects.")
+
+
+def more(name: str) -> str:
+    """The footer's links to the docs pages on notebook ``name``'s topic (``helpers.course.NOTEBOOK_DOCS``)."""
+    links = []
+    for page, label in NOTEBOOK_DOCS[name]:
+        path, _, anchor = page.partition("#")
+        links.append(f"[{label}]({docs_url(path, anchor)})")
+    return "**More:** " + ", ".join(links) + "."
 
 
 def source_path(name: str) -> Path:
@@ -192,7 +202,7 @@ def build(name: str) -> nbformat.NotebookNode:
     footer = (f"**Next:** [{title(following)}]({colab_url(following)}) · " if following else
               f"**That was the last stage.** All seven in one runtime: [the workshop]({colab_url(WORKSHOP)}). ")
     cells = [_cell("markdown", f"{colab_badge(name)}\n\n{header}"), *_stage_cells(name),
-             _cell("markdown", "---\n\n" + footer + STUCK)]
+             _cell("markdown", "---\n\n" + footer + STUCK + "\n\n" + more(name))]
     return _notebook(cells, gpu="needs_gpu=True" in setup_args(name, source.cells))
 
 
@@ -265,7 +275,7 @@ def build_workshop() -> nbformat.NotebookNode:
     for name in NOTEBOOKS:
         header = _link_notebooks(for_one(read_source(name).cells[0].source, in_workshop=True))
         cells += [_cell("markdown", _demote(header)), *_stage_cells(name, in_workshop=True)]
-    cells.append(_cell("markdown", "---\n\n" + STUCK))
+    cells.append(_cell("markdown", "---\n\n" + STUCK + "\n\n" + more(WORKSHOP)))
     return _notebook(cells, gpu=True)
 
 
