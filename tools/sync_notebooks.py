@@ -254,6 +254,11 @@ cell below, and fixes every line marked TODO. It needs, as Colab secrets (the ke
 
 {SETUP_NOTE.removeprefix("## Set-up").strip()}"""
 
+# The cell before the set-up: the two choices a learner makes (plain Python: it runs before the install).
+WORKSHOP_CHOICES = '''\
+SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 45 minutes on a T4); False: the full run
+DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); no key: "bundled"'''
+
 PREFLIGHT_NOTE = """One line per check, each `ok` or what to do: the GPU, free space where the workspace lives (Drive
 in Colab: up to three checkpoints of about 3 GB), free disk on the runtime (the Common Voice archive),
 access to the Mozilla Data Collective, and a Hub token."""
@@ -266,8 +271,7 @@ def build_workshop() -> nbformat.NotebookNode:
     cells = [
         _cell("markdown", f"{colab_badge(WORKSHOP)}\n\n{header}"),
         _cell("markdown", WORKSHOP_BEFORE),
-        _cell("code", "SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 45 minutes on a T4); False: full\n"
-                      'DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); no key: "bundled"'),
+        _cell("code", WORKSHOP_CHOICES),
         _cell("code", setup_cell(WORKSHOP_SETUP), ["setup"]),
         _cell("markdown", PREFLIGHT_NOTE),
         _cell("code", "from helpers.workshop import preflight\n\nchecks = preflight(config)"),
