@@ -14,7 +14,7 @@ length, in batches of ``--batch-size``, greedily, from the same log-mel features
 The engines take turns, ``--repeats`` rounds, so a machine shared with other work slows them alike; the
 median round counts. Wall time gives clips/s; process CPU time (all threads) is shown too, steadier when
 the machine is busy. Prints a table and a last line of JSON; writes
-``benchmarks/results/ct2-<model>-<timestamp>.json`` and ``ct2-<model>-latest.json`` (kept in git: the README's
+``benchmarks/results/ct2-<model>-<timestamp>.json`` and ``ct2-<model>-latest.json`` (kept in git: docs/ctranslate2.md's
 figures).
 """
 

@@ -3,7 +3,7 @@
     python -m benchmarks.gpu_eval                                   # on a CUDA machine; no Hub access needed
     python -m benchmarks.gpu_eval --tiny --device cpu --clips 16 --max-length 16   # checks the code on a CPU
 
-Run on an H100 and an H200 on 2026-11-26 (``scripts/gpu_checks.sh``; figures in the README). The goal:
+Run on an H100 and an H200 on 2026-11-26 (``scripts/gpu_checks.sh``; figures in docs/evaluation-speed.md). The goal:
 the course's whole-split evaluation (2,212 Common Voice Dhivehi test clips) within 5 minutes on a T4-class budget of
 15 GB. Two ways over the same synthetic test split, each timed with its peak GPU memory:
 

@@ -3,7 +3,7 @@
     python -m benchmarks.gpu_step                      # on a CUDA machine; no Hub access needed
     python -m benchmarks.gpu_step --tiny --device cpu  # checks the code path on a CPU in seconds
 
-Run on an H100 on 2026-11-26 (``scripts/gpu_checks.sh``; figures in the README). Random weights cost what
+Run on an H100 on 2026-11-26 (``scripts/gpu_checks.sh``; figures in docs/benchmarks.md). Random weights cost what
 trained ones cost, so the model is built from whisper-small's shape (12 + 12 layers, d_model 768, 80 mel
 bins, the multilingual vocabulary) without downloading anything. Every variant trains ``--steps`` steps
 on the same random batch (80 x 3000 log-mel, labels of ``--label-tokens`` tokens) after ``--warmup``

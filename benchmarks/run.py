@@ -22,7 +22,7 @@ Steps, each measured in its own process (so peak memory is that step's, children
 
 It prints a table and, as its last line, JSON with the ratios; the raw figures go to
 ``benchmarks/results/<timestamp>.json`` and ``benchmarks/results/latest.json``. ``--update-readme``
-writes the table into the README's benchmarks section. The GPU parts are ``benchmarks.gpu_step``
+writes the table into ``docs/benchmarks.md`` (the option keeps its old name). The GPU parts are ``benchmarks.gpu_step``
 (training) and ``benchmarks.gpu_eval`` (whole-split evaluation).
 """
 
@@ -49,7 +49,7 @@ from benchmarks.corpus import WORK_DIR, ensure_corpus, read_rows  # noqa: E402
 from benchmarks.measure import REPO_ROOT, run_measured  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-README = REPO_ROOT / "README.md"
+README = REPO_ROOT / "docs" / "benchmarks.md"
 GOALS = {"p1_throughput_ratio": 8.0, "p1_worker_scaling": 1.0, "p2_disk_ratio": 0.25, "train_step_ratio": 1.05}
 MB = 1e6
 
@@ -375,7 +375,7 @@ def real_eval_table(real: dict) -> str:
 
 
 def update_readme(text: str, path: Path = README) -> None:
-    """Replace the table between the README's benchmark markers (the rest of the section stays)."""
+    """Replace the table between the benchmark markers of ``docs/benchmarks.md`` (the rest of the page stays)."""
     readme = path.read_text(encoding="utf-8")
     start, end = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
     if start not in readme or end not in readme:
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "(default: benchmarks.eval_bench.DEFAULT_PASSES)")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="corpus cache and prepared datasets")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into docs/benchmarks.md")
     parser.add_argument("--omp-wait-policy", default="PASSIVE",
                         help="OMP_WAIT_POLICY for every measured process (default PASSIVE: on a machine shared "
                              "with other work, spinning OpenMP threads made single torch ops up to 100x slower); "

@@ -34,7 +34,7 @@ NONINTERACTIVE_ENV = "COURSE_NONINTERACTIVE"
 
 # The workshop's shortened run, per profile: fewer clips and steps, its own folder in the workspace (its
 # subsets must never feed the full course's stages). On a free T4 the whole workshop then takes about
-# 45 minutes (see the workshop notebook); the smoke profile's takes about 2 minutes on 2 CPU cores.
+# 45 minutes (an estimate, see the workshop notebook); the smoke profile's about 4 minutes of CPU time.
 SHORT_RUN: dict[str, dict[str, Any]] = {
     "t4": dict(max_train_samples=2000, max_test_samples=500, max_steps=200, eval_steps=100, save_steps=100,
                eval_subset_size=100),
@@ -135,10 +135,13 @@ def setup(drive: bool = True, needs_gpu: bool = False, short_run: bool = False, 
     ``overrides`` go to :func:`helpers.config.get_config` (e.g. ``setup(max_steps=100)``). ``needs_gpu``
     (notebooks 04 and 05) stops a real run on a Colab runtime without a GPU with what to do, instead of
     training or evaluating whisper-small on two vCPUs for hours. ``short_run`` (the workshop) applies
-    :data:`SHORT_RUN` for the profile, under its own folder of the workspace; ``overrides`` still win. The
+    :data:`SHORT_RUN` for the profile, under its own folder of the workspace; ``overrides`` still win
+    (``data=None`` keeps the profile's data; ``data="bundled"`` picks the 96 bundled clips). The
     profile is then kept for the rest of this kernel, and this notebook's artifacts are stamped with, and
     checked against, this run.
     """
+    if "data" in overrides and overrides["data"] is None:  # the workshop's DATA = None: the profile's own data
+        del overrides["data"]
     quiet()
     _short_course_errors()
     if drive and in_colab():

@@ -19,7 +19,7 @@ def log_mel_batch(waves: list[np.ndarray], extractor: WhisperFeatureExtractor) -
     clip's own maximum minus 8. So the STFT runs over the batch's longest clip plus one window (bit for bit
     the same frames, as the reflection at the cut end only reflects zeros), and the rest is filled in.
     The result equals the extractor's to within 1e-6 (``tests/test_collator.py``) in about 7x less time
-    for a batch of 8 clips of 7.4 s on average (``benchmarks/``: 6.8x in the README's table); the shorter
+    for a batch of 8 clips of 7.4 s on average (``benchmarks/``: 6.8x in docs/benchmarks.md); the shorter
     the clips, the larger the gain. Extractors that dither (add noise to the padding too) take the
     extractor's own path.
     """

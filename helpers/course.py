@@ -58,7 +58,24 @@ def repo_file_url(path: str, anchor: str = "") -> str:
     return f"{REPO_URL}/blob/{RELEASE}/{path}" + (f"#{anchor}" if anchor else "")
 
 
-TROUBLESHOOTING_URL = repo_file_url("README.md", "troubleshooting")
+def docs_url(page: str, anchor: str = "") -> str:
+    """A page of the repository's ``docs/`` at :data:`RELEASE` on GitHub."""
+    return repo_file_url(f"docs/{page}", anchor)
+
+
+TROUBLESHOOTING_URL = docs_url("troubleshooting.md")
+# The docs pages each notebook's footer links, beyond troubleshooting: where its topic goes deeper.
+NOTEBOOK_DOCS: dict[str, tuple[tuple[str, str], ...]] = {
+    "00_hub_login.ipynb": (("common-voice-and-hub.md", "the Hub token"),),
+    "01_load.ipynb": (("common-voice-and-hub.md", "Common Voice and other data"),),
+    "02_preprocess.ipynb": (("troubleshooting.md#bad-data", "bad data"), ("benchmarks.md", "benchmarks")),
+    "03_collate.ipynb": (("benchmarks.md", "log-mel at batch time"),),
+    "04_train.ipynb": (("checkpoints-and-drive.md", "checkpoints and Drive"), ("lora-and-8bit.md", "LoRA and 8-bit"),
+                       ("several-gpus.md", "several GPUs")),
+    "05_evaluate.ipynb": (("metrics.md", "which WER is which"), ("evaluation-speed.md", "evaluation speed")),
+    "06_share.ipynb": (("ctranslate2.md", "CTranslate2"), ("profiles-and-recipes.md", "the whole path in one command")),
+    "workshop.ipynb": (("workshop.md", "the teacher's guide"), ("README.md", "all the documentation")),
+}
 
 # The set-up cell's first part: in Colab, fetch the pinned release and install it, saying what it does and
 # how long it took, and stopping with the tool's own error when a step fails. Elsewhere it does nothing.

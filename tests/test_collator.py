@@ -19,7 +19,7 @@ from helpers.audio import from_int16, load_audio, to_flac
 from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding, log_mel_batch
 
 SOT = 50258
-# Measured: 0 on the bundled clips, 1.2e-7 (one float32 rounding) on some odd lengths; the README quotes this.
+# Measured: 0 on the bundled clips, 1.2e-7 (one float32 rounding) on some odd lengths; docs/benchmarks.md quotes this.
 FEATURE_TOLERANCE = 1e-6
 
 

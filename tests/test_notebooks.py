@@ -31,6 +31,7 @@ from helpers.course import (
     COLAB_CHECKOUT,
     COLLATOR_ISSUE,
     COURSE_UNIT,
+    NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
     REPO_URL,
@@ -163,8 +164,8 @@ def test_the_one_setup_cell_is_the_template_and_comes_first(name):
     setup = [cell for cell in notebook.cells if "setup" in cell.metadata.get("tags", [])]
     assert len(setup) == 1 and [c for c in cells if "config = setup(" in c] == [setup[0].source]
     if name == WORKSHOP:
-        assert cells[:2] == [cells[0], setup_cell("needs_gpu=True, short_run=SHORT_RUN")]
-        assert cells[0].startswith("SHORT_RUN = True")
+        assert cells[:2] == [cells[0], setup_cell(sync_notebooks.WORKSHOP_SETUP)]
+        assert cells[0].startswith("SHORT_RUN = True") and "\nDATA = None" in cells[0]
     else:
         args = "needs_gpu=True" if name in GPU_NOTEBOOKS else ""
         assert cells[0] == setup_cell(args)
@@ -379,8 +380,9 @@ def test_every_notebook_ends_with_the_way_on_and_the_troubleshooting_section(nam
     assert TROUBLESHOOTING_URL in last
     if name in NOTEBOOKS[:-1]:
         assert colab_url(NOTEBOOKS[NOTEBOOKS.index(name) + 1]) in last
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    assert "\n## Troubleshooting\n" in readme  # the anchor TROUBLESHOOTING_URL points at
+    assert TROUBLESHOOTING_URL == f"{REPO_URL}/blob/{RELEASE}/docs/troubleshooting.md"
+    for page, _ in NOTEBOOK_DOCS[name]:  # and the docs pages on its topic
+        assert f"{REPO_URL}/blob/{RELEASE}/docs/{page}" in last
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -393,7 +395,7 @@ def test_every_link_points_at_this_repository_at_the_pinned_release():
     assert set(LINK.findall(text)) == {colab_url(name) for name in ALL}
     assert all(f"/blob/{RELEASE}/" in link for link in LINK.findall(text))
     ours = {link for link in GITHUB.findall(text) if link.startswith(REPO_URL)}  # others' projects may be linked
-    assert ours == {REPO_URL, f"{REPO_URL}/blob/{RELEASE}/README.md"}
+    assert ours - {REPO_URL} and all(link.startswith(f"{REPO_URL}/blob/{RELEASE}/") for link in ours - {REPO_URL})
     assert COLLATOR_ISSUE in GITHUB.findall(text)
     assert not re.search(r"\]\(\d\d_\w+\.ipynb\)", text)  # relative links break in Colab
 
@@ -421,11 +423,18 @@ def test_stages_only_need_what_earlier_stages_make(name):
 def test_the_workshop_is_the_seven_stages_in_order_with_one_setup():
     workshop = load(WORKSHOP)
     cells = code_cells(workshop)
-    expected = ["SHORT_RUN", "setup"]
+    assert cells[2] == "from helpers.workshop import preflight\n\nchecks = preflight(config)"
+    expected, left_out, added = [], 0, 0
     for name in NOTEBOOKS:
-        expected += [c.source for c in sync_notebooks.read_source(name).cells[1:]
-                     if c.cell_type == "code" and "setup" not in c.metadata.get("tags", [])]
-    assert cells[2:] == expected[2:]
+        for cell in sync_notebooks.read_source(name).cells[1:]:
+            tags = cell.metadata.get("tags", [])
+            left_out += "notebook-only" in tags
+            added += "workshop-only" in tags
+            if cell.cell_type == "code" and "setup" not in tags and "notebook-only" not in tags:
+                expected.append(cell.source)
+    assert cells[3:] == expected
+    assert left_out and added  # 06's second login goes; 04's baseline before training comes
+    assert "zero_shot_baseline(" in "".join(cells[3:])
     headings = [line for c in workshop.cells if c.cell_type == "markdown" for line in c.source.splitlines()
                 if line.startswith("# ")]
     assert len(headings) == 1  # its own title; each stage's title is one level down
@@ -538,3 +547,112 @@ def test_nbmake_fails_a_notebook_that_stops_on_a_missing_input(tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 1, done.stdout[-2000:]
     assert "run 02_preprocess.ipynb first" in done.stdout
+
+
+def test_text_for_one_of_the_two_is_kept_only_there():
+    text = ("Both.\n<!-- notebook-only -->\nAlone: 06 asks again.\n<!-- /notebook-only -->\n"
+            "<!-- workshop-only -->\nOne runtime: the login lasts.\n<!-- /workshop-only -->\nBoth again.")
+    assert sync_notebooks.for_one(text, in_workshop=False) == "Both.\nAlone: 06 asks again.\nBoth again."
+    assert sync_notebooks.for_one(text, in_workshop=True) == "Both.\nOne runtime: the login lasts.\nBoth again."
+    for broken in ("<!-- notebook-only -->\nnever closed", "<!-- /workshop-only -->\nnever opened",
+                   "<!-- notebook-only -->\n<!-- /workshop-only -->"):
+        with pytest.raises(ValueError):
+            sync_notebooks.for_one(broken, in_workshop=False)
+
+
+# What the separate notebooks say about themselves, false in the workshop's one runtime.
+ONE_RUNTIME_FALSE = ("**Needs:**", "CPU runtime is enough", "made in 00 is gone", "06_share` will ask again",
+                     "Each notebook runs in its own runtime", "**Time on a free Colab T4:**", "the README")
+
+
+def test_the_workshop_speaks_for_one_runtime_and_a_teacher():
+    workshop = load(WORKSHOP)
+    text = "\n".join(c.source for c in workshop.cells if c.cell_type == "markdown")
+    for words in ONE_RUNTIME_FALSE:
+        assert words not in text, words
+    assert "<!--" not in text and "notebook-only" not in str(workshop.cells)
+    from helpers.workshop import agenda_table
+
+    assert agenda_table() in workshop.cells[0].source  # the agenda with times, at the top
+    assert text.count("**In the workshop:**") == len(NOTEBOOKS)  # each stage's own time and words
+    assert 'DATA = "bundled"' in text and "pre-flight" in text  # a way in without an MDC key; the day before
+    cells = code_cells(workshop)
+    baseline = next(i for i, c in enumerate(cells) if "zero_shot_baseline(" in c)
+    assert baseline < next(i for i, c in enumerate(cells) if "train(trainer" in c)  # on screen while it trains
+    for name in NOTEBOOKS:  # and the separate notebooks keep what is true for them
+        own = "\n".join(c.source for c in load(name).cells if c.cell_type == "markdown")
+        assert "**In the workshop:**" not in own and "<!--" not in own and "zero_shot_baseline(" not in str(load(name))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_exercise_has_its_solutions_folded_under_it(name):
+    cells = [c.source for c in load(name).cells if c.cell_type == "markdown"]
+    exercises = [i for i, text in enumerate(cells) if re.search(r"^#+ Try it yourself$", text, re.MULTILINE)]
+    assert len(exercises) == (len(NOTEBOOKS) if name == WORKSHOP else 1)
+    for i in exercises:
+        solutions = cells[i + 1]
+        assert solutions.startswith("<details><summary><b>Solutions</b>") and solutions.rstrip().endswith("</details>")
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (lower case, punctuation dropped, spaces to -)."""
+    anchors, fenced = set(), False
+    for line in markdown.splitlines():
+        fenced ^= line.lstrip().startswith("```")
+        if not fenced and re.match(r"#{1,6} ", line):
+            heading = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", heading).replace(" ", "-"))
+    return anchors
+
+
+def broken_link(target, anchor: str) -> str | None:
+    """Why a link to the repository file ``target`` (with ``#anchor``, maybe empty) is broken; None if not."""
+    if not target.exists():
+        return f"{target.relative_to(REPO_ROOT) if target.is_relative_to(REPO_ROOT) else target} does not exist"
+    if anchor and target.suffix == ".md" and anchor not in github_anchors(target.read_text(encoding="utf-8")):
+        return f"{target.name} has no heading #{anchor}"
+    return None
+
+
+def test_the_link_check_catches_what_it_must(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Troubleshooting\n\n## Out of memory, from the command line\n\n```\n# not a heading\n```\n")
+    assert broken_link(page, "") is None and broken_link(page, "troubleshooting") is None
+    assert broken_link(page, "out-of-memory-from-the-command-line") is None
+    assert broken_link(page, "not-a-heading") == "page.md has no heading #not-a-heading"
+    assert "does not exist" in broken_link(tmp_path / "gone.md", "")
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    assert len(pages) > 10
+    problems = []
+    for page in pages:
+        for link in MARKDOWN_LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", link):  # https:, mailto:
+                continue
+            path, _, anchor = link.partition("#")
+            problem = broken_link((page.parent / path).resolve() if path else page, anchor)
+            if problem:
+                problems.append(f"{page.relative_to(REPO_ROOT)}: ({link}) {problem}")
+    assert problems == []
+    docs = {p.name for p in (REPO_ROOT / "docs").glob("*.md")} - {"README.md"}
+    index = (REPO_ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    assert {page for page in docs if f"({page})" not in index} == set()  # every page is in the index
+
+
+def test_every_repository_link_in_the_notebooks_resolves():
+    problems, seen = [], set()
+    for name in ALL:
+        text = (NOTEBOOK_DIR / name).read_text(encoding="utf-8")
+        for link in re.findall(re.escape(f"{REPO_URL}/blob/{RELEASE}/") + r"[^)\s\"'\\]+", text):
+            seen.add(link)
+            path, _, anchor = link.removeprefix(f"{REPO_URL}/blob/{RELEASE}/").partition("#")
+            problem = broken_link(REPO_ROOT / path, anchor)
+            if problem:
+                problems.append(f"{name}: {link}: {problem}")
+    assert problems == []
+    assert TROUBLESHOOTING_URL in seen and f"{REPO_URL}/blob/{RELEASE}/docs/workshop.md" in seen

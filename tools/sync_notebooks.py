@@ -12,8 +12,13 @@ two lines (``from helpers.colab import setup`` and ``config = setup(...)``); the
 kept, and a notebook whose set-up asks for a GPU (``needs_gpu=True``) asks Colab for one in its metadata.
 
 ``workshop.ipynb`` is the seven stages in one notebook and one runtime, from the same sources: one
-badge, one set-up (with the optional short run), each stage's cells after its header, headings one level
-down. The output is clean (no outputs, no execution counts) with stable cell ids, so building twice gives
+badge, the teacher's agenda (``helpers.workshop.AGENDA``), one set-up (with the optional short run and a
+data choice for learners without a Mozilla Data Collective key), a pre-flight check, each stage's cells
+after its header, headings one level down. What holds for one of the two only is marked in the sources: a
+cell tagged ``notebook-only`` (or ``workshop-only``) goes only into the stage's own notebook (or only into
+the workshop), and inside a markdown cell the lines between ``<!-- notebook-only -->`` and
+``<!-- /notebook-only -->`` (or the ``workshop-only`` pair) likewise; the markers themselves are dropped.
+The output is clean (no outputs, no execution counts) with stable cell ids, so building twice gives
 identical files; ``tests/test_notebooks.py`` fails when a notebook and its source disagree.
 """
 
@@ -31,20 +36,27 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from helpers.course import (  # noqa: E402
+    NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
     TROUBLESHOOTING_URL,
     WORKSHOP,
     colab_badge,
     colab_url,
+    docs_url,
+    repo_file_url,
     setup_call,
     setup_cell,
 )
+from helpers.workshop import agenda_table  # noqa: E402
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SOURCE_DIR = NOTEBOOK_DIR / "src"
 _SETUP_CALL = re.compile(r"from helpers\.colab import setup\n\nconfig = setup\((?P<args>.*)\)")
 _SIBLING_LINK = re.compile(r"\]\((\d\d_\w+\.ipynb)\)")
+_REPO_LINK = re.compile(r"\]\(\.\./(?P<path>[^)#\s]+)(?:#(?P<anchor>[^)\s]+))?\)")  # ](../docs/x.md#y)
+ONLY = {False: "notebook-only", True: "workshop-only"}  # the marker or tag of text for one of the two only
+_BLOCK = re.compile(r"^<!-- (?P<end>/?)(?P<kind>notebook-only|workshop-only) -->\n?", re.MULTILINE)
 
 SETUP_NOTE = f"""## Set-up
 
@@ -58,6 +70,15 @@ GPU_NOTE = ("**This notebook needs a GPU:** pick *Runtime > Change runtime type 
             "runtime without one, the set-up cell stops and says what to do.")
 STUCK = (f"**Stuck?** [Troubleshooting]({TROUBLESHOOTING_URL}): out of GPU memory, Drive full, GPU quota used "
          "up, disconnects.")
+
+
+def more(name: str) -> str:
+    """The footer's links to the docs pages on notebook ``name``'s topic (``helpers.course.NOTEBOOK_DOCS``)."""
+    links = []
+    for page, label in NOTEBOOK_DOCS[name]:
+        path, _, anchor = page.partition("#")
+        links.append(f"[{label}]({docs_url(path, anchor)})")
+    return "**More:** " + ", ".join(links) + "."
 
 
 def source_path(name: str) -> Path:
@@ -89,8 +110,25 @@ def setup_args(name: str, cells: list) -> str:
     return match.group("args")
 
 
+def for_one(text: str, in_workshop: bool) -> str:
+    """``text`` with the other kind's marked blocks removed and this kind's markers dropped."""
+    out, position, open_kind = [], 0, None
+    for match in _BLOCK.finditer(text):
+        kind, end = match.group("kind"), bool(match.group("end"))
+        if end != (open_kind == kind):
+            raise ValueError(f"unbalanced <!-- {'/' if end else ''}{kind} --> in:\n{text}")
+        if open_kind is None or open_kind == ONLY[in_workshop]:
+            out.append(text[position:match.start()])
+        open_kind, position = (None if end else kind), match.end()
+    if open_kind:
+        raise ValueError(f"<!-- {open_kind} --> is never closed in:\n{text}")
+    return re.sub(r"\n{3,}", "\n\n", "".join(out) + text[position:]).strip("\n")
+
+
 def _link_notebooks(text: str) -> str:
-    # Relative links break when a notebook is opened from GitHub in Colab; Colab links work everywhere.
+    # Relative links break when a notebook is opened from GitHub in Colab; Colab links and links to the
+    # repository's files at the release work everywhere.
+    text = _REPO_LINK.sub(lambda m: f"]({repo_file_url(m.group('path'), m.group('anchor') or '')})", text)
     return _SIBLING_LINK.sub(lambda m: f"]({colab_url(m.group(1))})", text)
 
 
@@ -116,13 +154,15 @@ def _stage_cells(name: str, in_workshop: bool = False) -> list[nbformat.Notebook
     args = setup_args(name, cells)
     out = []
     for cell in cells[1:]:
-        tags = cell.metadata.get("tags", [])
+        tags = [tag for tag in cell.metadata.get("tags", []) if tag not in ONLY.values()]
+        if ONLY[not in_workshop] in cell.metadata.get("tags", []):
+            continue
         if "setup" in tags:
             if not in_workshop:
                 note = SETUP_NOTE + ("\n\n" + GPU_NOTE if "needs_gpu=True" in args else "")
                 out += [_cell("markdown", note), _cell("code", setup_cell(args), tags)]
         elif cell.cell_type == "markdown":
-            text = _link_notebooks(cell.source)
+            text = _link_notebooks(for_one(cell.source, in_workshop))
             out.append(_cell("markdown", _demote(text) if in_workshop else text, tags))
         else:
             out.append(_cell("code", cell.source, tags))
@@ -156,50 +196,90 @@ def build(name: str) -> nbformat.NotebookNode:
     if name == WORKSHOP:
         return build_workshop()
     source = read_source(name)
-    header = _link_notebooks(source.cells[0].source)
+    header = _link_notebooks(for_one(source.cells[0].source, in_workshop=False))
     position = NOTEBOOKS.index(name)
     following = NOTEBOOKS[position + 1] if position + 1 < len(NOTEBOOKS) else None
     footer = (f"**Next:** [{title(following)}]({colab_url(following)}) · " if following else
               f"**That was the last stage.** All seven in one runtime: [the workshop]({colab_url(WORKSHOP)}). ")
     cells = [_cell("markdown", f"{colab_badge(name)}\n\n{header}"), *_stage_cells(name),
-             _cell("markdown", "---\n\n" + footer + STUCK)]
+             _cell("markdown", "---\n\n" + footer + STUCK + "\n\n" + more(name))]
     return _notebook(cells, gpu="needs_gpu=True" in setup_args(name, source.cells))
 
 
+WORKSHOP_SETUP = "needs_gpu=True, short_run=SHORT_RUN, data=DATA"
 WORKSHOP_HEADER = """# Fine-tune Whisper on Common Voice Dhivehi: the workshop
 
 All seven stages of the Hugging Face Audio course's
-[fine-tune Whisper unit](https://huggingface.co/learn/audio-course/chapter5/fine-tuning) in one notebook and
-one runtime, for a session where seven runtimes and seven set-ups would not fit: load Common Voice, prepare
-it, look at a batch, train, evaluate and share. The cells are those of the seven notebooks ({links}), built
-from the same sources; each stage begins with what it does and why.
+[fine-tune Whisper unit](https://huggingface.co/learn/audio-course/chapter5/fine-tuning) in one notebook, for
+a class: log in, load Common Voice, prepare it, look at a batch, train, evaluate and share. One GPU runtime
+for the whole session, one set-up cell, one login; every stage leaves its results in the workspace on
+Google Drive, so a disconnect loses nothing. (The same stages as separate notebooks, for learning alone:
+{links}.)
 
-**Runtime: a GPU** (*Runtime > Change runtime type > T4 GPU*). **Before the session:** each learner needs a
-Mozilla Data Collective API key, with the Common Voice Dhivehi terms accepted (stage 1 lists the steps), and,
-to push, a Hugging Face token; both as Colab secrets (`MDC_API_KEY`, `HF_TOKEN`).
+**Runtime: a T4 GPU from start to end** (*Runtime > Change runtime type > T4 GPU*).
+**Teachers:** the [teacher's guide]({guide}) has the plan below with what to say at each stage, what to do
+when a learner is stuck, and what the figures should look like.
 
-**Time on a free Colab T4** (estimates, not measured on a T4): with `SHORT_RUN = True` (at most 2,000 training
-and 500 test clips, 200 steps, two evaluations of 100 clips) about 45 minutes: set-up 2, download 5-10,
-preparing 3, zero-shot scoring 5, training 20, scoring 3, sharing 5. With `SHORT_RUN = False`, the course's
-full run (500 steps on every clip), about 2 hours. The smoke profile (a CPU, offline) takes about 3 minutes
-with the short run on two CPU cores. The short run keeps its files in its own folder of the workspace (`short-run/`), so its subsets
-never feed the seven notebooks' full run; its WER stays well above the course's 14 %."""
+## Agenda: three hours
+
+{agenda}
+
+The compute times are for `SHORT_RUN = True` (at most 2,000 training and 500 test clips, 200 steps,
+evaluations on 100 clips): about 45 minutes of computing in all on a free T4. They are estimates from the
+course's 45 minutes for 500 steps, not yet measured on a T4. `SHORT_RUN = False` is the course's full run
+(500 steps on every clip, about 2 hours of computing): too long for one session with teaching. With the
+smoke profile (a CPU, offline) the whole notebook takes about 4 minutes of CPU time.
+
+**What the short run should show** (not yet measured on a T4): a zero-shot score near the course's
+(orthographic about 167 %, normalised about 126 %: zero-shot Whisper writes Dhivehi in other scripts or
+loops), then a normalised WER (`wer_basic`) that falls at each evaluation, ending well below the zero-shot
+score but above the full run's 14 %; 200 steps on 2,000 clips are two fifths of the course's run on less
+than half its data. If `wer_basic` has not fallen by step 200, look for a problem (the data, the learning
+rate), not for a slow start. The short run keeps its files in its own folder of the workspace
+(`short-run/`), so its subsets never feed a full run."""
+
+WORKSHOP_BEFORE = f"""## The day before: set-up and pre-flight
+
+Each learner opens this notebook on the runtime they will use, runs the set-up cell and the pre-flight
+cell below, and fixes every line marked TODO. It needs, as Colab secrets (the key icon in the left bar):
+
+- `MDC_API_KEY`: a Mozilla Data Collective API key, with the terms of the Common Voice Dhivehi release
+  accepted on its page (stage 1 lists the steps). **No key?** Set `DATA = "bundled"` in the next cell:
+  whisper-small then learns from the course's 96 bundled clips (Sinhala sentences spoken by espeak-ng, in
+  Common Voice's layout). Every stage runs the same code in a few minutes; the figures are about a synthetic
+  voice, not Dhivehi. A release downloaded in a browser and unpacked on Drive works too:
+  `DATA = "/content/drive/MyDrive/cv-corpus-XX/dv"`.
+- `HF_TOKEN` (optional): a Hugging Face token with write access, to push the model in stage 6; without
+  one, stage 6 writes an export folder instead.
+
+{SETUP_NOTE.removeprefix("## Set-up").strip()}"""
+
+# The cell before the set-up: the two choices a learner makes (plain Python: it runs before the install).
+WORKSHOP_CHOICES = '''\
+SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 45 minutes on a T4); False: the full run
+DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); no key: "bundled"'''
+
+PREFLIGHT_NOTE = """One line per check, each `ok` or what to do: the GPU, free space where the workspace lives (Drive
+in Colab: up to three checkpoints of about 3 GB), free disk on the runtime (the Common Voice archive),
+access to the Mozilla Data Collective, and a Hub token."""
 
 
 def build_workshop() -> nbformat.NotebookNode:
-    """All seven stages in one notebook: one set-up (``needs_gpu=True, short_run=SHORT_RUN``), then each stage."""
+    """All seven stages in one notebook: agenda, one set-up, the pre-flight check, then each stage."""
     links = " · ".join(f"[{Path(name).stem[:2]}]({colab_url(name)})" for name in NOTEBOOKS)
+    header = WORKSHOP_HEADER.format(links=links, guide=docs_url("workshop.md"), agenda=agenda_table())
     cells = [
-        _cell("markdown", f"{colab_badge(WORKSHOP)}\n\n{WORKSHOP_HEADER.format(links=links)}"),
-        _cell("markdown", f"{SETUP_NOTE}\n\n{GPU_NOTE}\n\n`SHORT_RUN` chooses between the shortened run and the "
-                          "course's full one (times above)."),
-        _cell("code", "SHORT_RUN = True  # fewer clips and steps (about 45 minutes on a T4); False: the full run"),
-        _cell("code", setup_cell("needs_gpu=True, short_run=SHORT_RUN"), ["setup"]),
+        _cell("markdown", f"{colab_badge(WORKSHOP)}\n\n{header}"),
+        _cell("markdown", WORKSHOP_BEFORE),
+        _cell("code", WORKSHOP_CHOICES),
+        _cell("code", setup_cell(WORKSHOP_SETUP), ["setup"]),
+        _cell("markdown", PREFLIGHT_NOTE),
+        _cell("code", "from helpers.workshop import preflight\n\nchecks = preflight(config)"),
     ]
     for name in NOTEBOOKS:
-        header = _link_notebooks(read_source(name).cells[0].source)
+        header = _link_notebooks(for_one(read_source(name).cells[0].source, in_workshop=True))
         cells += [_cell("markdown", _demote(header)), *_stage_cells(name, in_workshop=True)]
-    cells.append(_cell("markdown", "---\n\n" + STUCK))
+    cells.append(_cell("markdown", "---\n\n" + STUCK + "\n\n" + more(WORKSHOP)))
     return _notebook(cells, gpu=True)
 
 

@@ -8,9 +8,14 @@
 # `pipeline(...)` line. Pushing is optional: without a token, or offline, every stage works the same and
 # the last one writes an export folder instead.
 #
+# <!-- notebook-only -->
 # **Needs:** nothing, this is the first stage. **Makes:** nothing in the workspace (the token stays where
 # `huggingface_hub` keeps it). **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about
 # 2 minutes, most of it the set-up cell (an estimate).
+# <!-- /notebook-only -->
+# <!-- workshop-only -->
+# **In the workshop:** a minute. The token found here serves the whole session: stage 6 pushes with it.
+# <!-- /workshop-only -->
 #
 # **In the course:** [Prepare Environment](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#prepare-environment)
 # · **In Sanchit Gandhi's blog post:** [Prepare Environment](https://huggingface.co/blog/fine-tune-whisper#prepare-environment)
@@ -29,9 +34,15 @@ config = setup()
 # 2. in Colab, a **secret** named `HF_TOKEN` (the key icon in the left bar; allow this notebook to read it);
 # 3. a cached login (`hf auth login` in a terminal, or the login below).
 #
+# <!-- notebook-only -->
 # **In Colab, prefer the secret.** Each notebook runs in its own runtime, and a login made here lasts only
-# as long as this runtime: `06_share` will ask again. A secret reaches every notebook. Create a token with
-# *write* access at <https://huggingface.co/settings/tokens>.
+# as long as this runtime: `06_share` will ask again. A secret reaches every notebook.
+# <!-- /notebook-only -->
+# <!-- workshop-only -->
+# **Prefer the secret.** A login made here lasts as long as this runtime, the whole workshop; a secret
+# survives a disconnect and reaches any notebook you open later.
+# <!-- /workshop-only -->
+# Create a token with *write* access at <https://huggingface.co/settings/tokens>.
 #
 # The token is never printed, never written to a file of ours, and never goes into the training arguments
 # (which are saved inside every checkpoint): the helpers look it up only when pushing and hand it straight
@@ -59,3 +70,15 @@ print(login_status())
 #   again: `login_status()` now names you without any login prompt.
 # - Create a *fine-grained* token that may only write to one repository (say `whisper-small-dv`): the
 #   safest kind to keep in a notebook runtime.
+
+# %% [markdown]
+# <details><summary><b>Solutions</b> (open them after trying)</summary>
+#
+# - **The secret.** Key icon in the left bar > *Add new secret*, name `HF_TOKEN`, the token as its value, and
+#   switch *Notebook access* on (without it the runtime does not see the secret). `login()` then prints that a
+#   token was found, and `login_status()` names your account.
+# - **A fine-grained token.** At <https://huggingface.co/settings/tokens>: *Create new token* > *Fine-grained*;
+#   under *Repositories permissions* pick the repository (create `whisper-small-dv` first with *New model*)
+#   and tick write access. A push anywhere else is then refused (HTTP 403), and stage 6 says so in one sentence.
+#
+# </details>

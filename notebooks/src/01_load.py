@@ -9,10 +9,16 @@
 # **Why.** Dhivehi is a low-resource language Whisper was not trained on: the course shows that 500
 # steps of fine-tuning on about 7 hours of it take the normalised WER from over 100 % to about 14 %.
 #
+# <!-- notebook-only -->
 # **Needs:** nothing (logging in with [00_hub_login.ipynb](00_hub_login.ipynb) is optional); for the real
 # run, a free Mozilla Data Collective account and API key (steps below). **Makes:** `loaded/` in the
 # workspace. **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about 10-15 minutes, most
 # of it downloading the release and copying its clips into the workspace (an estimate).
+# <!-- /notebook-only -->
+# <!-- workshop-only -->
+# **In the workshop:** 5-10 minutes, most of it downloading the release and copying its clips into the
+# workspace. Learners without an MDC key set `DATA = "bundled"` above the set-up cell (see *The day before*).
+# <!-- /workshop-only -->
 #
 # **In the course:** [Load Dataset](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#load-dataset)
 # · **In the blog post:** [Load Dataset](https://huggingface.co/blog/fine-tune-whisper#load-dataset)
@@ -129,3 +135,28 @@ print("Saved to", save_dataset(embed_audio(splits), "loaded"))
 # - **Your own recordings.** Put your clips in a Drive folder with a `metadata.csv` listing `file_name` and
 #   `sentence` for each, and start with `setup(data="/content/drive/MyDrive/my-recordings")`: the same
 #   code loads it as an audiofolder (10 % held out as test).
+
+# %% [markdown]
+# <details><summary><b>Solutions</b> (open them after trying)</summary>
+#
+# - **Another language.**
+#
+#   ```python
+#   print(find_common_voice("ta").describe())  # name, size, licence, id: accept its terms on the MDC page
+#   ```
+#
+#   then start again with `setup(data="common-voice:ta", language="tamil")` (in the workshop, add
+#   `language="tamil"` to the set-up cell and set `DATA = "common-voice:ta"`). Whisper has no Dhivehi, so the
+#   course tells it "sinhalese", the nearest language it knows with the same kind of script.
+# - **Your own recordings.** A folder on Drive with the audio files (WAV, MP3, FLAC, OGG) and a `metadata.csv`:
+#
+#   ```
+#   file_name,sentence
+#   hello.wav,Hello there.
+#   weather.wav,The weather is fine today.
+#   ```
+#
+#   `load_common_voice("/content/drive/MyDrive/my-recordings")` gives `train` and `test` (10 % held out); a
+#   `train/` and a `test/` folder, each with its own `metadata.csv`, choose the split yourself.
+#
+# </details>

@@ -9,9 +9,14 @@
 # decoder attends to at most 448 label tokens. Longer clips would be cut mid-sentence and longer labels
 # cannot be trained on, so they are filtered out before training, not discovered during it.
 #
+# <!-- notebook-only -->
 # **Needs:** `loaded/` from [01_load.ipynb](01_load.ipynb). **Makes:** `prepared/` and `report.json` in the
 # workspace. **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about 10 minutes for the
 # whole release on Colab's two CPU cores (an estimate).
+# <!-- /notebook-only -->
+# <!-- workshop-only -->
+# **In the workshop:** about 3 minutes for the short run's clips on Colab's two CPU cores.
+# <!-- /workshop-only -->
 #
 # **In the course:** [Feature Extractor, Tokenizer and Processor](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#feature-extractor-tokenizer-and-processor),
 # [Pre-Process the Data](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#pre-process-the-data)
@@ -186,3 +191,36 @@ print(f"Saved {clips} clips to {path}: {disk_size(path) / 1e6:.1f} MB "
 #   keeps clips of a second or more. How many go?
 # - Tokenise a sentence of another language (`processor.tokenizer("வணக்கம்").input_ids`): scripts Whisper
 #   saw little of take many byte-level tokens per letter, which is what the 448-token limit counts.
+
+# %% [markdown]
+# <details><summary><b>Solutions</b> (open them after trying)</summary>
+#
+# - **A dropped clip.** `report["train"]["dropped_rows"]` lists each with its `source`, `sentence`, `reason`
+#   and `why`:
+#
+#   ```python
+#   from IPython.display import Audio
+#
+#   row = report["train"]["dropped_rows"][0]  # IndexError: nothing was dropped from train
+#   print(row["why"], "|", row["sentence"])
+#   clip = next(r["audio"] for r in loaded["train"] if r["sentence"] == row["sentence"])
+#   Audio(load_audio(clip), rate=SAMPLING_RATE)  # a clip that cannot be decoded raises: why it was dropped
+#   ```
+# - **Short clips.**
+#
+#   ```python
+#   kept = prepared["train"].filter(lambda d: d >= 1.0, input_columns="duration")
+#   print(len(prepared["train"]) - len(kept), "of", len(prepared["train"]), "clips are under a second")
+#   ```
+# - **Tokens per letter.**
+#
+#   ```python
+#   for text in ("hello world", "வணக்கம்", "ދިވެހިރާއްޖެ"):
+#       ids = processor.tokenizer(text, add_special_tokens=False).input_ids
+#       print(f"{text}: {len(text)} characters, {len(ids)} tokens")
+#   ```
+#
+#   English takes about a token a word; Thaana about two tokens a letter, so a Dhivehi sentence reaches the
+#   448-token limit long before a clip reaches 30 s.
+#
+# </details>

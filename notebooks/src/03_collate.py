@@ -10,9 +10,14 @@
 # ignores it, and the start token must appear exactly once in what the decoder reads, or the model learns
 # to predict it.
 #
+# <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** nothing (the trainer
 # builds its batches itself); it is here to understand, and can be skipped. **Runtime:** a CPU runtime is
 # enough. **Time on a free Colab T4:** about 2 minutes (an estimate).
+# <!-- /notebook-only -->
+# <!-- workshop-only -->
+# **In the workshop:** a minute; nothing is saved, it is here to understand.
+# <!-- /workshop-only -->
 #
 # **In the course:** [Define a Data Collator](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#define-a-data-collator)
 # · **In the blog post:** [Define a Data Collator](https://huggingface.co/blog/fine-tune-whisper#define-a-data-collator)
@@ -123,3 +128,24 @@ for name, ids in (("ours", decoder_input(labels)[row]), ("course", decoder_input
 #   ones: how much `-100` padding does each batch carry?
 # - Copy the collator class into a cell, remove the strip, and train a few steps of the smoke profile with
 #   it in 04 (`data_collator=YourCollator(...)`): what does the model learn to put first?
+
+# %% [markdown]
+# <details><summary><b>Solutions</b> (open them after trying)</summary>
+#
+# - **Sorted against random batches.**
+#
+#   ```python
+#   for name, rows in (("sorted", prepared["train"].sort("duration").select(range(8))),
+#                      ("random", prepared["train"].shuffle(seed=0).select(range(8)))):
+#       labels = collator(list(rows))["labels"]
+#       print(f"{name}: {int((labels == -100).sum())} of {labels.numel()} label slots are padding")
+#   ```
+#
+#   Clips of similar length have transcripts of similar length, so the sorted batch carries less padding
+#   (padding costs no loss, but the batch still computes it).
+# - **Without the strip.** The labels then begin with `<|startoftranscript|>`, so the decoder reads it twice
+#   (the course's row in the table above) and its first target is the start token itself: the model learns to
+#   predict a token that generation always supplies, a wasted and misleading target in every row (course
+#   issue #85).
+#
+# </details>

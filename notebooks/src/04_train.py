@@ -7,12 +7,18 @@
 #
 # **Why.** This is the fine-tuning itself. On a free Colab T4 the course's 500 steps take about 45
 # minutes, long enough for a disconnect; so checkpoints go to Drive every 100 steps (about 9 minutes of T4
-# time) and running this notebook again resumes from the last one.
+# time) and running this stage again resumes from the last one.
 #
+# <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/`
 # (checkpoints, TensorBoard logs) and `model/` (the fine-tuned model and processor) in the workspace.
 # **Runtime: a GPU** (Runtime > Change runtime type > T4 GPU). **Time on a free Colab T4:** about 50
 # minutes: 500 steps and five evaluations of 300 clips (an estimate).
+# <!-- /notebook-only -->
+# <!-- workshop-only -->
+# **In the workshop:** the zero-shot score first (about 5 minutes), so the baseline is on screen while
+# the model trains; then 200 steps with two evaluations of 100 clips (about 20 minutes with `SHORT_RUN`).
+# <!-- /workshop-only -->
 #
 # **In the course:** [Define the Training Configuration](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#define-the-training-configuration),
 # [Training](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#training)
@@ -191,11 +197,41 @@ if in_colab():
     # %tensorboard --logdir {training_args.output_dir}
     print("TensorBoard shows the run as it trains; refresh it with its own button.")
 
+# %% [markdown] tags=["workshop-only"]
+# ## The baseline first
+#
+# Before training, the model you start from transcribes the test split: its score stays on screen while the
+# model trains, and stage 5 reuses it from `baseline.json`. Expect it far above 100 % (the course's zero-shot:
+# orthographic 167 %, normalised 126 %): zero-shot Whisper writes Dhivehi in other scripts, or loops.
+
+# %% tags=["workshop-only"]
+from IPython.display import display
+
+from helpers.display import real_run_note, scores_table
+from helpers.workshop import zero_shot_baseline
+
+zero_shot = zero_shot_baseline(config, prepared["test"], processor)
+display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
+
+# %% [markdown] tags=["workshop-only"]
+# **While the next cell trains** (about 20 minutes with `SHORT_RUN`), the live table and TensorBoard above
+# give the class something to read:
+#
+# - **The loss** falls fastest in the first 50 steps, the learning-rate warm-up: ask why the course warms up
+#   instead of starting at 1e-5.
+# - **The evaluations** at steps 100 and 200: `wer_basic` next to `wer`, and both against the baseline
+#   above. Ask the class to guess the step-200 figure before it appears.
+# - **A checkpoint** goes to Drive at each evaluation: have a learner find `training/checkpoint-100` in the
+#   Drive tab, and say what a disconnect now costs (the steps since the last checkpoint).
+# - **The training arguments** above, one by one: `fp16`, `activation_checkpointing`, the batch of 16; then
+#   run `!nvidia-smi` in a scratch cell (*Insert > Scratch code cell*) to see the memory they leave free.
+# - **Stage 5's question** ahead of time: why does `BasicTextNormalizer` flatter Thaana?
+
 # %% [markdown]
 # ## Train, or resume after a disconnect
 #
 # The course calls `trainer.train()`. `train` does the same, but first looks for the last *complete*
-# checkpoint in the workspace: after a disconnect, reconnect, run the set-up cell and this notebook again,
+# checkpoint in the workspace: after a disconnect, reconnect, run the set-up cell and this stage again,
 # and it continues from that step with the optimizer and learning-rate schedule where they were (a run that
 # already finished is loaded, not trained again). Set `RESUME = False` to start over.
 
@@ -256,3 +292,19 @@ plot_training(trainer.state.log_history)
 #   `lora_target_modules="q_proj,k_proj,v_proj,out_proj"`.
 # - **Memory.** Run `!nvidia-smi` during training; then halve `train_batch_size` and double
 #   `gradient_accumulation_steps` (the same effective batch) and compare.
+
+# %% [markdown]
+# <details><summary><b>Solutions</b> (open them after trying)</summary>
+#
+# - **Learning rate.** At 3e-5 the WER usually falls faster early; watch whether it turns up at the later
+#   evaluations, the sign of a rate too high for 500 steps. At 1e-6 the model barely moves from the
+#   zero-shot score in 500 steps. The course's 1e-5 is a safe middle for whisper-small.
+# - **A longer run.** It resumes at step 500 with the schedule now linear to 1000; the evaluations table
+#   gains rows at 600-1000. A longer run helps most when the WER was still falling at step 500.
+# - **LoRA.** The set-up prints about 3.5 M trainable parameters of 242 M (1.44 %); checkpoints shrink from
+#   about 3 GB to tens of MB, and the WER after the same steps is usually somewhat higher than full
+#   fine-tuning's (not measured here on Dhivehi).
+# - **Memory.** `!nvidia-smi` shows the memory the run holds; batch 8 with accumulation 2 holds less (the
+#   activations of 8 clips, not 16) and takes about as long per effective step, with the same updates.
+#
+# </details>

@@ -9,11 +9,17 @@
 # **Why.** A WER on its own says little: the comparison with the model you started from, on the same
 # clips, tells you what fine-tuning bought.
 #
+# <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb) and `model/` from
 # [04_train.ipynb](04_train.ipynb). **Makes:** `baseline.json`, `results.json` and `predictions.json` in
 # the workspace. **Runtime: a GPU** (Runtime > Change runtime type > T4 GPU). **Time on a free Colab T4:**
 # about 20 minutes for two passes over the test split; the zero-shot one is slower, its transcripts running
 # to the length limit, and is reused from `baseline.json` when you run this again (an estimate).
+# <!-- /notebook-only -->
+# <!-- workshop-only -->
+# **In the workshop:** about 3 minutes: the zero-shot score computed in stage 4 is reused, only the
+# fine-tuned model is scored.
+# <!-- /workshop-only -->
 #
 # **In the course:** [Evaluation Metrics](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#evaluation-metrics),
 # [Evaluation metrics for ASR](https://huggingface.co/learn/audio-course/chapter5/evaluation)
@@ -73,7 +79,7 @@ def score(model_id):  # load a model, transcribe the test split (GPU, fp16 when 
 
 # %%
 # The zero-shot score depends only on the model, the data and the generation settings: computed once, then
-# reused from baseline.json when this notebook runs again (the command line does the same).
+# reused from baseline.json when this stage runs again (the command line does the same).
 processor = load_processor(config.model, config.language, config.task)
 key = evaluation_key(config, config.model, test, processor)
 zero_shot, reused = reuse_or_evaluate(artifact_path("baseline"), key, lambda: score(config.model))
@@ -188,3 +194,25 @@ print(f"Fine-tuned: wer_basic {fine_tuned['scores']['wer_basic']:.2f} %, wer {fi
 #   (`setup(needs_gpu=True, generation_max_length=64)`): what changes, and how long does each pass take?
 # - **Another checkpoint.** `score(str(artifact_path("training") / "checkpoint-300"))` scores an earlier
 #   checkpoint on the whole test split.
+
+# %% [markdown]
+# <details><summary><b>Solutions</b> (open them after trying)</summary>
+#
+# - **The next worst clips.**
+#
+#   ```python
+#   order = sorted(scored_pairs(predictions, references), reverse=True,
+#                  key=lambda i: jiwer.wer(normalize(references[i]), normalize(predictions[i])))
+#   worst = order[1]  # then order[2]; run the cell that prints and plays `worst` again
+#   ```
+# - **`generation_max_length=64`.** Transcripts longer than 64 tokens are cut, and Thaana takes about two
+#   tokens a letter, so long sentences lose their end and the WER rises; the zero-shot pass, which often
+#   loops to the limit, becomes much faster. The baseline is computed again: its key holds the setting.
+# - **An earlier checkpoint.** Only the kept checkpoints are there (the newest two and the best):
+#
+#   ```python
+#   print(sorted(p.name for p in artifact_path("training").glob("checkpoint-*")))
+#   score(str(artifact_path("training") / "checkpoint-100"))["scores"]  # a name from that list
+#   ```
+#
+# </details>

@@ -9,12 +9,18 @@
 # **Why.** A model is only useful once someone else can load it: the card says what it is and how well it
 # works, and `pipeline` is how people will use it.
 #
+# <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb) (test clips), `model/` from
 # [04_train.ipynb](04_train.ipynb), `results.json` and `predictions.json` from
 # [05_evaluate.ipynb](05_evaluate.ipynb); a Hub token to push (see [00_hub_login.ipynb](00_hub_login.ipynb)).
 # **Makes:** a Hub repository, or `export/` in the workspace. **Runtime:** a CPU runtime is enough (the
 # pipeline uses the GPU when there is one). **Time on a free Colab T4:** about 5 minutes, most of it
 # uploading about 1 GB (an estimate).
+# <!-- /notebook-only -->
+# <!-- workshop-only -->
+# **In the workshop:** about 5 minutes, most of it uploading about 1 GB; with the token from stage 0, or
+# an export folder without one.
+# <!-- /workshop-only -->
 #
 # **In the course:** [Sharing Your Model](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#sharing-your-model),
 # [Build a demo with Gradio](https://huggingface.co/learn/audio-course/chapter5/demo)
@@ -25,14 +31,14 @@ from helpers.colab import setup
 
 config = setup()
 
-# %% [markdown]
+# %% [markdown] tags=["notebook-only"]
 # ## The Hub token, in this runtime
 #
 # In Colab each notebook has its own runtime, so a login made in 00 is gone here. A Colab secret named
 # `HF_TOKEN` works in every notebook; otherwise log in again below (or skip it: the model is then exported
 # to the workspace, ready to push later).
 
-# %%
+# %% tags=["notebook-only"]
 from helpers.colab import login
 
 login()
@@ -183,4 +189,28 @@ if in_colab():
 #   the better model under another name.
 # - **int8.** `export_ctranslate2(model_dir, artifact_path("ct2"), quantization="int8")` gives a model a
 #   quarter the size; compare its transcripts of a few test clips with float16's.
-# - **The whole path in one command**, from a terminal: `python -m helpers run` (see the README).
+# - **The whole path in one command**, from a terminal: `python -m helpers run` (see
+#   [the one command](../docs/profiles-and-recipes.md#the-whole-path-in-one-command)).
+
+# %% [markdown]
+# <details><summary><b>Solutions</b> (open them after trying)</summary>
+#
+# - **Your own voice.** See 01's solution for the folder layout; start again from stage 1 with
+#   `setup(data="/content/drive/MyDrive/my-recordings")` (your language in `language=`).
+# - **A longer run.** In 04's set-up: `max_steps=4000, lr_scheduler_type="linear"`; then push under another
+#   name: `push_model(model_dir, "<you>/whisper-small-dv-4000")` (`from helpers.hub import push_model`).
+# - **int8.**
+#
+#   ```python
+#   int8_dir = export_ctranslate2(model_dir, artifact_path("ct2-int8"), quantization="int8")
+#   for i in range(3):
+#       clip = from_int16(test[i]["audio_16k"])
+#       print(transcribe_ct2(int8_dir, clip, config.language, config.task, config.generation_max_length))
+#       print(transcribe_ct2(ct2_dir, clip, config.language, config.task, config.generation_max_length))
+#   ```
+#
+#   A quarter of float32's size; some transcripts change by a word or two.
+# - **One command.** `python -m helpers run --data common-voice:dv --output-dir whisper-small-dv` does stages
+#   1-5 (and `--push-to <you>/<name>` stage 6's push); `python -m helpers run --help` lists the options.
+#
+# </details>
