@@ -28,7 +28,7 @@ from .collator import DataCollatorSpeechSeq2SeqWithPadding
 from .config import CourseConfig
 from .distributed import ExactEvalSeq2SeqTrainer
 from .memory import explain_oom
-from .metrics import make_compute_metrics
+from .metrics import CHECKPOINT_METRIC, make_compute_metrics
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
 _CHECKPOINTING = (
@@ -65,7 +65,7 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
         save_total_limit=config.save_total_limit,
         report_to=["tensorboard"],
         load_best_model_at_end=True,
-        metric_for_best_model="wer",
+        metric_for_best_model=CHECKPOINT_METRIC,  # wer_words: see helpers.metrics
         greater_is_better=False,
         push_to_hub=False,  # pushing is a separate, token-safe step (helpers.hub)
         remove_unused_columns=False,  # the collator needs audio_16k, which the model does not take

@@ -476,7 +476,7 @@ def test_04_writes_out_the_same_training_arguments_as_the_helpers(run_04, profil
     ours, theirs = notebook_args.to_dict(), helper_args.to_dict()
     assert ours.keys() == theirs.keys()
     assert {key: (ours[key], theirs[key]) for key in ours if ours[key] != theirs[key]} == {}
-    assert notebook_args.metric_for_best_model == "wer" and not notebook_args.push_to_hub
+    assert notebook_args.metric_for_best_model == "wer_words" and not notebook_args.push_to_hub
 
 
 def test_04_trainer_is_the_one_build_trainer_makes(run_04, prepared, tmp_path):

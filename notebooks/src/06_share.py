@@ -40,20 +40,20 @@ login()
 # %% [markdown]
 # ## The model card
 #
-# It names the metrics the way every notebook does: `wer_basic` is the course's normalised WER, `wer` ours
-# with the vowel marks kept, `wer_ortho` the raw text; and how the model was trained: full fine-tuning, or
+# It names the metrics the way every notebook does: `wer` is the course's normalised WER, `wer_words` ours
+# with the vowel marks kept (words whole), `wer_ortho` the raw text; and how the model was trained: full fine-tuning, or
 # LoRA with its rank and modules, the share of parameters trained and the adapter's size.
 
 # %%
-import json
 from pathlib import Path
 
+from helpers.evaluation import read_results
 from helpers.hub import model_card, who_am_i
 from helpers.lora import training_method
 from helpers.share import card_language, source_label, training_summary
 from helpers.workspace import require
 
-model_dir, results = require("model"), json.loads(require("results").read_text())
+model_dir, results = require("model"), read_results(require("results"))
 method = training_method(model_dir, require("adapter") if config.peft else None)  # full, or LoRA: share, size
 user = who_am_i()  # None without a (valid) token or without network
 repo_id = f"{user}/{Path(config.output_dir).name}" if user else Path(config.output_dir).name
