@@ -22,9 +22,9 @@ from transformers.utils.logging import tqdm  # unlike tqdm.auto, silenced with t
 from .collator import DataCollatorSpeechSeq2SeqWithPadding, full_attention_mask
 from .config import CourseConfig, CourseError
 from .device import inference_placement, model_for_inference
-from .metrics import SCORE_NAMES, wer_scores
 from .files import read_json, write_json
 from .memory import explain_oom
+from .metrics import SCORE_NAMES, wer_scores
 
 
 class _WhisperSuppressTokensNotice(logging.Filter):

@@ -113,16 +113,17 @@ explain_training_arguments(training_args)
 # Thaana word into one-letter pieces: its `wer` counts pieces, most of them right even when the word is
 # wrong, so it can prefer a checkpoint that writes fewer whole words correctly. `wer_words` counts words,
 # what a reader of the transcript sees. Both are logged at every evaluation, side by side.
+#
+# Below, ours, yours to change: `prediction.predictions < 0` catches generated ids padded with `-100` when
+# a batch's rows end at different lengths, `prediction.label_ids == -100` undoes the collator's padding
+# (the course: `label_ids[label_ids == -100] = tokenizer.pad_token_id`), and `wer_scores` returns the four
+# error rates. Edit it and run the cell: the trainer below calls your version at every evaluation.
 
 # %%
-from helpers.display import show_source
+# %load -s make_compute_metrics helpers/metrics.py
 from helpers.metrics import make_compute_metrics
 
-show_source(make_compute_metrics, marks={
-    "prediction.predictions < 0": "generated ids come padded with -100 when batches end at different lengths",
-    "prediction.label_ids == -100": "undo the collator's -100 padding (the course: label_ids[label_ids == -100] = pad)",
-    "return wer_scores(": "the four error rates; wer is the course's normalised WER",
-})
+# isort: split
 
 # %% [markdown]
 # ## The model and the trainer
@@ -164,14 +165,24 @@ if config.peft:  # set in the set-up cell: setup(needs_gpu=True, peft="lora")
     model = lora_from_config(model, config)  # prints how many parameters train
 
 # %% [markdown]
+# The trainer builds its batches with the collator of 03, the course's `DataCollatorSpeechSeq2SeqWithPadding`.
+# This notebook runs in a runtime of its own, so here is the class again, editable: a change made here is
+# what trains.
+
+# %%
+# %load -s DataCollatorSpeechSeq2SeqWithPadding helpers/collator.py
+from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
+
+# isort: split
+
+# %% [markdown]
 # The course's `Seq2SeqTrainer(...)`, with today's `processing_class` (the course's `tokenizer=`), the
-# collator from 03, and an evaluation set of the same seeded test clips at every evaluation:
+# collator and `compute_metrics` above, and an evaluation set of the same seeded test clips at every
+# evaluation:
 
 # %% tags=["trainer"]
 from transformers import Seq2SeqTrainer
 
-from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
-from helpers.metrics import make_compute_metrics
 from helpers.training import evaluation_subset
 
 trainer = Seq2SeqTrainer(

@@ -97,6 +97,8 @@ asr = pipeline("automatic-speech-recognition", model=model_source, **pipeline_pl
 asr.model.generation_config.max_length = config.generation_max_length  # as in evaluation
 
 # %%
+import json
+
 from datasets import load_from_disk
 from IPython.display import Audio, display
 
