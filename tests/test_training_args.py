@@ -1,10 +1,12 @@
 """The t4 profile's training arguments as a T4 gets them, and best-model selection by the lowest WER."""
 
+import json
+
 import pytest
 import torch
 from transformers.trainer_utils import IntervalStrategy, SchedulerType
 
-from helpers.config import get_config
+from helpers.config import CourseError, get_config
 from helpers.training import build_trainer, evaluation_subset, train, training_arguments
 
 
@@ -68,3 +70,14 @@ def test_the_best_checkpoint_is_the_one_with_the_lowest_wer(prepared, tmp_path):
     assert history == {2: 50.0, 4: 30.0, 6: 40.0}
     assert trainer.state.best_model_checkpoint.endswith("checkpoint-4")
     assert trainer.state.best_metric == 30.0
+
+    # Run again, it finds the run finished. From before the metrics took the course's names (our whole-word
+    # WER logged as eval_wer), the same checkpoints are refused rather than resumed under the wrong names.
+    assert train(trainer, resume=True) is None
+    state_file = tmp_path / "checkpoint-6" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["log_history"] = [{("eval_wer" if key == "eval_wer_words" else key): value for key, value in entry.items()}
+                            for entry in state["log_history"]]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CourseError, match="RESUME = False"):
+        train(trainer, resume=True)
