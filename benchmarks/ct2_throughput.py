@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
         row = {"engine": name, "clips_per_s": len(audio) / wall, "cpu_s_per_clip": cpu / len(audio),
                "speed_vs_transformers_wall": base_wall / wall, "speed_vs_transformers_cpu": base_cpu / cpu,
                "model_bytes": engine["size"], "export_s": engine["export_s"],
-               "same_transcript_as_transformers": same, "wer": wer_scores(outputs[name], references)["wer"],
+               "same_transcript_as_transformers": same,
+               "wer_words": wer_scores(outputs[name], references)["wer_words"],
                "wall_s": timings[name]["wall"], "cpu_s": timings[name]["cpu"]}
         rows.append(row)
         summary[name] = {"speed_wall": round(row["speed_vs_transformers_wall"], 2),
@@ -124,11 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nwhisper-{args.model}, {len(audio)} English clips ({seconds:.0f} s of audio), batch {args.batch_size}, "
           f"{args.threads} thread(s), median of {args.repeats} rounds")
     print("| engine | clips/s | vs transformers (wall) | CPU s per clip | vs transformers (CPU) | model file (MB) "
-          "| same transcript as transformers | WER |\n|---|---|---|---|---|---|---|---|")
+          "| same transcript as transformers | `wer_words` |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['engine']} | {r['clips_per_s']:.2f} | {r['speed_vs_transformers_wall']:.2f}x | "
               f"{r['cpu_s_per_clip']:.3f} | {r['speed_vs_transformers_cpu']:.2f}x | {r['model_bytes'] / 1e6:.0f} | "
-              f"{r['same_transcript_as_transformers']}/{len(audio)} | {r['wer']:.1f} |")
+              f"{r['same_transcript_as_transformers']}/{len(audio)} | {r['wer_words']:.1f} |")
     import ctranslate2
     import transformers
 

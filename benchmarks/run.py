@@ -216,7 +216,7 @@ def real_eval_summary(real_eval: dict) -> dict:
             "n_clips": figures["n_clips"],
             "speed_vs_course": {p: round(r["clips_per_s_vs_course"], 4) for p, r in passes.items() if p != "course"},
             "cpu_vs_course": {p: round(r["cpu_vs_course"], 4) for p, r in passes.items() if p != "course"},
-            "wer": {p: r["scores"]["wer"] for p, r in passes.items()},
+            "wer_words": {p: r["scores"]["wer_words"] for p, r in passes.items()},
             "greedy_wer_unchanged": all(figures["greedy_wer_unchanged"].values()),
             "finished_row_share": {p: round(r["finished_row_share"], 4) for p, r in passes.items()},
             "decoding_cpu_share": {p: round(r["decoding_cpu_s"] / r["cpu_s"], 4) if r["cpu_s"] else None
@@ -349,7 +349,7 @@ def real_eval_table(real: dict) -> str:
         rows += [
             f"| {name}: clips/s (vs course) | " + cells(lambda x: f"{x['clips_per_s']:.2f} ({x['clips_per_s_vs_course']:.2f}x)") + " |",
             f"| {name}: CPU s per clip (vs course) | " + cells(lambda x: f"{x['cpu_s_per_clip']:.2f} ({x['cpu_vs_course']:.2f}x)") + " |",
-            f"| {name}: WER % (normalised) | " + cells(lambda x: f"{x['scores']['wer']:.1f}") + " |",
+            f"| {name}: `wer_words` % | " + cells(lambda x: f"{x['scores']['wer_words']:.1f}") + " |",
             f"| {name}: token slots spent on rows already finished | "
             + cells(lambda x: f"{100 * x['finished_row_share']:.0f} %") + " |",
             f"| {name}: share of CPU time in decoding (rest: encoder, log-mel) | "

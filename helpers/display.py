@@ -14,14 +14,15 @@ from typing import Any
 
 from .config import CourseConfig, CourseError, is_random_init
 from .course import COURSE_FIGURES
+from .metrics import CHECKPOINT_METRIC
 
 # Every error rate with its name, wherever one is printed, so that nobody compares unlike numbers: the
-# course's "normalised" WER (14 % after 500 steps) is wer_basic, not our wer.
+# course's names mean the course's metrics (wer: 14 % after 500 steps), ours have their own (wer_words).
 METRIC_LABELS: dict[str, str] = {
     "wer_ortho": "WER, orthographic (raw text; the course's wer_ortho)",
-    "wer_basic": "WER, course's normaliser (BasicTextNormalizer; the course's normalised WER)",
-    "wer": "WER, our normaliser (case and punctuation off, vowel marks kept)",
-    "cer": "CER, our normaliser",
+    "wer": "WER, the course's normaliser (BasicTextNormalizer; the course's normalised wer)",
+    "wer_words": "WER, words kept whole (case and punctuation off, vowel marks kept; picks the checkpoint)",
+    "cer_words": "CER, words kept whole (as wer_words)",
     "n": "clips scored",
 }
 
@@ -175,7 +176,8 @@ TRAINING_ARGUMENT_NOTES: dict[str, str] = {
     "save_total_limit": "keep only the newest N checkpoints (and the best), so Drive and the Colab disk do not fill up",
     "report_to": "TensorBoard event files under output_dir/runs",
     "load_best_model_at_end": "after training, reload the checkpoint with the best metric (not simply the last one)",
-    "metric_for_best_model": "the metric that picks the best checkpoint: our normalised WER (marks kept)",
+    "metric_for_best_model": "the metric that picks the best checkpoint: wer_words (words kept whole, not "
+                             "cut at vowel marks as the course's wer cuts them)",
     "greater_is_better": "False: a lower WER is better",
     "push_to_hub": "False: 06_share pushes after a local save, so the token never enters these arguments "
                    "(they are pickled into every checkpoint)",
@@ -205,32 +207,34 @@ def explain_training_arguments(args) -> Any:
 def best_evaluation(log_history: list[dict], best_step: int | None = None) -> dict:
     """The evaluation entry (step and metrics) of the checkpoint the trainer kept as best.
 
-    ``best_step`` is ``trainer.state.best_global_step`` when known; otherwise the lowest WER wins and, as
-    in the trainer (which needs a strict improvement), the earliest of equal ones.
+    ``best_step`` is ``trainer.state.best_global_step`` when known; otherwise the lowest ``wer_words`` (the
+    metric the trainer chooses by) wins and, as in the trainer (which needs a strict improvement), the
+    earliest of equal ones.
     """
-    evaluations = [entry for entry in log_history if "eval_wer" in entry]
+    key = f"eval_{CHECKPOINT_METRIC}"
+    evaluations = [entry for entry in log_history if key in entry]
     if not evaluations:
         raise CourseError("The trainer logged no evaluation; train for at least eval_steps steps.")
     if best_step is not None:
         for entry in evaluations:
             if entry.get("step") == best_step:
                 return entry
-    return min(evaluations, key=lambda entry: entry["eval_wer"])
+    return min(evaluations, key=lambda entry: entry[key])
 
 
 def evaluations_table(log_history: list[dict], best_step: int | None = None):
     """Every evaluation during training, the course's normalised WER and ours side by side; the best marked."""
     best = best_evaluation(log_history, best_step)["step"]
-    metrics = ("wer_basic", "wer", "wer_ortho", "cer")
+    metrics = ("wer", "wer_words", "wer_ortho", "cer_words")
     rows = [[f"{entry['step']}{' (kept)' if entry['step'] == best else ''}", entry.get("eval_loss", "–"),
              *(entry.get(f"eval_{metric}", "–") for metric in metrics)]
-            for entry in log_history if "eval_wer" in entry]
+            for entry in log_history if f"eval_{CHECKPOINT_METRIC}" in entry]
     return markdown_table(rows, ["step", "test loss", *(f"`{m}` %" for m in metrics)])
 
 
 def _figures(stage: str) -> str:
     figures = COURSE_FIGURES[stage]
-    return f"{figures['wer_ortho']} % orthographic, {figures['wer_basic']} % normalised (`wer_basic`)"
+    return f"{figures['wer_ortho']} % orthographic (`wer_ortho`), {figures['wer']} % normalised (`wer`)"
 
 
 def real_run_note(config: CourseConfig, about: str = "scores"):

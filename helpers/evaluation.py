@@ -20,11 +20,11 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.utils.logging import tqdm  # unlike tqdm.auto, silenced with transformers' progress bars
 
 from .collator import DataCollatorSpeechSeq2SeqWithPadding, full_attention_mask
-from .config import CourseConfig
+from .config import CourseConfig, CourseError
 from .device import inference_placement, model_for_inference
-from .metrics import wer_scores
 from .files import read_json, write_json
 from .memory import explain_oom
+from .metrics import SCORE_NAMES, wer_scores
 
 
 class _WhisperSuppressTokensNotice(logging.Filter):
@@ -107,7 +107,7 @@ def evaluate_model(
     max_length: int = 225,
     fp16: bool = False,
 ) -> dict:
-    """Scores (``wer_ortho``, ``wer``, ``wer_basic``, ``cer``, ``n``) plus predictions and references.
+    """Scores (``wer_ortho``, ``wer``, ``wer_words``, ``cer_words``, ``n``) plus predictions and references.
 
     The model runs where :func:`helpers.device.inference_placement` says (fp16 on CUDA when ``fp16``); the
     caller's model is left as it was when that needs a converted copy.
@@ -120,11 +120,12 @@ def evaluate_model(
 
 
 def evaluation_key(config: CourseConfig, model: str, dataset: Dataset, processor: WhisperProcessor) -> dict:
-    """What a score depends on: model, data, language, task, generation settings and the clips themselves."""
+    """What a score depends on: model, data, language, task, generation settings, the clips themselves, and
+    the names of the scores (a baseline saved when ``wer`` meant another metric is computed again)."""
     clips = hashlib.sha256(json.dumps(references_of(dataset, processor), ensure_ascii=False).encode()).hexdigest()
     return {"model": str(model), "data": config.data, "language": config.language, "task": config.task,
             "generation_max_length": config.generation_max_length, "n": len(dataset), "clips": clips[:16],
-            "fp16": config.fp16 and torch.cuda.is_available()}
+            "fp16": config.fp16 and torch.cuda.is_available(), "metrics": list(SCORE_NAMES)}
 
 
 def reuse_or_evaluate(path: str | Path, key: dict, evaluate) -> tuple[dict, bool]:
@@ -141,6 +142,19 @@ def reuse_or_evaluate(path: str | Path, key: dict, evaluate) -> tuple[dict, bool
 
 
 def results_record(config: CourseConfig, baseline: dict, finetuned: dict) -> dict:
-    """What ``results.json`` holds, from the CLI and notebook 05 alike: both sides' scores and the run."""
-    return {"baseline": baseline, "finetuned": finetuned, "model": config.model, "data": config.data,
-            "language": config.language, "task": config.task, "max_steps": config.max_steps}
+    """What ``results.json`` holds, from the CLI and notebook 05 alike: both sides' scores and the run.
+
+    ``metrics`` names the scores, so that :func:`read_results` can refuse a file from before the course's
+    names meant the course's metrics (there ``wer`` was ours, now ``wer_words``).
+    """
+    return {"baseline": baseline, "finetuned": finetuned, "metrics": list(SCORE_NAMES), "model": config.model,
+            "data": config.data, "language": config.language, "task": config.task, "max_steps": config.max_steps}
+
+
+def read_results(path: str | Path) -> dict:
+    """``results.json`` as :func:`results_record` wrote it, or a ``CourseError`` if its scores are named otherwise."""
+    record = read_json(path)
+    if not isinstance(record, dict) or record.get("metrics") != list(SCORE_NAMES):
+        raise CourseError(f"{path} names its scores differently from this version (its 'wer' may be another "
+                          "metric): run 05_evaluate.ipynb (or python -m helpers run) again to rewrite it.")
+    return record

@@ -10,8 +10,9 @@ Clips are decoded and encoded ``num_proc`` at a time in threads, ahead of the ``
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,8 +59,9 @@ def prepare_example(audio, sentence: str, label_ids: list[int], max_label_tokens
     return {"audio_16k": b"", "labels": [], "duration": duration, "drop_reason": reason}
 
 
-def _prepared_rows(dataset: Dataset, max_label_tokens: int, workers: int) -> Iterator[tuple[str, dict]]:
-    """``(source, prepare_example(...))`` for every row of ``dataset``, in order.
+def _prepared_rows(dataset: Dataset, max_label_tokens: int, workers: int,
+                   prepare_one: Callable = prepare_example) -> Iterator[tuple[str, dict]]:
+    """``(source, prepare_one(...))`` for every row of ``dataset``, in order.
 
     With ``workers`` > 1 the clips are prepared in that many threads, up to two batches ahead of the map
     that writes them. Threads, not processes: about four fifths of a clip's time is spent in C code that
@@ -76,7 +78,7 @@ def _prepared_rows(dataset: Dataset, max_label_tokens: int, workers: int) -> Ite
 
     def prepare(audio, sentence: str, label_ids: list[int]) -> tuple[str, dict]:
         source = (audio or {}).get("path") or "<bytes>"
-        return source, prepare_example(audio, sentence, label_ids, max_label_tokens)
+        return source, prepare_one(audio, sentence, label_ids, max_label_tokens)
 
     if workers <= 1:
         for row in rows:
@@ -110,29 +112,39 @@ def _prepare_batch(audios: list, rows: Iterator[tuple[str, dict]]) -> dict:
     return out
 
 
-def _fingerprint(dataset: Dataset, processor: WhisperProcessor, max_label_tokens: int) -> str:
+def _fingerprint(dataset: Dataset, processor: WhisperProcessor, max_label_tokens: int,
+                 prepare_one: Callable = prepare_example) -> str:
     """A cache key for ``prepare_split``'s map, from what decides its output (the labels included).
 
     Without it, ``datasets`` would fingerprint the map by dill-pickling its function and ``fn_kwargs``: the
     generator of prepared rows cannot be pickled, and the tokenizer (before the labels were computed up
-    front) took about 4 s of CPU per split, more than preparing the bundled corpus itself.
+    front) took about 4 s of CPU per split, more than preparing the bundled corpus itself. The preparation
+    function is part of the key, its code included when a notebook defines it (as ``datasets`` hashes a
+    map's function): a learner's edited version prepares the clips again instead of reading the cache.
     """
     tokenizer = processor.tokenizer
+    try:
+        function = Hasher.hash(prepare_one)
+    except Exception:  # a function dill cannot pickle: no cache to reuse, as datasets does then
+        function = uuid.uuid4().hex
     key = (dataset._fingerprint, tokenizer.name_or_path, len(tokenizer), list(tokenizer.prefix_tokens),
-           max_label_tokens, MAX_AUDIO_SECONDS, sorted(DROP_REASONS))
+           max_label_tokens, MAX_AUDIO_SECONDS, sorted(DROP_REASONS), function)
     return Hasher.hash(key)
 
 
 def prepare_split(
-    dataset: Dataset, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1, desc: str = ""
+    dataset: Dataset, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1, desc: str = "",
+    prepare: Callable = prepare_example,
 ) -> tuple[Dataset, dict]:
     """Decode, resample and tokenise one split; return the kept rows and a report of what was dropped.
 
     ``max_label_tokens`` is the model's ``max_target_positions``: the labels include the prefix tokens
     (start of transcript, language, task, no-timestamps) and the end token. ``num_proc`` clips are prepared
-    at a time, in threads (see :func:`_prepared_rows`); the rows are the same for any number.
+    at a time, in threads (see :func:`_prepared_rows`); the rows are the same for any number. ``prepare``
+    prepares one clip, called as :func:`prepare_example` is (notebook 02 passes its own, editable copy); a
+    ``drop_reason`` it invents is reported as it is.
     """
-    fingerprint = _fingerprint(dataset, processor, max_label_tokens)
+    fingerprint = _fingerprint(dataset, processor, max_label_tokens, prepare)
     # Tokenise every transcript here, in one batched call of the Rust tokenizer (milliseconds), rather than
     # clip by clip in the workers.
     texts = [(sentence or "").strip() for sentence in dataset["sentence"]]
@@ -140,7 +152,7 @@ def prepare_split(
     dataset = dataset.remove_columns([c for c in dataset.column_names if c not in ("audio", "sentence")])
     dataset = dataset.add_column("labels", tokens, new_fingerprint=Hasher.hash((fingerprint, "labels")))
     # A generator runs only when iterated: if the map's result is already cached, no clip is decoded.
-    rows = _prepared_rows(dataset, max_label_tokens, num_proc)
+    rows = _prepared_rows(dataset, max_label_tokens, num_proc, prepare)
     try:
         processed = dataset.map(
             _prepare_batch,
@@ -158,7 +170,7 @@ def prepare_split(
     reasons = processed["drop_reason"]
     counts = Counter(r for r in reasons if r)
     dropped_rows = [
-        {"source": src, "sentence": sentence, "reason": reason, "why": DROP_REASONS[reason]}
+        {"source": src, "sentence": sentence, "reason": reason, "why": DROP_REASONS.get(reason, reason)}
         for src, sentence, reason in zip(processed["source"], processed["sentence"], reasons)
         if reason
     ]
@@ -178,12 +190,15 @@ def prepare_split(
 
 
 def prepare_dataset(
-    splits: DatasetDict, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1
+    splits: DatasetDict, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1,
+    prepare: Callable = prepare_example,
 ) -> tuple[DatasetDict, dict]:
-    """:func:`prepare_split` on every split; returns the prepared ``DatasetDict`` and a per-split report."""
+    """:func:`prepare_split` on every split, each clip through ``prepare``; returns the prepared
+    ``DatasetDict`` and a per-split report."""
     prepared, report = {}, {}
     for name, split in splits.items():
-        prepared[name], report[name] = prepare_split(split, processor, max_label_tokens, num_proc, desc=name)
+        prepared[name], report[name] = prepare_split(split, processor, max_label_tokens, num_proc, desc=name,
+                                                     prepare=prepare)
     return DatasetDict(prepared), report
 
 

@@ -3,7 +3,10 @@
 Whisper's ``BasicTextNormalizer`` (the course's normaliser) replaces every Unicode mark with a space.
 Thaana and Sinhala write vowels as combining marks, so it cuts every word into pieces and its "WER" counts
 fragments, not words. :func:`normalize` lower-cases and removes punctuation but keeps marks and the
-joiners that are part of a word's spelling; we report both.
+joiners that are part of a word's spelling; we report both. The names follow the course: ``wer_ortho`` (raw
+text) and ``wer`` (after ``BasicTextNormalizer``) are its two metrics; ours, after :func:`normalize`, are
+``wer_words`` and ``cer_words`` (the words kept whole). ``wer_words`` picks the best checkpoint
+(:data:`CHECKPOINT_METRIC`); ``docs/metrics.md`` says why.
 
 Our scores call jiwer directly rather than the course's ``evaluate.load("wer")``: that call fetches a
 script from the Hugging Face Hub (so it fails offline), and the script does the same sums with jiwer's
@@ -21,6 +24,12 @@ import numpy as np
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 
 _basic = BasicTextNormalizer()
+
+# The error rates wer_scores returns, in the order tables and plots show them (``n`` comes beside them).
+SCORE_NAMES = ("wer_ortho", "wer", "wer_words", "cer_words")
+# The one the trainer keeps the best checkpoint by (metric_for_best_model): words are whole in it, so a
+# checkpoint that spells more words right wins, not one that gets more vowel-mark fragments right.
+CHECKPOINT_METRIC = "wer_words"
 
 # Format characters (category Cf) that belong to a word's spelling: ZERO WIDTH NON-JOINER and ZERO WIDTH
 # JOINER pick a conjunct, a ligature or a letter's shape in Brahmic scripts (Sinhala's yansaya, rakaransaya,
@@ -110,10 +119,10 @@ def _rate(error_rate: Callable, references: list[str], predictions: list[str]) -
 def wer_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
     """Error rates in percent over the scored pairs (see :func:`scored_pairs`), and ``n``, how many there are.
 
-    * ``wer_ortho``: word error rate on the raw text (case and punctuation count as errors);
-    * ``wer``: word error rate after :func:`normalize` (case and punctuation ignored, words kept whole);
-    * ``wer_basic``: word error rate after Whisper's ``BasicTextNormalizer``, the course's "normalised" WER;
-    * ``cer``: character error rate after :func:`normalize`: edit distance over Unicode code points (NFC),
+    * ``wer_ortho``: word error rate on the raw text (case and punctuation count as errors), the course's;
+    * ``wer``: word error rate after Whisper's ``BasicTextNormalizer``, the course's normalised WER;
+    * ``wer_words``: word error rate after :func:`normalize` (case and punctuation ignored, words kept whole);
+    * ``cer_words``: character error rate after :func:`normalize`: edit distance over Unicode code points (NFC),
       each combining mark and joiner one character and the single space between words included, divided
       by the references' code points.
 
@@ -124,15 +133,15 @@ def wer_scores(predictions: list[str], references: list[str]) -> dict[str, float
     norm_refs, norm_hyps = [normalize(t) for t in refs], [normalize(t) for t in hyps]
     return {
         "wer_ortho": _rate(jiwer.wer, refs, hyps),
-        "wer": _rate(jiwer.wer, norm_refs, norm_hyps),
-        "wer_basic": _rate(jiwer.wer, [basic_normalize(t) for t in refs], [basic_normalize(t) for t in hyps]),
-        "cer": _rate(jiwer.cer, norm_refs, norm_hyps),
+        "wer": _rate(jiwer.wer, [basic_normalize(t) for t in refs], [basic_normalize(t) for t in hyps]),
+        "wer_words": _rate(jiwer.wer, norm_refs, norm_hyps),
+        "cer_words": _rate(jiwer.cer, norm_refs, norm_hyps),
         "n": len(keep),
     }
 
 
 def course_evaluate_wer(predictions: list[str], references: list[str], path: str = "wer") -> tuple[float | None, str]:
-    """The course's ``100 * evaluate.load("wer").compute(...)`` on the pairs and text ``wer_basic`` scores.
+    """The course's ``100 * evaluate.load("wer").compute(...)`` on the pairs and text ``wer`` scores.
 
     Returns ``(score, sentence)``: the score rounded as ours are, or ``None`` and one sentence saying why it
     could not be computed (no ``evaluate``, one too old for jiwer 4, or no Hub to fetch the script from:
@@ -171,7 +180,7 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
         return None, f"Skipped: evaluate.load({path!r}) failed ({type(error).__name__}: {said[0] if said else ''})."
     finally:
         evaluate.config.HF_EVALUATE_OFFLINE = was_offline
-    return round(score, 2), f"evaluate {evaluate.__version__}'s WER script, on the {len(refs)} pairs wer_basic scores"
+    return round(score, 2), f"evaluate {evaluate.__version__}'s WER script, on the {len(refs)} pairs wer scores"
 
 
 def _offline_mode(evaluate) -> bool:
@@ -194,7 +203,7 @@ def make_compute_metrics(tokenizer) -> Callable:
 
 
 def alignment_report(predictions: list[str], references: list[str], worst: int = 3) -> str:
-    """jiwer's word-level alignment of the ``worst`` examples by normalised WER, for reading errors."""
+    """jiwer's word-level alignment of the ``worst`` examples by ``wer_words``, for reading errors."""
     scored = []
     for i in scored_pairs(predictions, references):
         ref_n, hyp_n = normalize(references[i]), normalize(predictions[i])

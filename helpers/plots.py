@@ -14,10 +14,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .features import MAX_AUDIO_SECONDS
+from .metrics import SCORE_NAMES
 
 MEL_FRAMES_PER_SECOND = 100  # Whisper's feature extractor: hop of 160 samples at 16 kHz
 MAX_LABEL_TOKENS = 448  # whisper's max_target_positions: the decoder cannot attend further
-METRICS = ("wer_ortho", "wer", "wer_basic", "cer")
+METRICS = SCORE_NAMES  # the bars' order: the course's two, then ours
 
 
 def _done(fig: Figure) -> Figure:
@@ -68,7 +69,7 @@ def training_curves(log_history: Sequence[Mapping]) -> dict[str, tuple[list[int]
     """Series from ``trainer.state.log_history``: name -> (steps, values), for the loss and the metrics."""
     series: dict[str, tuple[list[int], list[float]]] = {}
     for entry in log_history:
-        for key in ("loss", "eval_loss", "eval_wer", "eval_wer_ortho", "eval_cer"):
+        for key in ("loss", "eval_loss", *(f"eval_{name}" for name in SCORE_NAMES)):
             if key in entry and "step" in entry:
                 steps, values = series.setdefault(key, ([], []))
                 steps.append(int(entry["step"]))
@@ -82,10 +83,10 @@ def plot_training(log_history: Sequence[Mapping]) -> Figure:
     if "loss" not in series and "eval_loss" not in series:
         raise ValueError("the log history holds no loss: train for at least logging_steps steps")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
-    names = {"loss": "training loss", "eval_loss": "test loss", "eval_wer": "WER (normalised)",
-             "eval_wer_ortho": "WER (orthographic)", "eval_cer": "CER"}
-    for key, ax in (("loss", left), ("eval_loss", left), ("eval_wer", right), ("eval_wer_ortho", right),
-                    ("eval_cer", right)):
+    names = {"loss": "training loss", "eval_loss": "test loss", "eval_wer_ortho": "wer_ortho (raw text)",
+             "eval_wer": "wer (the course's normaliser)", "eval_wer_words": "wer_words (words whole; picks the "
+             "checkpoint)", "eval_cer_words": "cer_words"}
+    for key, ax in (("loss", left), ("eval_loss", left), *((f"eval_{name}", right) for name in SCORE_NAMES)):
         if key in series:
             steps, values = series[key]
             ax.plot(steps, values, marker="o" if len(steps) < 20 else None, label=names[key])

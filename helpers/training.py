@@ -25,10 +25,10 @@ from transformers import (
 )
 
 from .collator import DataCollatorSpeechSeq2SeqWithPadding
-from .config import CourseConfig
+from .config import CourseConfig, CourseError
 from .distributed import ExactEvalSeq2SeqTrainer
 from .memory import explain_oom
-from .metrics import make_compute_metrics
+from .metrics import CHECKPOINT_METRIC, make_compute_metrics
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
 _CHECKPOINTING = (
@@ -65,7 +65,7 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
         save_total_limit=config.save_total_limit,
         report_to=["tensorboard"],
         load_best_model_at_end=True,
-        metric_for_best_model="wer",
+        metric_for_best_model=CHECKPOINT_METRIC,  # wer_words: see helpers.metrics
         greater_is_better=False,
         push_to_hub=False,  # pushing is a separate, token-safe step (helpers.hub)
         remove_unused_columns=False,  # the collator needs audio_16k, which the model does not take
@@ -218,6 +218,8 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     on as if it had never stopped. A CUDA out-of-memory error becomes ``OutOfMemory`` with advice.
     """
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
+    if checkpoint:
+        _check_metric_names(checkpoint, trainer.args.metric_for_best_model)
     if checkpoint and _finished(trainer, checkpoint):
         return None
     if checkpoint:
@@ -231,6 +233,21 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
         fp16=bool(args.fp16 or args.bf16),
     ):
         return trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def _check_metric_names(checkpoint: str, metric: str | None) -> None:
+    """Stop before resuming a run whose evaluations never logged ``metric`` under that name.
+
+    Checkpoints saved before the metrics took the course's names logged our whole-word WER as ``eval_wer``
+    (now ``eval_wer_words``) and the course's as ``eval_wer_basic`` (now ``eval_wer``): resumed, the best
+    checkpoint would be chosen and the tables and plots drawn from numbers under the wrong names.
+    """
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
+    if metric and evaluations and not any(f"eval_{metric}" in entry for entry in evaluations):
+        raise CourseError(f"The checkpoints in {Path(checkpoint).parent} logged no '{metric}' (they were saved "
+                          "when the error rates had other names): start over with RESUME = False in 04, or "
+                          "--no-resume on the command line.")
 
 
 def _finished(trainer: Seq2SeqTrainer, checkpoint: str) -> bool:

@@ -329,7 +329,7 @@ def test_cuda_out_of_memory_gives_advice_not_a_traceback(tmp_path, corpus, capfd
 
     monkeypatch.setattr(Seq2SeqTrainer, "train", out_of_memory)
     # As after a disconnect: the zero-shot score is on disk already, so the run goes straight to training.
-    (tmp_path / "baseline.json").write_text('{"wer_ortho": 100.0, "wer": 100.0, "wer_basic": 100.0, "cer": 100.0, "n": 1}')
+    (tmp_path / "baseline.json").write_text('{"wer_ortho": 100.0, "wer_words": 100.0, "wer": 100.0, "cer_words": 100.0, "n": 1}')
     message = stopped(capfd, "run", "--profile", "smoke", "--data", str(corpus), "--output-dir", str(tmp_path),
                       "--max-train-samples", "4", "--max-test-samples", "1", *TINY)
     for advice in ("--batch-size 2 --gradient-accumulation-steps 2", "gradient checkpointing", "fp16",

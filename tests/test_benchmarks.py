@@ -81,7 +81,7 @@ def test_workers_and_real_model_evaluation(tiny_run):
     assert tiny["n_clips"] == 1 and set(tiny["passes"]) == {"course", "sorted"}
     course = tiny["passes"]["course"]
     assert course["tokens_per_clip"] > 3 and 0 <= course["finished_row_share"] < 1  # it stopped on its own
-    assert course["rows_at_max_length"] == 0 and course["scores"]["wer"] < 100
+    assert course["rows_at_max_length"] == 0 and course["scores"]["wer_words"] < 100
     assert summary["eval_real"]["tiny.en"]["greedy_wer_unchanged"] is True
     assert "| tiny.en: clips/s (vs course) |" in stdout  # the real-model table
 

@@ -52,7 +52,7 @@ def test_run_writes_results_checkpoints_logs_and_model(smoke_run):
     out, result = smoke_run
     results = json.loads((out / "results.json").read_text())
     for side in ("baseline", "finetuned"):
-        assert set(results[side]) == {"wer_ortho", "wer", "wer_basic", "cer", "n"}
+        assert set(results[side]) == {"wer_ortho", "wer_words", "wer", "cer_words", "n"}
         assert results[side]["n"] == 6
     assert (out / "report.json").is_file() and (out / "baseline.json").is_file()
     assert list((out / "runs").rglob("events.out.tfevents.*")), "TensorBoard logs go into the output folder"

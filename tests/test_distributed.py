@@ -50,7 +50,7 @@ def test_evaluation_during_training_scores_each_clip_once(two_process_run):
     """2 processes x batch 3 make 12 slots for 7 clips: the 5 repeats must not be scored."""
     out, _ = two_process_run
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
-    evaluations = [entry for entry in state["log_history"] if "eval_wer" in entry]
+    evaluations = [entry for entry in state["log_history"] if "eval_wer_words" in entry]
     assert [entry["step"] for entry in evaluations] == [1, 2]
     subset = getattr(get_config("smoke"), "eval_subset_size", None)  # the evaluation set: a subset of the test split
     expected = min(subset or TEST_CLIPS, TEST_CLIPS)

@@ -172,7 +172,7 @@ def test_checkpoints_hold_the_scaler_and_a_wer(t4_run):
     output_dir = Path(t4_run["config"].output_dir)
     for step in range(EVAL_EVERY, STEPS + 1, EVAL_EVERY):
         assert (output_dir / f"checkpoint-{step}" / "scaler.pt").is_file()
-    evaluations = [entry for entry in t4_run["trainer"].state.log_history if "eval_wer" in entry]
+    evaluations = [entry for entry in t4_run["trainer"].state.log_history if "eval_wer_words" in entry]
     assert [entry["step"] for entry in evaluations] == list(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
     assert t4_run["trainer"].state.best_model_checkpoint is not None
 

@@ -29,7 +29,7 @@ from tests.standins import HubStandIn, install_colab
 
 TOKEN = "hf_" + "".join(random.Random().choices(string.ascii_letters, k=34))
 REPO_ID = f"{HubStandIn.USER}/whisper-smoke-si"
-SCORES = {"wer_ortho": 101.5, "wer": 99.0, "wer_basic": 98.25, "cer": 80.0, "n": 8}
+SCORES = {"wer_ortho": 101.5, "wer": 98.25, "wer_words": 99.0, "cer_words": 80.0, "n": 8}
 
 
 def leaks(files: dict[str, bytes]) -> list[str]:
@@ -63,7 +63,7 @@ def test_push_uploads_the_folder_and_its_card_and_no_token(online_hub, tmp_path)
     assert message == f"Pushed to {online_hub.url}/{REPO_ID}"
     [files] = online_hub.commits[REPO_ID]
     assert files == {p.name: p.read_bytes() for p in model_dir.iterdir()}  # every file, byte for byte
-    assert files["README.md"].decode() == card.content and "| `wer_basic`" in card.content
+    assert files["README.md"].decode() == card.content and "| `wer_words`" in card.content
     assert leaks(files) == []
 
 

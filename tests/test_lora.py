@@ -168,8 +168,8 @@ def test_lora_learns_the_clips(learned):
     assert len(losses) == STEPS
     assert sum(losses[-3:]) / 3 < 0.3 * sum(losses[:3]) / 3
     # tiny.en already transcribes espeak-ng's English fairly well; the clips it was trained on, better.
-    assert after["scores"]["wer"] < before["scores"]["wer"]
-    assert after["scores"]["cer"] < before["scores"]["cer"]
+    assert after["scores"]["wer_words"] < before["scores"]["wer_words"]
+    assert after["scores"]["cer_words"] < before["scores"]["cer_words"]
 
 
 def _generate_ids(model, processor, rows: list[dict]) -> list[list[int]]:
@@ -305,7 +305,7 @@ def test_model_card_names_the_method_share_and_adapter_size(reference):
     assert method["trainable parameters"] == "1.23% (0.10 M of 8.0 M)"
     size = (out / "adapter" / "adapter_model.safetensors").stat().st_size
     assert method["adapter size"].startswith(f"{size / 1e6:.1f} MB")
-    card = model_card("me/whisper-lora", "whisper-smoke", "cv-mini/si", "si", {"wer": 90.0}, {"max_steps": 6},
+    card = model_card("me/whisper-lora", "whisper-smoke", "cv-mini/si", "si", {"wer_words": 90.0}, {"max_steps": 6},
                       method=method).content
     assert "## Training method" in card and "rank 32" in card and "1.23%" in card and "- lora" in card
     full = training_method(SMOKE_MODEL_DIR)

@@ -116,53 +116,53 @@ def test_wer_scores_on_known_errors():
     # orthographic: "ආයුබෝවන්," "කොහොමද?" differ (2/3) + "The" "a" "mat." (3/6): 5 errors in 9 words
     assert scores["wer_ortho"] == pytest.approx(100 * 5 / 9, abs=0.01)
     # normalised: only "the"->"a" remains: 1 error in 9 words
-    assert scores["wer"] == pytest.approx(100 * 1 / 9, abs=0.01)
+    assert scores["wer_words"] == pytest.approx(100 * 1 / 9, abs=0.01)
     assert scores["n"] == 2
     # a one-letter slip in a Sinhala word is one word error for us, but several pieces for the basic normaliser
     slip = wer_scores(["ආයුබෝවන් ඔබට කොහොමද"], ["ආයුබෝවන් ඔබට කොහොමදා"])
-    assert slip["wer"] == pytest.approx(100 / 3, abs=0.01)
-    assert slip["wer_basic"] != slip["wer"]
+    assert slip["wer_words"] == pytest.approx(100 / 3, abs=0.01)
+    assert slip["wer"] != slip["wer_words"]
 
 
 def test_wer_counts_a_conjunct_word_as_one_word():
     sri_lanka = f"ශ{RAKARANSAYA}ී ලංකාව"
-    assert wer_scores([sri_lanka], [sri_lanka + "."])["wer"] == 0.0
+    assert wer_scores([sri_lanka], [sri_lanka + "."])["wer_words"] == 0.0
     # The wrong vowel on ලංකාව is one word of two wrong, not one of three pieces.
-    assert wer_scores([f"ශ{RAKARANSAYA}ී ලංකාවි"], [sri_lanka])["wer"] == 50.0
+    assert wer_scores([f"ශ{RAKARANSAYA}ී ලංකාවි"], [sri_lanka])["wer_words"] == 50.0
     # Dropping the joiner changes the first word's spelling: one word of two.
-    assert wer_scores(["ශ්රී ලංකාව"], [sri_lanka])["wer"] == 50.0
+    assert wer_scores(["ශ්රී ලංකාව"], [sri_lanka])["wer_words"] == 50.0
 
 
 def test_cer_uses_our_normaliser_and_counts_code_points():
     sri_lanka = f"ශ{RAKARANSAYA}ී ලංකාව"
     assert len(normalize(sri_lanka)) == 11  # ශ ් ZWJ ර ී, the space, ල ං ක ා ව
     # Case and punctuation are no character errors ...
-    assert wer_scores(["hello world"], ["Hello, World!"])["cer"] == 0.0
-    assert wer_scores([sri_lanka], [sri_lanka + "?"])["cer"] == 0.0
+    assert wer_scores(["hello world"], ["Hello, World!"])["cer_words"] == 0.0
+    assert wer_scores([sri_lanka], [sri_lanka + "?"])["cer_words"] == 0.0
     # ... a missing joiner is one of the reference's 11 code points, a missing space one of "ab cd"'s 5 ...
-    assert wer_scores(["ශ්රී ලංකාව"], [sri_lanka])["cer"] == pytest.approx(100 / 11, abs=0.01)
-    assert wer_scores(["abcd"], ["ab cd"])["cer"] == 20.0
+    assert wer_scores(["ශ්රී ලංකාව"], [sri_lanka])["cer_words"] == pytest.approx(100 / 11, abs=0.01)
+    assert wer_scores(["abcd"], ["ab cd"])["cer_words"] == 20.0
     # ... and a wrong Thaana vowel sign (ibifili for abafili) one substitution among the word's code points.
-    assert wer_scores(["ރިއްޔިތުން"], ["ރައްޔިތުން"])["cer"] == pytest.approx(100 / len("ރައްޔިތުން"), abs=0.01)
+    assert wer_scores(["ރިއްޔިތުން"], ["ރައްޔިތުން"])["cer_words"] == pytest.approx(100 / len("ރައްޔިތުން"), abs=0.01)
 
 
 def test_n_counts_the_pairs_scored_and_empty_references_are_left_out():
     # The second reference has no word after normalising and the third is empty: neither is scored, so
     # their predictions are not counted as insertions anywhere.
     scores = wer_scores(["a b", "anything", "more"], ["a b", "!!!", ""])
-    assert scores == {"wer_ortho": 0.0, "wer": 0.0, "wer_basic": 0.0, "cer": 0.0, "n": 1}
+    assert scores == {"wer_ortho": 0.0, "wer_words": 0.0, "wer": 0.0, "cer_words": 0.0, "n": 1}
     assert scored_pairs(["a b", "anything", "more"], ["a b", "!!!", ""]) == [0]
     nothing = wer_scores(["anything"], ["!!!"])
-    assert nothing["n"] == 0 and all(math.isnan(nothing[key]) for key in ("wer_ortho", "wer", "wer_basic", "cer"))
+    assert nothing["n"] == 0 and all(math.isnan(nothing[key]) for key in ("wer_ortho", "wer_words", "wer", "cer_words"))
     with pytest.raises(ValueError, match="2 predictions for 1 references"):
         wer_scores(["a", "b"], ["a"])
 
 
 def test_a_reference_only_whisper_s_normaliser_empties_is_still_scored_by_all_four():
     # BasicTextNormalizer drops text in brackets: "(hello)" has no word for it, but one for us. The pair is
-    # scored (n = 2) and its prediction counts as an insertion in wer_basic: 1 error over 2 words.
+    # scored (n = 2) and its prediction counts as an insertion in wer: 1 error over 2 words.
     scores = wer_scores(["hello", "a b"], ["(hello)", "a b"])
-    assert scores["n"] == 2 and scores["wer"] == 0.0 and scores["wer_basic"] == 50.0
+    assert scores["n"] == 2 and scores["wer_words"] == 0.0 and scores["wer"] == 50.0
 
 
 def test_compute_metrics_maps_minus_100_back_to_padding(processor):
@@ -171,7 +171,7 @@ def test_compute_metrics_maps_minus_100_back_to_padding(processor):
     labels = np.array([ref[1:] + [-100] * 3])  # as the collator hands them over: start stripped, -100 padding
     preds = np.array([ref + [tok.pad_token_id] * 2])
     scores = make_compute_metrics(tok)(EvalPrediction(predictions=preds, label_ids=labels))
-    assert scores["wer"] == 0.0 and scores["wer_ortho"] == 0.0 and scores["n"] == 1
+    assert scores["wer_words"] == 0.0 and scores["wer_ortho"] == 0.0 and scores["n"] == 1
 
 
 def test_alignment_report_shows_word_level_errors():
@@ -207,7 +207,7 @@ COURSE_PAIRS = (
 )
 
 
-def test_course_evaluate_wer_scores_what_wer_basic_scores(tmp_path):
+def test_course_evaluate_wer_scores_what_wer_scores(tmp_path):
     pytest.importorskip("evaluate")
     script = tmp_path / "local_wer" / "local_wer.py"
     script.parent.mkdir()
@@ -215,7 +215,7 @@ def test_course_evaluate_wer_scores_what_wer_basic_scores(tmp_path):
     predictions, references = COURSE_PAIRS
     score, note = course_evaluate_wer(predictions, references, path=str(script))
     expected = wer_scores(predictions, references)
-    assert score == expected["wer_basic"] != expected["wer"], note
+    assert score == expected["wer"] != expected["wer_words"], note
     assert f"the {expected['n']} pairs" in note and expected["n"] == 3
 
 
@@ -237,7 +237,7 @@ def hub_allowed() -> bool:
 @pytest.mark.hub
 @pytest.mark.skipif(not hub_allowed(), reason="needs the Hugging Face Hub (HF_HUB_OFFLINE=0): evaluate.load "
                     "fetches its WER script from there")
-def test_course_evaluate_wer_from_the_hub_equals_wer_basic():
+def test_course_evaluate_wer_from_the_hub_equals_wer():
     predictions, references = COURSE_PAIRS
     score, note = course_evaluate_wer(predictions, references)
-    assert score == wer_scores(predictions, references)["wer_basic"], note
+    assert score == wer_scores(predictions, references)["wer"], note

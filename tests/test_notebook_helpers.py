@@ -135,8 +135,8 @@ def test_training_arguments_table_explains_each_argument_with_this_runs_value():
 
 
 def test_best_evaluation_is_the_checkpoint_the_trainer_kept():
-    history = [{"loss": 3.0, "step": 5}, {"eval_wer": 80.0, "step": 10}, {"eval_wer": 60.0, "step": 20},
-               {"eval_wer": 70.0, "step": 30}, {"eval_wer": 60.0, "step": 40}]
+    history = [{"loss": 3.0, "step": 5}, {"eval_wer_words": 80.0, "step": 10}, {"eval_wer_words": 60.0, "step": 20},
+               {"eval_wer_words": 70.0, "step": 30}, {"eval_wer_words": 60.0, "step": 40}]
     assert display.best_evaluation(history)["step"] == 20  # a tie is no improvement for the trainer
     assert display.best_evaluation(history, best_step=40)["step"] == 40
     with pytest.raises(CourseError, match="eval_steps"):
@@ -144,23 +144,23 @@ def test_best_evaluation_is_the_checkpoint_the_trainer_kept():
 
 
 def test_the_evaluations_table_puts_the_courses_normalised_wer_beside_ours():
-    history = [{"loss": 3.0, "step": 5}, {"eval_loss": 2.5, "eval_wer": 80.0, "eval_wer_basic": 41.5,
-                                          "eval_wer_ortho": 99.0, "eval_cer": 30.0, "step": 10},
-               {"eval_loss": 2.0, "eval_wer": 60.0, "eval_wer_basic": 22.25, "eval_wer_ortho": 90.0,
-                "eval_cer": 20.0, "step": 20}]
+    history = [{"loss": 3.0, "step": 5}, {"eval_loss": 2.5, "eval_wer_words": 80.0, "eval_wer": 41.5,
+                                          "eval_wer_ortho": 99.0, "eval_cer_words": 30.0, "step": 10},
+               {"eval_loss": 2.0, "eval_wer_words": 60.0, "eval_wer": 22.25, "eval_wer_ortho": 90.0,
+                "eval_cer_words": 20.0, "step": 20}]
     table = display.evaluations_table(history).data
-    assert "| step | test loss | `wer_basic` % | `wer` % | `wer_ortho` % | `cer` % |" in table
+    assert "| step | test loss | `wer` % | `wer_words` % | `wer_ortho` % | `cer_words` % |" in table
     assert "| 20 (kept) | 2.00 | 22.25 | 60.00 | 90.00 | 20.00 |" in table and "| 10 | 2.50 | 41.50 |" in table
 
 
 def test_scores_table_names_every_metric_and_shows_the_courses_figures():
-    table = display.scores_table({"zero-shot": {"wer": 470.5, "wer_basic": 130.0, "n": 24},
-                                  "fine-tuned": {"wer": 96.25, "wer_basic": 50.0, "n": 24}}).data
+    table = display.scores_table({"zero-shot": {"wer_words": 470.5, "wer": 130.0, "n": 24},
+                                  "fine-tuned": {"wer_words": 96.25, "wer": 50.0, "n": 24}}).data
     assert "| metric (%) | zero-shot | fine-tuned | course zero-shot (CV13) | course fine-tuned (CV13) |" in table
-    basic = next(line for line in table.splitlines() if line.startswith("| `wer_basic`"))
-    course = COURSE_FIGURES["zero-shot"]["wer_basic"], COURSE_FIGURES["fine-tuned"]["wer_basic"]
+    basic = next(line for line in table.splitlines() if line.startswith("| `wer`:"))
+    course = COURSE_FIGURES["zero-shot"]["wer"], COURSE_FIGURES["fine-tuned"]["wer"]
     assert "BasicTextNormalizer" in basic and basic.endswith(f"| 130.00 | 50.00 | {course[0]:.2f} | {course[1]:.2f} |")
-    ours = next(line for line in table.splitlines() if line.startswith("| `wer`:"))
+    ours = next(line for line in table.splitlines() if line.startswith("| `wer_words`:"))
     assert "marks kept" in ours and "| 470.50 | 96.25 | – | – |" in ours
     assert "| 24 | 24 | – | – |" in table
 

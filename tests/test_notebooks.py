@@ -76,6 +76,12 @@ def code_cells(notebook: nbformat.NotebookNode) -> list[str]:
     return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
 
 
+def loaded_name(cell: nbformat.NotebookNode) -> str | None:
+    """NAME, when ``cell`` is a notebook's editable copy of the course's code (``# %load -s NAME FILE``)."""
+    match = re.match(r"# %load -s (\w+) (helpers/\w+\.py)\n", cell.source)
+    return match.group(1) if match else None
+
+
 def tagged(name: str, tag: str) -> str:
     """The source of the one cell tagged ``tag`` in notebook ``name``'s jupytext source."""
     cells = [c for c in sync_notebooks.read_source(name).cells if tag in c.metadata.get("tags", [])]
@@ -404,6 +410,8 @@ def test_every_link_points_at_this_repository_at_the_pinned_release():
 def test_code_cells_stay_short_but_the_course_code_written_out(name):
     long_ones = {"training-arguments", "trainer"}  # 04 writes out the course's two calls in full
     for cell in load(name).cells[1:]:
+        if cell.source.startswith("# %load -s "):  # the course's own code, editable (see below)
+            continue
         if cell.cell_type == "code" and "setup" not in cell.metadata.get("tags", []):
             if not long_ones & set(cell.metadata.get("tags", [])):
                 assert len(cell.source.splitlines()) <= 16, cell.source
@@ -424,14 +432,20 @@ def test_the_workshop_is_the_seven_stages_in_order_with_one_setup():
     workshop = load(WORKSHOP)
     cells = code_cells(workshop)
     assert cells[2] == "from helpers.workshop import preflight\n\nchecks = preflight(config)"
-    expected, left_out, added = [], 0, 0
+    expected, loaded, left_out, added = [], set(), 0, 0
     for name in NOTEBOOKS:
         for cell in sync_notebooks.read_source(name).cells[1:]:
             tags = cell.metadata.get("tags", [])
             left_out += "notebook-only" in tags
             added += "workshop-only" in tags
-            if cell.cell_type == "code" and "setup" not in tags and "notebook-only" not in tags:
+            if cell.cell_type != "code" or "setup" in tags or "notebook-only" in tags:
+                continue
+            target = sync_notebooks.load_target(cell)
+            if target is None:
                 expected.append(cell.source)
+            elif target[0] not in loaded:  # one runtime: a definition an earlier stage loaded is not loaded again
+                loaded.add(target[0])
+                expected.append(sync_notebooks.loaded_cell(*target))
     assert cells[3:] == expected
     assert left_out and added  # 06's second login goes; 04's baseline before training comes
     assert "zero_shot_baseline(" in "".join(cells[3:])
@@ -485,10 +499,12 @@ def test_04_writes_out_the_same_training_arguments_as_the_helpers(run_04, profil
     ours, theirs = notebook_args.to_dict(), helper_args.to_dict()
     assert ours.keys() == theirs.keys()
     assert {key: (ours[key], theirs[key]) for key in ours if ours[key] != theirs[key]} == {}
-    assert notebook_args.metric_for_best_model == "wer" and not notebook_args.push_to_hub
+    assert notebook_args.metric_for_best_model == "wer_words" and not notebook_args.push_to_hub
 
 
 def test_04_trainer_is_the_one_build_trainer_makes(run_04, prepared, tmp_path):
+    import torch
+
     from helpers.model import load_model_and_processor
     from helpers.training import build_trainer
 
@@ -496,6 +512,9 @@ def test_04_trainer_is_the_one_build_trainer_makes(run_04, prepared, tmp_path):
     model, processor = load_model_and_processor(config.model, config.language, config.task)
     scope = run_04(config)
     scope.update(model=model, processor=processor, prepared=prepared[1])
+    for cell in load("04_train.ipynb").cells:  # the notebook's own collator and compute_metrics
+        if loaded_name(cell):
+            exec(compile(cell.source, f"<04 {loaded_name(cell)}>", "exec"), scope)
     exec(compile(tagged("04_train.ipynb", "trainer"), "<04 trainer>", "exec"), scope)
     ours = scope["trainer"]
     theirs = build_trainer(model, processor, prepared[1], config, ours.args.output_dir, disable_tqdm=False)
@@ -503,10 +522,13 @@ def test_04_trainer_is_the_one_build_trainer_makes(run_04, prepared, tmp_path):
     assert ours.eval_dataset["sentence"][:] == theirs.eval_dataset["sentence"][:]  # the same seeded subset
     assert len(ours.eval_dataset) == config.eval_subset_size < len(prepared[1]["test"])
     assert ours.train_dataset is theirs.train_dataset
-    assert type(ours.data_collator) is type(theirs.data_collator)
+    # The notebook's classes and functions (its cells), not the helpers' objects, doing what the helpers' do.
+    assert type(ours.data_collator) is scope["DataCollatorSpeechSeq2SeqWithPadding"] is not type(theirs.data_collator)
     assert ours.data_collator.decoder_start_token_id == theirs.data_collator.decoder_start_token_id
     assert ours.processing_class is theirs.processing_class is processor
-    batch = ours.data_collator([prepared[1]["test"][i] for i in range(2)])
+    examples = [prepared[1]["test"][i] for i in range(2)]
+    batch, their_batch = ours.data_collator(examples), theirs.data_collator(examples)
+    assert batch.keys() == their_batch.keys() and all(torch.equal(batch[k], their_batch[k]) for k in batch)
     labels = batch["labels"].numpy()
     prediction = types.SimpleNamespace(predictions=labels.copy(), label_ids=labels.copy())
     assert ours.compute_metrics(prediction) == theirs.compute_metrics(prediction)
@@ -656,3 +678,96 @@ def test_every_repository_link_in_the_notebooks_resolves():
                 problems.append(f"{name}: {link}: {problem}")
     assert problems == []
     assert TROUBLESHOOTING_URL in seen and f"{REPO_URL}/blob/{RELEASE}/docs/workshop.md" in seen
+
+
+# --- The course's code is in the notebooks as editable cells, the same code as helpers/ ---
+
+LOADED = {"02_preprocess.ipynb": ["prepare_example"], "03_collate.ipynb": ["DataCollatorSpeechSeq2SeqWithPadding"],
+          "04_train.ipynb": ["make_compute_metrics", "DataCollatorSpeechSeq2SeqWithPadding"]}
+
+
+def definitions_in(cell_source: str) -> dict[str, str]:
+    """The top-level functions and classes a cell defines, each as its source text."""
+    import ast
+
+    tree = ast.parse(cell_source)
+    lines = cell_source.splitlines()
+    return {node.name: "\n".join(lines[min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1:
+                                       node.end_lineno])
+            for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_editable_cell_holds_the_helpers_code_exactly(name):
+    import importlib
+    import inspect
+
+    cells = [cell for cell in load(name).cells if loaded_name(cell)]
+    if name != WORKSHOP:
+        assert [loaded_name(cell) for cell in cells] == LOADED.get(name, [])
+    for cell in cells:
+        module = re.match(r"# %load -s \w+ (helpers/\w+)\.py", cell.source).group(1).replace("/", ".")
+        original = getattr(importlib.import_module(module), loaded_name(cell))
+        assert definitions_in(cell.source) == {loaded_name(cell): inspect.getsource(original).rstrip("\n")}, (
+            f"{name}: the cell of {loaded_name(cell)} differs from {module}; run python tools/sync_notebooks.py")
+
+
+def test_a_cell_that_differs_from_the_helpers_is_caught(monkeypatch):
+    import inspect
+
+    from helpers.metrics import make_compute_metrics
+
+    cell = next(c for c in load("04_train.ipynb").cells if loaded_name(c) == "make_compute_metrics")
+    edited = cell.source.replace("prediction.label_ids == -100", "prediction.label_ids == -1")
+    assert definitions_in(edited)["make_compute_metrics"] != inspect.getsource(make_compute_metrics).rstrip("\n")
+    # A source whose %load cell hides more than the stand-in import is refused, not silently dropped.
+    source = sync_notebooks.read_source("04_train.ipynb")
+    stand_in = next(c for c in source.cells if sync_notebooks.load_target(c))
+    stand_in.source += "\nprint('lost')"
+    monkeypatch.setattr(sync_notebooks, "read_source", lambda name: source)
+    with pytest.raises(ValueError, match="must hold only"):
+        sync_notebooks.build("04_train.ipynb")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_cells_after_an_editable_cell_use_the_notebook_s_definition_and_no_bookkeeping(name):
+    defined: set[str] = set()
+    for cell in load(name).cells:
+        if cell.cell_type != "code":
+            continue
+        if loaded_name(cell):
+            defined.add(loaded_name(cell))
+            assert not re.search(r"\b(stamp|claim|require|write_stamp)\(", cell.source)
+            continue
+        for imported in defined:  # an import from helpers would replace the learner's version
+            assert not re.search(rf"import[^\n]*\b{imported}\b", cell.source), (name, imported, cell.source)
+    if name in LOADED or name == WORKSHOP:
+        assert defined
+
+
+def test_the_notebook_s_edited_preparation_function_is_what_prepares_the_clips(prepared, processor, tmp_path):
+    from datasets import load_from_disk
+
+    from helpers.features import prepare_split
+
+    cell = next(c for c in load("02_preprocess.ipynb").cells if loaded_name(c) == "prepare_example")
+    # On disk, as 02 loads it: datasets then caches each map's result beside it, under the map's fingerprint.
+    prepared[0]["test"].select(range(6)).save_to_disk(tmp_path / "loaded")
+    split = load_from_disk(tmp_path / "loaded")
+    scope: dict = {"__name__": "__main__"}
+    exec(compile(cell.source, "<02 prepare_example>", "exec"), scope)
+    as_shipped, report = prepare_split(split, processor, prepare=scope["prepare_example"])
+    theirs, their_report = prepare_split(split, processor)
+    assert as_shipped["labels"][:] == theirs["labels"][:] and report == their_report
+    # The learner's change: a shorter limit (the median clip's duration). The map's cache must not answer
+    # for the edited function with the rows of the original.
+    durations = sorted(theirs["duration"])
+    cut = durations[len(durations) // 2]
+    edited = cell.source.replace("if duration > MAX_AUDIO_SECONDS:", f"if duration > {cut!r}:")
+    assert edited != cell.source
+    exec(compile(edited, "<02 prepare_example, edited>", "exec"), scope)
+    shorter, report = prepare_split(split, processor, prepare=scope["prepare_example"])
+    assert sorted(shorter["duration"]) == [d for d in durations if d <= cut] != durations
+    assert report["dropped_by_reason"] == {"too_long_audio": sum(d > cut for d in durations)}
+    assert len(list((tmp_path / "loaded").glob("cache-*.arrow"))) >= 2  # each function's rows cached apart
+

@@ -20,10 +20,10 @@ from helpers.plots import plot_lengths, plot_log_mel, plot_metrics, plot_trainin
 LOG_HISTORY = [
     {"loss": 10.6, "grad_norm": 2.0, "learning_rate": 0.0016, "epoch": 0.56, "step": 5},
     {"loss": 9.8, "grad_norm": 2.0, "learning_rate": 0.0018, "epoch": 1.11, "step": 10},
-    {"eval_loss": 9.1, "eval_wer_ortho": 120.0, "eval_wer": 110.0, "eval_wer_basic": 90.0, "eval_cer": 80.0,
+    {"eval_loss": 9.1, "eval_wer_ortho": 120.0, "eval_wer_words": 110.0, "eval_wer": 90.0, "eval_cer_words": 80.0,
      "eval_n": 24, "eval_runtime": 3.0, "epoch": 1.11, "step": 10},
     {"loss": 7.7, "grad_norm": 2.5, "learning_rate": 0.0014, "epoch": 2.22, "step": 20},
-    {"eval_loss": 6.5, "eval_wer_ortho": 95.0, "eval_wer": 90.0, "eval_wer_basic": 70.0, "eval_cer": 50.0,
+    {"eval_loss": 6.5, "eval_wer_ortho": 95.0, "eval_wer_words": 90.0, "eval_wer": 70.0, "eval_cer_words": 50.0,
      "eval_n": 24, "eval_runtime": 3.0, "epoch": 2.22, "step": 20},
     {"train_runtime": 100.0, "train_loss": 8.0, "epoch": 2.22, "step": 20},
 ]
@@ -76,13 +76,15 @@ def test_length_histograms_count_every_clip_and_draw_both_limits():
 def test_training_curves_follow_the_log_history():
     series = training_curves(LOG_HISTORY)
     assert series["loss"] == ([5, 10, 20], [10.6, 9.8, 7.7])
-    assert series["eval_wer"] == ([10, 20], [110.0, 90.0])
+    assert series["eval_wer_words"] == ([10, 20], [110.0, 90.0])
     assert "train_loss" not in series  # the end-of-training summary is not a point on the curve
     fig = plot_training(LOG_HISTORY)
     loss_ax, wer_ax = fig.axes
     assert {line.get_label() for line in loss_ax.get_lines()} == {"training loss", "test loss"}
-    wer_line = next(line for line in wer_ax.get_lines() if line.get_label() == "WER (normalised)")
-    assert list(wer_line.get_ydata()) == [110.0, 90.0]
+    lines = {line.get_label(): list(line.get_ydata()) for line in wer_ax.get_lines()}
+    assert lines["wer_words (words whole; picks the checkpoint)"] == [110.0, 90.0]
+    assert lines["wer (the course's normaliser)"] == [90.0, 70.0]
+    assert len(lines) == 4
 
 
 def test_training_plot_needs_a_loss():
@@ -91,13 +93,13 @@ def test_training_plot_needs_a_loss():
 
 
 def test_metrics_bars_have_one_bar_per_model_and_metric_with_its_value():
-    results = {"zero-shot": {"wer_ortho": 480.0, "wer": 470.5, "wer_basic": 350.0, "cer": 1800.0, "n": 24},
-               "fine-tuned": {"wer_ortho": 98.0, "wer": 96.25, "wer_basic": 80.0, "cer": 60.0, "n": 24}}
+    results = {"zero-shot": {"wer_ortho": 480.0, "wer_words": 470.5, "wer": 350.0, "cer_words": 1800.0, "n": 24},
+               "fine-tuned": {"wer_ortho": 98.0, "wer_words": 96.25, "wer": 80.0, "cer_words": 60.0, "n": 24}}
     fig = plot_metrics(results)
     ax = fig.axes[0]
     heights = [round(p.get_height(), 2) for p in ax.patches]
-    assert heights == [480.0, 470.5, 350.0, 1800.0, 98.0, 96.25, 80.0, 60.0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["wer_ortho", "wer", "wer_basic", "cer"]
+    assert heights == [480.0, 350.0, 470.5, 1800.0, 98.0, 80.0, 96.25, 60.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["wer_ortho", "wer", "wer_words", "cer_words"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["zero-shot", "fine-tuned"]
     assert "96.2" in {t.get_text() for t in ax.texts}
     assert np.isfinite(ax.get_ylim()[1])

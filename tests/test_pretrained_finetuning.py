@@ -60,8 +60,8 @@ def test_fine_tuning_pretrained_tiny_en_lowers_its_wer(english_run):
     results = json.loads((out / "results.json").read_text())
     before, after = results["baseline"], results["finetuned"]
     assert before["n"] == after["n"] == 6
-    assert 20 < before["wer"] < 80  # a real model that already transcribes espeak's English, imperfectly
-    assert after["wer"] <= before["wer"] - 15 and after["cer"] < before["cer"]  # measured: 52.4 -> 14.3
+    assert 20 < before["wer_words"] < 80  # a real model that already transcribes espeak's English, imperfectly
+    assert after["wer_words"] <= before["wer_words"] - 15 and after["cer_words"] < before["cer_words"]  # measured: 52.4 -> 14.3
 
 
 def test_results_json_equals_what_pipeline_measures_on_the_saved_model(english_run):
@@ -92,4 +92,4 @@ def test_fine_tuning_pretrained_multilingual_base_on_sinhala_lowers_cer(tmp_path
     assert "Recipe 'course'" in result.stdout
     results = json.loads((out / "results.json").read_text())
     # measured with 6 steps on 6 clips: CER 382 -> 116 (zero-shot base writes Sinhala in other scripts and loops)
-    assert results["finetuned"]["cer"] < results["baseline"]["cer"] * 0.8
+    assert results["finetuned"]["cer_words"] < results["baseline"]["cer_words"] * 0.8

@@ -184,3 +184,35 @@ def test_baseline_and_results_files_are_replaced_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind
     (tmp_path / "baseline.json").write_text('{"wer": 1')  # half a file, as an old non-atomic write left it
     assert read_json(tmp_path / "baseline.json") is None  # recomputed rather than crashing the resume
+
+
+def test_a_baseline_or_results_file_from_before_the_metrics_were_renamed_is_never_read_as_today_s(
+        tmp_path, processor):
+    # Until the course's names meant the course's metrics, "wer" held our whole-word WER and "wer_basic" the
+    # course's: a file from then, read today, would put our number under the course's name.
+    from datasets import Dataset
+
+    from helpers.config import CourseError, get_config
+    from helpers.evaluation import evaluation_key, read_results, results_record, reuse_or_evaluate
+    from helpers.files import write_json
+    from helpers.metrics import wer_scores
+
+    config = get_config("smoke")
+    test = Dataset.from_dict({"sentence": ["the cat sat on the mat", "ආයුබෝවන් ඔබට කොහොමද"]})
+    key = evaluation_key(config, config.model, test, processor)
+    predictions, references = ["the cat sat on a mat", "ආයුබෝවන් ඔබට කොහොමදා"], list(test["sentence"])
+    today = {"scores": wer_scores(predictions, references), "predictions": predictions, "references": references}
+    old_key = {name: value for name, value in key.items() if name != "metrics"}
+    old_scores = {"wer_ortho": 40.0, "wer": 25.0, "wer_basic": 12.5, "cer": 5.0, "n": 2}
+    write_json(tmp_path / "baseline.json", {"key": old_key, "scores": old_scores, "predictions": predictions,
+                                            "references": references})
+    result, reused = reuse_or_evaluate(tmp_path / "baseline.json", key, lambda: today)
+    assert not reused and result["scores"] == today["scores"]  # computed again, under today's names
+    assert reuse_or_evaluate(tmp_path / "baseline.json", key, lambda: pytest.fail("recomputed")) == (
+        {"key": key, **today}, True)
+
+    write_json(tmp_path / "results.json", {"baseline": old_scores, "finetuned": old_scores, "model": config.model})
+    with pytest.raises(CourseError, match="run 05_evaluate.ipynb"):
+        read_results(tmp_path / "results.json")
+    write_json(tmp_path / "results.json", results_record(config, today["scores"], today["scores"]))
+    assert read_results(tmp_path / "results.json")["finetuned"]["wer_words"] == today["scores"]["wer_words"]

@@ -92,7 +92,7 @@ def test_failed_push_comes_after_the_local_save_and_says_how_to_push_later(run_w
     model = WhisperForConditionalGeneration.from_pretrained(out / "model")  # intact after the failed push
     assert model.config.vocab_size == 51865
     results = json.loads((out / "results.json").read_text())
-    assert set(results["finetuned"]) == {"wer_ortho", "wer", "wer_basic", "cer", "n"}
+    assert set(results["finetuned"]) == {"wer_ortho", "wer_words", "wer", "cer_words", "n"}
 
 
 def test_push_command_fails_with_exit_code_and_retry_hint(tmp_path, capfd, monkeypatch):

@@ -1,10 +1,12 @@
 """The t4 profile's training arguments as a T4 gets them, and best-model selection by the lowest WER."""
 
+import json
+
 import pytest
 import torch
 from transformers.trainer_utils import IntervalStrategy, SchedulerType
 
-from helpers.config import get_config
+from helpers.config import CourseError, get_config
 from helpers.training import build_trainer, evaluation_subset, train, training_arguments
 
 
@@ -23,7 +25,7 @@ def test_t4_arguments_field_by_field(simulated_cuda, tmp_path):
         lr_scheduler_type=SchedulerType.CONSTANT_WITH_WARMUP, max_steps=500, gradient_checkpointing=True,
         fp16=True, fp16_full_eval=True, eval_strategy=IntervalStrategy.STEPS, per_device_eval_batch_size=16,
         predict_with_generate=True, generation_max_length=225, save_steps=100, eval_steps=100,
-        logging_steps=25, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="wer",
+        logging_steps=25, save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="wer_words",
         greater_is_better=False, push_to_hub=False, remove_unused_columns=False, use_cpu=False,
     )
     assert {name: getattr(args, name) for name in expected} == expected
@@ -62,9 +64,20 @@ def test_the_best_checkpoint_is_the_one_with_the_lowest_wer(prepared, tmp_path):
     model, processor = load_model_and_processor(config.model, config.language, config.task)
     trainer = build_trainer(model, processor, small, config, tmp_path)
     scripted = iter([50.0, 30.0, 40.0])
-    trainer.compute_metrics = lambda prediction: {"wer": next(scripted)}
+    trainer.compute_metrics = lambda prediction: {"wer_words": next(scripted)}
     train(trainer, resume=False)
-    history = {e["step"]: e["eval_wer"] for e in trainer.state.log_history if "eval_wer" in e}
+    history = {e["step"]: e["eval_wer_words"] for e in trainer.state.log_history if "eval_wer_words" in e}
     assert history == {2: 50.0, 4: 30.0, 6: 40.0}
     assert trainer.state.best_model_checkpoint.endswith("checkpoint-4")
     assert trainer.state.best_metric == 30.0
+
+    # Run again, it finds the run finished. From before the metrics took the course's names (our whole-word
+    # WER logged as eval_wer), the same checkpoints are refused rather than resumed under the wrong names.
+    assert train(trainer, resume=True) is None
+    state_file = tmp_path / "checkpoint-6" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["log_history"] = [{("eval_wer" if key == "eval_wer_words" else key): value for key, value in entry.items()}
+                            for entry in state["log_history"]]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CourseError, match="RESUME = False"):
+        train(trainer, resume=True)

@@ -11,6 +11,15 @@ troubleshooting section. A source marks its set-up cell with the tag ``setup`` a
 two lines (``from helpers.colab import setup`` and ``config = setup(...)``); the arguments it passes are
 kept, and a notebook whose set-up asks for a GPU (``needs_gpu=True``) asks Colab for one in its metadata.
 
+The course's own code (the preparation function, the collator, ``compute_metrics``) is in the notebooks as
+editable cells, the way IPython's ``%load -s NAME FILE`` puts a definition into a cell: a source cell
+starting ``# %load -s NAME helpers/module.py`` becomes, in the notebook, NAME's definition copied from that
+file with the imports it needs, so the learner can change it and the cells below run the change. The rest
+of that source cell (``from helpers.module import NAME``, then ``# isort: split`` so that the linter keeps
+it in its cell) only stands in for it, keeping the source lintable and runnable. ``helpers/`` keeps the one copy (the command line runs it), and ``tests/test_notebooks.py``
+fails when a notebook's cell and the helpers' code disagree. In the workshop, one runtime, a NAME that an
+earlier stage loaded is not loaded again (that would undo the learner's change): a note points back to it.
+
 ``workshop.ipynb`` is the seven stages in one notebook and one runtime, from the same sources: one
 badge, the teacher's agenda (``helpers.workshop.AGENDA``), one set-up (with the optional short run and a
 data choice for learners without a Mozilla Data Collective key), a pre-flight check, each stage's cells
@@ -25,6 +34,7 @@ identical files; ``tests/test_notebooks.py`` fails when a notebook and its sourc
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from pathlib import Path
@@ -57,6 +67,10 @@ _SIBLING_LINK = re.compile(r"\]\((\d\d_\w+\.ipynb)\)")
 _REPO_LINK = re.compile(r"\]\(\.\./(?P<path>[^)#\s]+)(?:#(?P<anchor>[^)\s]+))?\)")  # ](../docs/x.md#y)
 ONLY = {False: "notebook-only", True: "workshop-only"}  # the marker or tag of text for one of the two only
 _BLOCK = re.compile(r"^<!-- (?P<end>/?)(?P<kind>notebook-only|workshop-only) -->\n?", re.MULTILINE)
+
+
+# IPython's own syntax (jupytext turns the source's "# %load" comment into the magic when it reads a source).
+_LOAD = re.compile(r"%load -s (?P<name>\w+) (?P<path>helpers/\w+\.py)")
 
 SETUP_NOTE = f"""## Set-up
 
@@ -125,6 +139,92 @@ def for_one(text: str, in_workshop: bool) -> str:
     return re.sub(r"\n{3,}", "\n\n", "".join(out) + text[position:]).strip("\n")
 
 
+def load_target(cell: nbformat.NotebookNode) -> tuple[str, str] | None:
+    """``(name, path)`` when ``cell`` is a source's ``%load -s NAME helpers/module.py`` cell, else ``None``."""
+    if cell.cell_type != "code" or not cell.source:
+        return None
+    match = _LOAD.fullmatch(cell.source.lstrip("# ").splitlines()[0].strip())
+    return (match.group("name"), match.group("path")) if match else None
+
+
+def definition(name: str, path: str) -> tuple[str, ast.Module, ast.stmt]:
+    """The source text of top-level function or class ``name`` in ``path`` (decorators included), the
+    module's syntax tree and the definition's node."""
+    text = (REPO_ROOT / path).read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            return "\n".join(text.splitlines()[start - 1 : node.end_lineno]), tree, node
+    raise ValueError(f"{path} defines no top-level function or class {name} (named in a %load cell)")
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    # isort's (and ruff's) order within one import: constants, then classes, then everything else.
+    return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
+
+
+def _imports_for(tree: ast.Module, node: ast.stmt, module: str) -> str:
+    """The import lines ``node`` needs in a notebook: the module's own imports of the names it uses, and
+    ``from <module> import ...`` for what the module itself defines. Grouped and sorted as isort does."""
+    package = module.rpartition(".")[0]
+    bound: dict[str, tuple[str, str, str]] = {}  # name -> (section, statement kind, module)
+    for statement in tree.body:
+        if isinstance(statement, ast.ImportFrom) and statement.module != "__future__":
+            source = f"{package}.{statement.module}" if statement.level else statement.module
+            for alias in statement.names:
+                bound[alias.asname or alias.name] = ("from", source, alias.name if not alias.asname
+                                                     else f"{alias.name} as {alias.asname}")
+        elif isinstance(statement, ast.Import):
+            for alias in statement.names:
+                bound[alias.asname or alias.name] = ("import", alias.name, alias.asname or "")
+        elif isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
+            bound[statement.name] = ("from", module, statement.name)
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    bound[target.id] = ("from", module, target.id)
+    used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - {getattr(node, "name", "")}
+    plain: dict[int, set[str]] = {0: set(), 1: set(), 2: set()}  # stdlib, third party, this project
+    froms: dict[int, dict[str, set[str]]] = {0: {}, 1: {}, 2: {}}
+    for name in sorted(used & bound.keys()):
+        kind, source, what = bound[name]
+        top = source.split(".")[0]
+        section = 0 if top in sys.stdlib_module_names else 2 if top == package.split(".")[0] else 1
+        if kind == "import":
+            plain[section].add(f"import {source}" + (f" as {what}" if what else ""))
+        else:
+            froms[section].setdefault(source, set()).add(what)
+    blocks = []
+    for section in (0, 1, 2):
+        lines = sorted(plain[section]) + [f"from {source} import {', '.join(sorted(names, key=_isort_key))}"
+                                          for source, names in sorted(froms[section].items())]
+        if lines:
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _check_stand_in(notebook: str, cell: nbformat.NotebookNode, name: str, path: str) -> None:
+    # Anything else in a %load cell would vanish from the notebook without a word.
+    module = ".".join(Path(path).with_suffix("").parts)
+    rest = [line for line in cell.source.splitlines()[1:] if line.strip() and line.strip() != "# isort: split"]
+    if rest != [f"from {module} import {name}"]:
+        raise ValueError(f"the %load cell of {source_path(notebook)} must hold only its first line and "
+                         f"'from {module} import {name}' (the notebook gets the definition instead)")
+
+
+def loaded_cell(name: str, path: str) -> str:
+    """The notebook cell a ``%load -s name path`` source cell becomes: the definition, with its imports."""
+    code, tree, node = definition(name, path)
+    module = ".".join(Path(path).with_suffix("").parts)
+    header = (f"# %load -s {name} {path}\n"
+              "# The course's code, yours to change: edit it and run this cell, and the cells below use your "
+              f"version.\n# ({path} keeps the original, which the command line runs.)")
+    imports = _imports_for(tree, node, module)
+    return f"{header}\n{imports}\n\n\n{code}" if imports else f"{header}\n\n\n{code}"
+
+
 def _link_notebooks(text: str) -> str:
     # Relative links break when a notebook is opened from GitHub in Colab; Colab links and links to the
     # repository's files at the release work everywhere.
@@ -148,16 +248,27 @@ def _cell(kind: str, source: str, tags: list[str] | None = None) -> nbformat.Not
     return cell
 
 
-def _stage_cells(name: str, in_workshop: bool = False) -> list[nbformat.NotebookNode]:
-    """The source's cells after its header, the set-up cell expanded (or, in the workshop, left out)."""
+def _stage_cells(name: str, in_workshop: bool = False, loaded: set[str] | None = None) -> list[nbformat.NotebookNode]:
+    """The source's cells after its header, the set-up cell expanded (or, in the workshop, left out) and
+    each ``%load`` cell replaced by the code it names; ``loaded`` collects those names across the workshop's
+    stages, so that a later stage does not load one again."""
     cells = read_source(name).cells
     args = setup_args(name, cells)
+    loaded = set() if loaded is None else loaded
     out = []
     for cell in cells[1:]:
-        tags = [tag for tag in cell.metadata.get("tags", []) if tag not in ONLY.values()]
         if ONLY[not in_workshop] in cell.metadata.get("tags", []):
             continue
-        if "setup" in tags:
+        tags = [tag for tag in cell.metadata.get("tags", []) if tag not in ONLY.values()]
+        target = load_target(cell)
+        if target and target[0] in loaded:
+            out.append(_cell("markdown", f"*The workshop defined `{target[0]}` above, in an earlier stage: this "
+                                         "stage uses that definition (change it there).*"))
+        elif target:
+            _check_stand_in(name, cell, *target)
+            loaded.add(target[0])
+            out.append(_cell("code", loaded_cell(*target), tags))
+        elif "setup" in tags:
             if not in_workshop:
                 note = SETUP_NOTE + ("\n\n" + GPU_NOTE if "needs_gpu=True" in args else "")
                 out += [_cell("markdown", note), _cell("code", setup_cell(args), tags)]
@@ -276,9 +387,10 @@ def build_workshop() -> nbformat.NotebookNode:
         _cell("markdown", PREFLIGHT_NOTE),
         _cell("code", "from helpers.workshop import preflight\n\nchecks = preflight(config)"),
     ]
+    loaded: set[str] = set()
     for name in NOTEBOOKS:
         header = _link_notebooks(for_one(read_source(name).cells[0].source, in_workshop=True))
-        cells += [_cell("markdown", _demote(header)), *_stage_cells(name, in_workshop=True)]
+        cells += [_cell("markdown", _demote(header)), *_stage_cells(name, in_workshop=True, loaded=loaded)]
     cells.append(_cell("markdown", "---\n\n" + STUCK + "\n\n" + more(WORKSHOP)))
     return _notebook(cells, gpu=True)
 

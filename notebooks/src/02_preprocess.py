@@ -99,18 +99,19 @@ print(f"stored: {info.samplerate} Hz, {info.channels} channel(s), {info.frames} 
 # its reason. Two things differ. It stores the 16 kHz audio (as lossless FLAC) rather than the course's
 # 80 × 3000 float32 log-mel matrix, 960 KB per clip however short: the collator (03) computes the log-mel
 # features for a whole batch at once. And the sentences are tokenised beforehand, all at once, in one call
-# of the fast tokenizer. This is the function the helpers run:
+# of the fast tokenizer.
+#
+# Here it is, yours to change: `load_audio` decodes and resamples to 16 kHz (the course's
+# `cast_column(Audio(sampling_rate=16000))`), `duration > MAX_AUDIO_SECONDS` is the course's 30 s filter,
+# `len(label_ids) > max_label_tokens` drops labels longer than the decoder attends to, and a kept clip
+# returns its 16 kHz audio as FLAC with its label ids. Edit the cell and run it: the cells below, one clip
+# and then every clip, run your version.
 
 # %%
-from helpers.display import show_source
+# %load -s prepare_example helpers/features.py
 from helpers.features import prepare_example
 
-show_source(prepare_example, marks={
-    "wave = load_audio(audio)": "decode and resample to 16 kHz (the course: cast_column(Audio(sampling_rate=16000)))",
-    "duration > MAX_AUDIO_SECONDS": "the course's filter: Whisper's window is 30 s",
-    "len(label_ids) > max_label_tokens": "labels longer than the decoder can attend to (448 tokens)",
-    '"audio_16k": to_flac(wave)': "kept: 16 kHz audio as FLAC and the label ids",
-})
+# isort: split
 
 # %% [markdown]
 # Run it on one clip:
@@ -125,16 +126,19 @@ print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labe
 # %% [markdown]
 # ## Prepare every clip, counting what is dropped
 #
-# `prepare_dataset` runs that function over both splits, `num_proc` clips at a time in threads (decoding,
-# resampling and FLAC run in C libraries that let threads share the cores, without the worker processes,
-# pickling and shard files of `datasets.map(num_proc=...)`), writes the rows in their order with one
-# `datasets.map`, keeps the clips whose reason is empty, and reports the others: audio over 30 s, labels
-# over the limit, empty transcripts, and clips that are missing or not decodable audio.
+# `prepare_dataset` runs that function (`prepare=prepare_example`: the one above, with your changes) over
+# both splits, `num_proc` clips at a time in threads (decoding, resampling and FLAC run in C libraries that
+# let threads share the cores, without the worker processes, pickling and shard files of
+# `datasets.map(num_proc=...)`), writes the rows in their order with one `datasets.map`, keeps the clips
+# whose reason is empty, and reports the others: audio over 30 s, labels over the limit, empty transcripts,
+# and clips that are missing or not decodable audio. (A changed function prepares every clip again; an
+# unchanged one reuses what the last run saved in the `datasets` cache.)
 
 # %%
 from helpers.features import format_report, prepare_dataset
 
-prepared, report = prepare_dataset(loaded, processor, max_label_tokens=max_tokens, num_proc=config.num_proc)
+prepared, report = prepare_dataset(loaded, processor, max_label_tokens=max_tokens, num_proc=config.num_proc,
+                                   prepare=prepare_example)
 print(format_report(report))
 
 # %% [markdown]

@@ -47,18 +47,18 @@ model_config = WhisperConfig.from_pretrained(config.model)  # only the configura
 # with `decoder_start_token_id`. The course compares with `tokenizer.bos_token_id`, which for Whisper is
 # `<|endoftext|>`, so its strip never fires: see the course's
 # [issue #85](https://github.com/huggingface/audio-transformers-course/issues/85) and below.
+#
+# What to look for: `extractor.pad(` stacks stored log-mel features (the course's way) as they are;
+# `log_mel_batch(` computes ours for the whole batch from the 16 kHz audio; `masked_fill(` turns label
+# padding into `-100`, the index the loss ignores; `== self.decoder_start_token_id` strips the start token,
+# which the model adds again itself. The class is yours to change: edit the cell and run it, and the cells
+# below (and 04's trainer, in the workshop) use your version.
 
 # %%
+# %load -s DataCollatorSpeechSeq2SeqWithPadding helpers/collator.py
 from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
-from helpers.display import show_source
 
-show_source(DataCollatorSpeechSeq2SeqWithPadding, marks={
-    "extractor.pad(": "stored log-mel features (the course's way) are stacked as they are",
-    "log_mel_batch(": "ours: the log-mel features of the whole batch at once, from the stored 16 kHz audio",
-    "masked_fill(": "label padding becomes -100, the index the loss ignores",
-    "== self.decoder_start_token_id).all()": "strip the start token, which the model adds again itself "
-                                             "(the course compares with bos_token_id: issue #85)",
-})
+# isort: split
 
 # %% [markdown]
 # ## One batch of four training examples
@@ -126,8 +126,8 @@ for name, ids in (("ours", decoder_input(labels)[row]), ("course", decoder_input
 #
 # - Collate eight examples sorted by duration (`prepared["train"].sort("duration")`) and eight random
 #   ones: how much `-100` padding does each batch carry?
-# - Copy the collator class into a cell, remove the strip, and train a few steps of the smoke profile with
-#   it in 04 (`data_collator=YourCollator(...)`): what does the model learn to put first?
+# - Remove the strip from the collator in 04 (the same editable class), and train a few steps of the smoke
+#   profile: what does the model learn to put first?
 
 # %% [markdown]
 # <details><summary><b>Solutions</b> (open them after trying)</summary>

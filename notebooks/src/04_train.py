@@ -85,7 +85,7 @@ training_args = Seq2SeqTrainingArguments(
     save_total_limit=config.save_total_limit,  # older checkpoints are deleted, so Drive does not fill up
     report_to=["tensorboard"],
     load_best_model_at_end=True,
-    metric_for_best_model="wer",
+    metric_for_best_model="wer_words",  # the course's "wer" cuts Thaana's words at vowel marks: see below
     greater_is_better=False,
     push_to_hub=False,  # 06 pushes after a local save: no token in these arguments, pickled in every checkpoint
     remove_unused_columns=False,  # the collator needs audio_16k, which the model does not take
@@ -110,18 +110,26 @@ explain_training_arguments(training_args)
 # During evaluation the trainer generates transcripts and hands `compute_metrics` the generated ids and
 # the labels. The course's decodes both and calls `evaluate.load("wer")` twice (on the raw text, and after
 # `BasicTextNormalizer`). Ours decodes the same way and returns four error rates, named the same
-# everywhere: `wer_ortho` (raw text), `wer_basic` (the course's normalised WER), `wer` (our normaliser,
-# which keeps Thaana's vowel marks; it picks the best checkpoint) and `cer`. 05 shows the scoring code.
+# everywhere: the course's two under the course's names, `wer_ortho` (raw text) and `wer` (after
+# `BasicTextNormalizer`), and two of ours, `wer_words` and `cer_words` (after a normaliser that keeps
+# Thaana's vowel marks, so words stay whole). 05 shows the scoring code.
+#
+# **Which one picks the checkpoint: `wer_words`**, not the course's `wer` (so `metric_for_best_model`
+# above differs from the course's). `BasicTextNormalizer` turns every vowel mark into a space, cutting a
+# Thaana word into one-letter pieces: its `wer` counts pieces, most of them right even when the word is
+# wrong, so it can prefer a checkpoint that writes fewer whole words correctly. `wer_words` counts words,
+# what a reader of the transcript sees. Both are logged at every evaluation, side by side.
+#
+# Below, ours, yours to change: `prediction.predictions < 0` catches generated ids padded with `-100` when
+# a batch's rows end at different lengths, `prediction.label_ids == -100` undoes the collator's padding
+# (the course: `label_ids[label_ids == -100] = tokenizer.pad_token_id`), and `wer_scores` returns the four
+# error rates. Edit it and run the cell: the trainer below calls your version at every evaluation.
 
 # %%
-from helpers.display import show_source
+# %load -s make_compute_metrics helpers/metrics.py
 from helpers.metrics import make_compute_metrics
 
-show_source(make_compute_metrics, marks={
-    "prediction.predictions < 0": "generated ids come padded with -100 when batches end at different lengths",
-    "prediction.label_ids == -100": "undo the collator's -100 padding (the course: label_ids[label_ids == -100] = pad)",
-    "return wer_scores(": "the four error rates; wer_basic is the course's normalised WER",
-})
+# isort: split
 
 # %% [markdown]
 # ## The model and the trainer
@@ -163,14 +171,24 @@ if config.peft:  # set in the set-up cell: setup(needs_gpu=True, peft="lora")
     model = lora_from_config(model, config)  # prints how many parameters train
 
 # %% [markdown]
+# The trainer builds its batches with the collator of 03, the course's `DataCollatorSpeechSeq2SeqWithPadding`.
+# This notebook runs in a runtime of its own, so here is the class again, editable: a change made here is
+# what trains.
+
+# %%
+# %load -s DataCollatorSpeechSeq2SeqWithPadding helpers/collator.py
+from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
+
+# isort: split
+
+# %% [markdown]
 # The course's `Seq2SeqTrainer(...)`, with today's `processing_class` (the course's `tokenizer=`), the
-# collator from 03, and an evaluation set of the same seeded test clips at every evaluation:
+# collator and `compute_metrics` above, and an evaluation set of the same seeded test clips at every
+# evaluation:
 
 # %% tags=["trainer"]
 from transformers import Seq2SeqTrainer
 
-from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
-from helpers.metrics import make_compute_metrics
 from helpers.training import evaluation_subset
 
 trainer = Seq2SeqTrainer(
@@ -244,10 +262,10 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # %% [markdown]
 # ## Save the model
 #
-# `load_best_model_at_end` has loaded the checkpoint with the lowest WER; it is saved with its processor,
+# `load_best_model_at_end` has loaded the checkpoint with the lowest `wer_words`; it is saved with its processor,
 # so `from_pretrained` and `pipeline` can load the folder alone. After LoRA, the adapter is saved alone
 # (`adapter/`, megabytes) and merged into the weights (`model/`: a plain Whisper, no PEFT needed to load
-# it). Every evaluation, with the course's normalised WER (`wer_basic`) beside ours (`wer`):
+# it). Every evaluation, with the course's normalised WER (`wer`) beside ours (`wer_words`):
 
 # %%
 from helpers.display import evaluations_table, real_run_note

@@ -46,19 +46,19 @@ login()
 # %% [markdown]
 # ## The model card
 #
-# It names the metrics the way every notebook does: `wer_basic` is the course's normalised WER, `wer` ours
-# with the vowel marks kept, `wer_ortho` the raw text; and how the model was trained: full fine-tuning, or
+# It names the metrics the way every notebook does: `wer` is the course's normalised WER, `wer_words` ours
+# with the vowel marks kept (words whole), `wer_ortho` the raw text; and how the model was trained: full fine-tuning, or
 # LoRA with its rank and modules, the share of parameters trained and the adapter's size.
 
 # %%
-import json
 from pathlib import Path
 
+from helpers.evaluation import read_results
 from helpers.hub import who_am_i
 from helpers.share import course_model_card
 from helpers.workspace import require
 
-model_dir, results = require("model"), json.loads(require("results").read_text())
+model_dir, results = require("model"), read_results(require("results"))
 user = who_am_i()  # None without a (valid) token or without network
 repo_id = f"{user}/{Path(config.output_dir).name}" if user else Path(config.output_dir).name
 # Base model, data, language, the fine-tuned scores, the training settings and how it trained (full, or LoRA:
@@ -101,6 +101,8 @@ asr = pipeline("automatic-speech-recognition", model=model_source, **pipeline_pl
 asr.model.generation_config.max_length = config.generation_max_length  # as in evaluation
 
 # %%
+import json
+
 from datasets import load_from_disk
 from IPython.display import Audio, display
 
