@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from . import __version__
 
-# Where the course is published: every badge, link and set-up cell points here. A fork publishes under its
-# own name with `python -m tools.release VERSION --repo-url https://github.com/<owner>/<name>` (docs/versions-and-releases.md).
+# Where the course is published: every badge, link and set-up cell points here. A fork publishes under its own
+# name with `python -m tools.release VERSION --repo-url https://github.com/OWNER/NAME` (docs/versions-and-releases.md).
 REPO_URL = "https://github.com/whisper-course/whisper-finetune-companion"
 # The tag every set-up cell installs and every badge opens, so a learner who re-runs a notebook mid-course
 # gets the code the notebook was written against, not whatever main has become: the package's version

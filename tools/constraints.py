@@ -89,6 +89,26 @@ def pins() -> dict[str, str]:
     return {distribution.metadata["Name"]: distribution.version for distribution in found.values()}
 
 
+def share_torch(site_packages: Path, folder: Path) -> Path:
+    """Let another environment use this one's torch without installing it again (minutes, gigabytes).
+
+    torch and what only torch needs are linked into ``folder``, which a ``.pth`` file in ``site_packages`` puts
+    on that environment's path: pip there sees torch installed, and never removes it, since ``folder`` lies
+    outside that environment (as Colab's own torch lies outside anything a notebook's pip may remove).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    pinned = set(pins())
+    for name, distribution in closure(["torch"]).items():
+        if distribution.metadata["Name"] in pinned:
+            continue  # pip installs those in the other environment, at their own versions
+        base = Path(distribution.locate_file(""))
+        for top in {Path(str(f)).parts[0] for f in distribution.files or [] if not str(f).startswith("..")}:
+            if not (folder / top).exists() and (base / top).exists():
+                (folder / top).symlink_to(base / top)
+    (Path(site_packages) / "shared-torch.pth").write_text(f"{folder.resolve()}\n", encoding="utf-8")
+    return folder
+
+
 def render(versions: dict[str, str]) -> str:
     """The text of constraints.txt for ``versions``."""
     lines = [f"{name}=={version}" for name, version in sorted(versions.items(), key=lambda kv: kv[0].lower())]
@@ -123,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare this environment with the file")
     parser.add_argument("--output", type=Path, default=CONSTRAINTS, help="the file to write or check")
+    parser.add_argument("--share-torch", nargs=2, type=Path, metavar=("SITE_PACKAGES", "FOLDER"),
+                        help="let the environment of SITE_PACKAGES use this one's torch, linked into FOLDER")
     args = parser.parse_args(argv)
+    if args.share_torch:
+        share_torch(*args.share_torch)
+        return 0
     versions = pins()
     if args.check:
         found = differences(read(args.output), versions)

@@ -119,7 +119,7 @@ def release(version: str, repo_url: str | None = None, root: Path = REPO_ROOT) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version", nargs="?", help="the new version, e.g. 0.2.0 (the tag is v0.2.0)")
-    parser.add_argument("--repo-url", help="publish under this GitHub repository (a fork), written to helpers/course.py")
+    parser.add_argument("--repo-url", help="publish under this GitHub repository (a fork); written to helpers/course.py")
     parser.add_argument("--check", metavar="TAG", help="only check an existing tag")
     args = parser.parse_args(argv)
     if bool(args.version) == bool(args.check):
