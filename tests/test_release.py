@@ -40,6 +40,9 @@ def test_a_release_is_one_commit_and_a_tag_naming_the_version_everywhere(release
             "00_hub_login.ipynb") in notebook
     assert f'repo, release = \\"{FORK}\\", \\"v0.9.0\\"' in notebook
     assert "v0.1.0" not in notebook and "whisper-course/whisper-finetune-companion" not in notebook
+    readme = git("show", "v0.9.0:README.md", root=root)  # its Colab links follow the release too
+    assert "someone/whisper-course-fork/blob/v0.9.0/notebooks/00_hub_login.ipynb" in readme
+    assert "/blob/v0.1.0/" not in readme
     # The package built from the tag carries the version (pyproject reads helpers/__init__.py).
     assert "git push origin main v0.9.0" in printed and FORK in printed
     assert check_tag("v0.9.0", root) == []

@@ -7,8 +7,9 @@
 It writes the version in ``helpers/__init__.py`` (the one place: pyproject.toml and ``helpers.course.RELEASE``
 read it) and, with ``--repo-url``, where the course is published (``helpers.course.REPO_URL``); rebuilds
 every notebook with ``tools/sync_notebooks.py``, so that their badges, links and set-up cells name the new
-tag; commits that, tags it ``v<version>`` and checks that the tag holds every file the notebooks link to
-and what their set-up cell installs. Nothing is pushed: it prints what to publish
+tag, and points the Markdown pages' links to the old release (README, docs/) at the new one; commits that,
+tags it ``v<version>`` and checks that the tag holds every file the notebooks link to and what their set-up
+cell installs. Nothing is pushed: it prints what to publish
 (docs/versions-and-releases.md).
 """
 
@@ -57,7 +58,8 @@ def check_tag(tag: str, root: Path = REPO_ROOT) -> list[str]:
     problems = [] if tag == f"v{version}" else [f"{tag} holds version {version}, so its notebooks link to v{version}"]
     files = set(git("ls-tree", "-r", "--name-only", tag, root=root).splitlines())
     owner_name = url.removeprefix("https://github.com/")
-    colab = re.compile(rf"https://colab\.research\.google\.com/github/{re.escape(owner_name)}/blob/([^/]+)/([^)\s\"'\\]+)")
+    colab = re.compile(rf"https://colab\.research\.google\.com/github/{re.escape(owner_name)}"
+                       r"/blob/([^/]+)/([^)\s\"'\\]+)")
     blob = re.compile(rf"{re.escape(url)}/blob/([^/]+)/([^)\s\"'#\\]+)")
     for notebook in (*NOTEBOOKS, WORKSHOP):
         path = f"{NOTEBOOK_FOLDER}/{notebook}"
@@ -81,6 +83,17 @@ def check_tag(tag: str, root: Path = REPO_ROOT) -> list[str]:
     return problems
 
 
+def _relink_markdown(root: Path, old_url: str, old_tag: str, new_url: str, new_tag: str) -> None:
+    """Point the links of the Markdown pages (README, docs/) at the new release, and the new repository."""
+    old_path, new_path = (url.removeprefix("https://github.com/") for url in (old_url, new_url))
+    for name in git("ls-files", "*.md", root=root).splitlines():
+        path = root / name
+        text = path.read_text(encoding="utf-8")
+        changed = text.replace(f"{old_path}/blob/{old_tag}/", f"{new_path}/blob/{new_tag}/").replace(old_url, new_url)
+        if changed != text:
+            path.write_text(changed, encoding="utf-8")
+
+
 def release(version: str, repo_url: str | None = None, root: Path = REPO_ROOT) -> str:
     """Write ``version`` (and ``repo_url``), regenerate the notebooks, commit, tag and check; the tag's name."""
     if not _SEMVER.match(version):
@@ -94,6 +107,7 @@ def release(version: str, repo_url: str | None = None, root: Path = REPO_ROOT) -
                            "was tested")
     if git("tag", "--list", tag, root=root):
         raise ReleaseError(f"tag {tag} exists already: a published release never moves; choose the next version")
+    old_url, old_version = _course_at(root, "HEAD")
     version_file, course_file = root / VERSION_FILE, root / COURSE_FILE
     version_file.write_text(_VERSION.sub(f'__version__ = "{version}"', version_file.read_text(encoding="utf-8")),
                             encoding="utf-8")
@@ -104,7 +118,8 @@ def release(version: str, repo_url: str | None = None, root: Path = REPO_ROOT) -
     built = subprocess.run([sys.executable, "tools/sync_notebooks.py"], cwd=root, capture_output=True, text=True)
     if built.returncode:
         raise ReleaseError(f"tools/sync_notebooks.py failed:\n{built.stderr[-2000:]}")
-    git("add", VERSION_FILE, COURSE_FILE, "notebooks", root=root)
+    _relink_markdown(root, old_url, f"v{old_version}", repo_url or old_url, tag)
+    git("add", "-u", root=root)
     if git("status", "--porcelain", root=root):
         git("commit", "-q", "-m", f"Release {tag}", root=root)
     git("tag", "-a", tag, "-m", f"Release {tag} of the course", root=root)
@@ -119,7 +134,7 @@ def release(version: str, repo_url: str | None = None, root: Path = REPO_ROOT) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version", nargs="?", help="the new version, e.g. 0.2.0 (the tag is v0.2.0)")
-    parser.add_argument("--repo-url", help="publish under this GitHub repository (a fork); written to helpers/course.py")
+    parser.add_argument("--repo-url", help="publish under this GitHub repository (a fork), in helpers/course.py")
     parser.add_argument("--check", metavar="TAG", help="only check an existing tag")
     args = parser.parse_args(argv)
     if bool(args.version) == bool(args.check):
