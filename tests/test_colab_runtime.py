@@ -46,10 +46,10 @@ STANDIN = Path(__file__).parent / "colab_standin"
 SECRET = "hf_standinTokenNeverShownAnywhere0123"
 KERNEL = "colab-standin"
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.colab_runtime, pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="needs root and unshare: the set-up cell writes to /content, bind-mounted in a private mount namespace",
-)
+)]
 
 
 def python_in(runtime_python: Path, code: str, env: dict[str, str]) -> str:
