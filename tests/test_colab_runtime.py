@@ -82,7 +82,7 @@ def colab(tmp_path_factory):
     runtime = share_torch(site, tmp / "runtime-usr-local")  # what Colab keeps outside the learner's reach
     shutil.copytree(STANDIN / "google", runtime / "google")
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("COURSE_", "PYTHON", "VIRTUAL_ENV", "HF_TOKEN", "PIP_"))}
+           if not key.startswith(("COURSE_", "PYTHON", "VIRTUAL_ENV", "HF_TOKEN"))}  # pip's settings are kept
     env.update(PATH=f"{python.parent}{os.pathsep}{env['PATH']}", GIT_CONFIG_GLOBAL=str(gitconfig),
                HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "hf-home"), OMP_NUM_THREADS="1", MPLBACKEND="agg")
     install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
