@@ -85,8 +85,8 @@ def colab(tmp_path_factory):
            if not key.startswith(("COURSE_", "PYTHON", "VIRTUAL_ENV", "HF_TOKEN"))}  # pip's settings are kept
     env.update(PATH=f"{python.parent}{os.pathsep}{env['PATH']}", GIT_CONFIG_GLOBAL=str(gitconfig),
                HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "hf-home"), OMP_NUM_THREADS="1", MPLBACKEND="agg")
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              *COLAB_STACK], env=env, capture_output=True, text=True, timeout=900)
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", *COLAB_STACK],  # no .pyc: CPU
+                             env=env, capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
     before = {n: python_in(python, f"from importlib.metadata import version; print(version('{n}'))", env)
               for n in ("transformers", "datasets", "huggingface_hub")}
