@@ -28,6 +28,13 @@ set +e
 
 echo "== Newest releases that differ from constraints.txt =="
 "$PY" -m tools.constraints --check | sed 's/^/  /'
+# A newest release pip could not install with the rest (one of its requirements cannot be met) is worth knowing.
+for name in transformers datasets huggingface_hub peft datacollective ctranslate2 accelerate; do
+  latest=$("$PY" -m pip index versions "$name" 2>/dev/null | sed -n '1s/.*(\(.*\))$/\1/p')
+  installed=$("$PY" -c "from importlib.metadata import version; print(version('$name'))")
+  [ -z "$latest" ] || [ "$latest" = "$installed" ] ||
+    echo "  $name $latest is out, but pip could only install $installed with the rest (see: $PY -m pip install --dry-run $name==$latest)"
+done
 export COURSE_PROFILE=${COURSE_PROFILE:-smoke} HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 echo "== tests/test_trainer_internals.py (the private Trainer calls) =="
 "$PY" -m pytest -p no:cacheprovider -n 0 -q -o addopts= tests/test_trainer_internals.py 2>&1 | tail -n 15
