@@ -8,11 +8,17 @@ pinned release every set-up cell installs and every badge opens (:data:`RELEASE`
 
 from __future__ import annotations
 
+from . import __version__
+
+# Where the course is published: every badge, link and set-up cell points here. A fork publishes under its own
+# name with `python -m tools.release VERSION --repo-url https://github.com/OWNER/NAME` (docs/versions-and-releases.md).
 REPO_URL = "https://github.com/whisper-course/whisper-finetune-companion"
 # The tag every set-up cell installs and every badge opens, so a learner who re-runs a notebook mid-course
-# gets the code the notebook was written against, not whatever main has become. Bump it with the package
-# version (tests/test_notebooks.py checks they agree), tag that commit, then run tools/sync_notebooks.py.
-RELEASE = "v0.1.0"
+# gets the code the notebook was written against, not whatever main has become: the package's version
+# (helpers/__init__.py), which `python -m tools.release` bumps, tags and checks.
+RELEASE = f"v{__version__}"
+# What the set-up cell installs with: the versions the test suite passed with (tools/constraints.py).
+CONSTRAINTS = "constraints.txt"
 NOTEBOOK_FOLDER = "notebooks"
 # Where the set-up cell puts the project in Colab (an editable install keeps data/ and helpers/ together).
 COLAB_CHECKOUT = "/content/whisper-finetune-companion"
@@ -93,8 +99,9 @@ if "google.colab" in sys.modules:
     steps = [
         (f"Fetching {{repo}} at {{release}}", f"rm -rf {{checkout}} && git init -q {{checkout}} && cd {{checkout}} && "
          f"git fetch -q --depth 1 {{repo}} {{release}} && git checkout -q FETCH_HEAD"),
-        ("Installing it with pip (and openai-whisper's vocabulary files)",
-         f"pip install -q -e {{checkout}} && pip install -q --no-deps openai-whisper"),
+        ("Installing it with pip, at the versions it was tested with (and openai-whisper's vocabulary files)",
+         f"pip install -q -c {{checkout}}/{CONSTRAINTS} -e {{checkout}} && "
+         f"pip install -q --no-deps -c {{checkout}}/{CONSTRAINTS} openai-whisper"),
     ]
     if not os.path.exists(f"{{checkout}}/.installed-{{release}}"):  # once per runtime
         start = time.time()

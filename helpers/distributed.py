@@ -6,7 +6,6 @@ Every function here also works in a plain single process, where it is the main o
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,6 +15,8 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+from .trainer_internals import gather_for_metrics
 
 T = TypeVar("T")
 
@@ -68,14 +69,22 @@ class ExactEvalSeq2SeqTrainer(Seq2SeqTrainer):
     is right here and the repeats would be scored: 32 clips instead of 24 with 2 processes and batch 16.
     """
 
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval", **gen_kwargs):
+        self._exact_eval_gen_kwargs = gen_kwargs  # the trainer's own evaluations during training come here too
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix,
+                                **gen_kwargs)
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test", **gen_kwargs):
+        self._exact_eval_gen_kwargs = gen_kwargs
+        return super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix,
+                               **gen_kwargs)
+
     def evaluation_loop(self, *args, **kwargs):
         if self._sequences_per_input() == 1:
-            self.gather_function = functools.partial(
-                self.accelerator.gather_for_metrics, use_gather_object=self.args.eval_use_gather_object
-            )
+            gather_for_metrics(self)  # after Seq2SeqTrainer.evaluate/predict chose plain gather
         return super().evaluation_loop(*args, **kwargs)
 
     def _sequences_per_input(self) -> int:
-        gen_kwargs = getattr(self, "_gen_kwargs", None) or {}  # set by Seq2SeqTrainer.evaluate/predict
+        gen_kwargs = getattr(self, "_exact_eval_gen_kwargs", None) or {}
         configured = getattr(getattr(self.model, "generation_config", None), "num_return_sequences", None)
         return int(gen_kwargs.get("num_return_sequences") or configured or 1)

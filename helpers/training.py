@@ -29,6 +29,7 @@ from .config import CourseConfig, CourseError
 from .distributed import ExactEvalSeq2SeqTrainer
 from .memory import explain_oom
 from .metrics import CHECKPOINT_METRIC, make_compute_metrics
+from .trainer_internals import load_best_model, load_checkpoint_weights
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
 _CHECKPOINTING = (
@@ -254,7 +255,8 @@ def _finished(trainer: Seq2SeqTrainer, checkpoint: str) -> bool:
     """If ``checkpoint`` is already at ``max_steps``, load its state and final weights instead of training.
 
     Resuming a finished run would otherwise train one step more and evaluate again (re-running the train
-    notebook, or the same command twice). The Trainer has no public call for this, so its own loaders are used.
+    notebook, or the same command twice). The Trainer has no public call for this, so its own loaders are used
+    (:mod:`helpers.trainer_internals`).
     """
     state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     if state.global_step < trainer.args.max_steps:
@@ -262,9 +264,9 @@ def _finished(trainer: Seq2SeqTrainer, checkpoint: str) -> bool:
     trainer.state = state
     best = state.best_model_checkpoint
     if trainer.args.load_best_model_at_end and best and checkpoint_is_complete(best):
-        trainer._load_best_model()
+        load_best_model(trainer)
     else:
-        trainer._load_from_checkpoint(checkpoint)
+        load_checkpoint_weights(trainer, checkpoint)
     print(f"Training already finished at step {state.global_step} ({checkpoint}); loaded "
           f"{best if trainer.args.load_best_model_at_end and best else 'its'} weights.")
     return True

