@@ -159,16 +159,25 @@ def test_readme_table_goes_between_its_markers(tmp_path):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU check; on a GPU run the script itself")
 def test_gpu_evaluation_script_runs_on_a_cpu_with_a_tiny_model(tmp_path):
-    """benchmarks.gpu_eval has never run on a GPU; its code path (both evaluations, the figures) is checked here."""
+    """benchmarks.gpu_eval's code path (every evaluation, forced Thaana lengths, the figures) on a CPU."""
     from benchmarks import gpu_eval
 
-    results = gpu_eval.main(["--tiny", "--device", "cpu", "--clips", "4", "--max-length", "6",
-                             "--results-dir", str(tmp_path)])
+    sentences = tmp_path / "test.tsv"  # Common Voice's columns; short Dhivehi sentences keep this cheap
+    sentences.write_text("client_id\tpath\tsentence\n" + "".join(
+        f"x\tc{i}.mp3\t{text}\n" for i, text in enumerate(["ރީތި ރަށެއް", "މިއީ ތާނަ", "ދިވެހި"])), encoding="utf-8")
+    results = gpu_eval.main(["--tiny", "--device", "cpu", "--clips", "3", "--max-length", "40", "--batch-size", "2",
+                             "--fast-batch-sizes", "2", "--sentences", str(sentences), "--results-dir", str(tmp_path)])
     paths = {p["path"]: p for p in results["paths"]}
-    assert set(paths) == {"course", "ours", "ours_unsorted"}
+    assert set(paths) == {"course", "ours", "fast-b2", "fast-b2-warm"}
     assert paths["course"]["eval_loss"] > 0 and paths["course"]["speedup_vs_course"] == 1.0
+    tokens = results["tokens"]
+    assert 5 < tokens["min"] < tokens["max"] < 40  # real token counts of the Thaana sentences, under max_length
+    for name in ("ours", "fast-b2", "fast-b2-warm"):
+        assert paths[name]["lengths_forced"], name  # every row decoded exactly its sentence's token count
+        assert paths[name]["ids_equal_ours"] is True, name  # the fast path's greedy ids are the eager path's
     for p in paths.values():
         assert p["clips_per_s"] > 0 and p["peak_reserved_bytes"] is None  # no GPU memory to measure here
+        assert p["decoder_steps"] > 0 and p["t4_seconds_estimate"] is None  # no kernels to scale by on a CPU
     assert json.loads((tmp_path / "gpu-eval-latest.json").read_text())["device"] == "cpu"
 
 
