@@ -209,3 +209,20 @@ def test_generate_recorder_reads_row_lengths_as_whisper_returns_them():
     assert looped == {"rows": 2, "steps": 8, "lengths": [2, 8], "stopped": [True, False]}
     with_prompt = recorder._lengths(torch.tensor([[50257, 50362, 5, 50256], [50257, 50362, 5, 6]]))
     assert with_prompt["lengths"] == [2, 3] and with_prompt["steps"] == 3
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU check; on a GPU run the script itself")
+def test_lora_gpu_script_runs_on_a_cpu_with_tiny_models(tmp_path):
+    """benchmarks.lora_gpu's code path (training steps, trainable share, the CLI's merge and its check) on a CPU."""
+    from benchmarks import lora_gpu
+
+    results = lora_gpu.main(["--tiny", "--device", "cpu", "--models", "small", "--batch-size", "2", "--steps", "1",
+                             "--warmup", "1", "--label-tokens", "8", "--results-dir", str(tmp_path)])
+    cases = {c["method"]: c for c in results["cases"]}
+    assert set(cases) == {"full", "lora", "lora-int8"}
+    assert cases["full"]["error"] is None and cases["full"]["trainable_share"] > 0.95  # all but positions
+    lora = cases["lora"]
+    assert lora["error"] is None and 0 < lora["trainable_share"] < 0.5 and lora["step_s_median"] > 0
+    assert lora["merged_ids_equal"] is True  # merge_and_save's model decodes as the adapter-wrapped one
+    assert "CUDA" in cases["lora-int8"]["error"]  # 8-bit weights need bitsandbytes on a GPU: named, not hidden
+    assert results["summary"]["merges_equal"] is True
