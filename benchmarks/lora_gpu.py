@@ -31,7 +31,6 @@ import gc
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -161,6 +160,7 @@ def _run_case(name: str, method: str, args: argparse.Namespace, batch_size: int)
     times, error, share, merge, peak, reserved = [], None, (None, None, None), {}, None, None
     with tempfile.TemporaryDirectory() as folder:
         try:
+            from benchmarks.gpu_step import timed_steps
             from helpers.lora import trainable_share
 
             model, config = build(name, method, device, args.tiny, Path(folder))
@@ -170,18 +170,7 @@ def _run_case(name: str, method: str, args: argparse.Namespace, batch_size: int)
             scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.fp16)
             features = torch.randn(batch_size, config.num_mel_bins, 3000, device=device)
             labels = torch.randint(0, 50000, (batch_size, args.label_tokens), device=device)
-            for step in range(args.warmup + args.steps):
-                start = time.perf_counter()
-                with torch.autocast(device.type, dtype=torch.float16, enabled=cuda and args.fp16):
-                    loss = model(input_features=features, labels=labels).loss
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                if cuda:
-                    torch.cuda.synchronize()
-                if step >= args.warmup:
-                    times.append(time.perf_counter() - start)
+            timed_steps(model, optimizer, scaler, features, labels, args, times)
             peak = torch.cuda.max_memory_allocated() if cuda else None
             reserved = torch.cuda.max_memory_reserved() if cuda else None
             del optimizer, features, labels
