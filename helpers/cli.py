@@ -224,7 +224,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         write_stamp(model_dir, stamp)
         greedy = score(final_model)
         finetuned = greedy["scores"]
-        print(f"Fine-tuned, greedy (the course's decoding; compare this with the course's WER): {finetuned}")
+        print(f"Fine-tuned: {finetuned} (greedy, the course's decoding: the score to compare with the course's)")
         beams = score(final_model, config.eval_num_beams)
         print(f"Fine-tuned, {config.eval_num_beams} beams: {beams['scores']} "
               f"({beams['seconds']:.0f} s against greedy's {greedy['seconds']:.0f} s)")

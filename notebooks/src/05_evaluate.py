@@ -43,7 +43,7 @@ from helpers.evaluation import transcribe_ids
 
 show_source(transcribe_ids, marks={
     "order.sort(": "clips of similar length together, so a batch stops generating together",
-    "generation.max_length, generation.num_beams =": "the model's own settings, capped at generation_max_length; one beam",
+    "generation.max_length, generation.num_beams =": "the model's own settings, at most generation_max_length",
     "features, cache = static.pad(features)": "the fast path: one static cache, every batch the same size",
     "model.generate(": "greedy decoding on the GPU in fp16 (the CPU in fp32)",
 })
@@ -131,10 +131,11 @@ else:
 #
 # The course scores greedy decoding (one beam: `Seq2SeqTrainer`'s default and the model's generation
 # config), so the fine-tuned model's greedy score above is the one to compare with the course's 14.1 %
-# normalised WER (our `wer_basic`). Beam search keeps several candidate transcripts at each step and returns the likeliest
-# whole one; on OpenAI's real checkpoints 5 beams nearly halved greedy WER in our CPU benchmark (tiny.en
-# 33.1 -> 17.4 %, base 21.6 -> 16.1 %) at 4-5 times the CPU time. Here the fine-tuned model is scored again
-# with `config.eval_num_beams` beams (5 in the real run) on the same split, with the time each pass took.
+# normalised WER (our `wer_basic`). Beam search keeps several candidate transcripts at each step and returns
+# the likeliest whole one; on OpenAI's real checkpoints 5 beams nearly halved greedy WER in our CPU
+# benchmark (tiny.en 33.1 -> 17.4 %, base 21.6 -> 16.1 %) at 4-5 times the CPU time. Here the fine-tuned
+# model is scored again with `config.eval_num_beams` beams (5 in the real run) on the same split, with the
+# time each pass took.
 
 # %%
 beams = score(str(fine_tuned_dir), num_beams=config.eval_num_beams)
