@@ -236,7 +236,11 @@ def test_the_fast_path_compiles_the_decoder_step_and_keeps_greedy_ids(small_shap
 
 @pytest.mark.parametrize("eight_bit", [False, True], ids=["lora-fp16", "lora-int8"])
 def test_lora_through_the_cli_trains_merges_and_scores_on_cuda(small_shaped, tmp_path, eight_bit):
-    """``python -m helpers run --peft lora [--load-in-8bit]``'s path on a GPU: train, merge, score (greedy, beams)."""
+    """``python -m helpers run --peft lora [--load-in-8bit]``'s path on a GPU: train, merge, score (greedy, beams).
+
+    The fp16 case also forces the fast path (too few batches to be chosen here): the Trainer's evaluations of
+    the adapter-wrapped model under autocast, and the merged model's greedy and beam passes, all compiled.
+    """
     if eight_bit:
         pytest.importorskip("bitsandbytes", reason="--load-in-8bit needs bitsandbytes (pip install bitsandbytes)")
     from helpers.cli import run
@@ -245,7 +249,8 @@ def test_lora_through_the_cli_trains_merges_and_scores_on_cuda(small_shaped, tmp
 
     config = get_config("t4", model=str(small_shaped), data=str(BUNDLED_CORPUS), output_dir=str(tmp_path / "run"),
                         max_steps=4, eval_steps=2, save_steps=2, logging_steps=1, max_test_samples=TEST_CLIPS,
-                        peft="lora", load_in_8bit=eight_bit, eval_num_beams=2, generation_max_length=40)
+                        peft="lora", load_in_8bit=eight_bit, eval_num_beams=2, generation_max_length=40,
+                        fast_generate=not eight_bit)  # the fp16 case: static cache in training's evaluations too
     torch.cuda.reset_peak_memory_stats()
     results = run(config, resume=False)
     peak = torch.cuda.max_memory_reserved()
