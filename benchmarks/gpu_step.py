@@ -58,6 +58,24 @@ def whisper_small_config(tiny: bool = False):
                          **size)
 
 
+def timed_steps(model, optimizer, scaler, features, labels, args: argparse.Namespace, times: list[float]) -> None:
+    """``args.warmup`` untimed, then ``args.steps`` timed training steps as the Trainer takes them under fp16
+    (autocast, gradient scaler); each timed step's seconds are appended to ``times`` (kept if one fails)."""
+    cuda = features.device.type == "cuda"
+    for step in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        with torch.autocast(features.device.type, dtype=torch.float16, enabled=cuda and args.fp16):
+            loss = model(input_features=features, labels=labels).loss
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+
+
 def run_variant(name: str, options: dict, args: argparse.Namespace) -> dict:
     """Build a fresh model with ``options``, train ``args.steps`` timed steps; return times and peak memory."""
     from transformers import WhisperForConditionalGeneration
@@ -85,18 +103,7 @@ def run_variant(name: str, options: dict, args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times, error = [], None
     try:
-        for step in range(args.warmup + args.steps):
-            start = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.float16, enabled=cuda and args.fp16):
-                loss = step_model(input_features=features, labels=labels).loss
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            if cuda:
-                torch.cuda.synchronize()
-            if step >= args.warmup:
-                times.append(time.perf_counter() - start)
+        timed_steps(step_model, optimizer, scaler, features, labels, args, times)
     except torch.cuda.OutOfMemoryError as oom:
         error = f"out of memory: {oom}".splitlines()[0]
     peak = torch.cuda.max_memory_allocated() if cuda else None

@@ -93,6 +93,12 @@ class CourseConfig:
     gradient_checkpointing: bool = True
     fp16: bool = True
     generation_max_length: int = 225
+    # Decoding with one static KV cache, whose decoder step transformers compiles on a GPU (torch.compile with
+    # CUDA graphs): None lets helpers.evaluation.choose_decoding decide (on for a long enough pass on CUDA,
+    # off on the CPU), True or False forces it. Greedy transcripts are the same either way.
+    fast_generate: bool | None = None
+    # Beams of the extra beam-search score of the fine-tuned model, beside the course's greedy one.
+    eval_num_beams: int = 5
     max_train_samples: int | None = None
     max_test_samples: int | None = None
     num_proc: int = field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)))
@@ -165,6 +171,7 @@ PROFILES: dict[str, dict] = {
         gradient_checkpointing=False,
         fp16=False,
         generation_max_length=64,
+        eval_num_beams=2,  # the beam-search pass's code path at a smoke run's cost
         dataloader_num_workers=0,
         eval_subset_size=16,  # of 24 test clips: the subset's code path runs in CI too
     ),

@@ -9,6 +9,7 @@ error becomes ``OutOfMemory`` (:mod:`helpers.memory`), a ``CourseError`` naming 
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 from pathlib import Path
@@ -27,6 +28,7 @@ from transformers import (
 from .collator import DataCollatorSpeechSeq2SeqWithPadding
 from .config import CourseConfig, CourseError
 from .distributed import ExactEvalSeq2SeqTrainer
+from .evaluation import choose_decoding
 from .memory import explain_oom
 from .metrics import CHECKPOINT_METRIC, make_compute_metrics
 from .trainer_internals import load_best_model, load_checkpoint_weights
@@ -101,7 +103,19 @@ class CourseSeq2SeqTrainer(ExactEvalSeq2SeqTrainer):
     Whisper's first convolution stops with "Input type (float) and bias type (c10::Half) should be the
     same" (transformers issue #30673). The features are cast to the model's dtype first; where they have
     it already (training, whose weights stay float32 under fp16 autocast), nothing changes.
+
+    ``generate_kwargs`` go to ``generate`` at every evaluation and prediction, through the public
+    ``gen_kwargs`` of ``evaluate`` and ``predict`` (a keyword the caller passes wins): :func:`build_trainer`
+    puts the static KV cache there when :func:`helpers.evaluation.choose_decoding` says so.
     """
+
+    generate_kwargs: dict = {}
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", **gen_kwargs):
+        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **{**self.generate_kwargs, **gen_kwargs})
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test", **gen_kwargs):
+        return super().predict(test_dataset, ignore_keys, metric_key_prefix, **{**self.generate_kwargs, **gen_kwargs})
 
     def prediction_step(self, model, inputs, *args, **kwargs):
         dtype = next(model.parameters()).dtype
@@ -126,15 +140,24 @@ def build_trainer(
     collator = DataCollatorSpeechSeq2SeqWithPadding(
         processor=processor, decoder_start_token_id=model.config.decoder_start_token_id
     )
-    return CourseSeq2SeqTrainer(
+    subset = evaluation_subset(prepared["test"], config.eval_subset_size, config.seed)
+    trainer = CourseSeq2SeqTrainer(
         model=model,
         args=training_arguments(config, output_dir, **training_args),
         train_dataset=prepared["train"],
-        eval_dataset=evaluation_subset(prepared["test"], config.eval_subset_size, config.seed),
+        eval_dataset=subset,
         data_collator=collator,
         compute_metrics=make_compute_metrics(processor.tokenizer),
         processing_class=processor,
     )
+    # The decoder step is compiled once for the whole run, so every evaluation's batches count towards it.
+    batches = math.ceil(len(subset) / config.eval_batch_size) * max(1, config.max_steps // config.eval_steps)
+    fast, why = choose_decoding(config.fast_generate, trainer.args.device, batches)
+    if fast:
+        # A new static cache per batch (the Trainer's last batch is shorter; StaticDecoding cannot pad it here).
+        trainer.generate_kwargs = {"cache_implementation": "static"}
+    print(f"Evaluation during training decodes {'with a static KV cache' if fast else 'eagerly'}: {why}.")
+    return trainer
 
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

@@ -159,16 +159,25 @@ def test_readme_table_goes_between_its_markers(tmp_path):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU check; on a GPU run the script itself")
 def test_gpu_evaluation_script_runs_on_a_cpu_with_a_tiny_model(tmp_path):
-    """benchmarks.gpu_eval has never run on a GPU; its code path (both evaluations, the figures) is checked here."""
+    """benchmarks.gpu_eval's code path (every evaluation, forced Thaana lengths, the figures) on a CPU."""
     from benchmarks import gpu_eval
 
-    results = gpu_eval.main(["--tiny", "--device", "cpu", "--clips", "4", "--max-length", "6",
-                             "--results-dir", str(tmp_path)])
+    sentences = tmp_path / "test.tsv"  # Common Voice's columns; short Dhivehi sentences keep this cheap
+    sentences.write_text("client_id\tpath\tsentence\n" + "".join(
+        f"x\tc{i}.mp3\t{text}\n" for i, text in enumerate(["ރީތި ރަށެއް", "މިއީ ތާނަ", "ދިވެހި"])), encoding="utf-8")
+    results = gpu_eval.main(["--tiny", "--device", "cpu", "--clips", "3", "--max-length", "40", "--batch-size", "2",
+                             "--fast-batch-sizes", "2", "--sentences", str(sentences), "--results-dir", str(tmp_path)])
     paths = {p["path"]: p for p in results["paths"]}
-    assert set(paths) == {"course", "ours", "ours_unsorted"}
+    assert set(paths) == {"course", "ours", "fast-b2", "fast-b2-warm"}
     assert paths["course"]["eval_loss"] > 0 and paths["course"]["speedup_vs_course"] == 1.0
+    tokens = results["tokens"]
+    assert 5 < tokens["min"] < tokens["max"] < 40  # real token counts of the Thaana sentences, under max_length
+    for name in ("ours", "fast-b2", "fast-b2-warm"):
+        assert paths[name]["lengths_forced"], name  # every row decoded exactly its sentence's token count
+        assert paths[name]["ids_equal_ours"] is True, name  # the fast path's greedy ids are the eager path's
     for p in paths.values():
         assert p["clips_per_s"] > 0 and p["peak_reserved_bytes"] is None  # no GPU memory to measure here
+        assert p["decoder_steps"] > 0 and p["t4_seconds_estimate"] is None  # no kernels to scale by on a CPU
     assert json.loads((tmp_path / "gpu-eval-latest.json").read_text())["device"] == "cpu"
 
 
@@ -200,3 +209,20 @@ def test_generate_recorder_reads_row_lengths_as_whisper_returns_them():
     assert looped == {"rows": 2, "steps": 8, "lengths": [2, 8], "stopped": [True, False]}
     with_prompt = recorder._lengths(torch.tensor([[50257, 50362, 5, 50256], [50257, 50362, 5, 6]]))
     assert with_prompt["lengths"] == [2, 3] and with_prompt["steps"] == 3
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU check; on a GPU run the script itself")
+def test_lora_gpu_script_runs_on_a_cpu_with_tiny_models(tmp_path):
+    """benchmarks.lora_gpu's code path (training steps, trainable share, the CLI's merge and its check) on a CPU."""
+    from benchmarks import lora_gpu
+
+    results = lora_gpu.main(["--tiny", "--device", "cpu", "--models", "small", "--batch-size", "2", "--steps", "1",
+                             "--warmup", "1", "--label-tokens", "8", "--results-dir", str(tmp_path)])
+    cases = {c["method"]: c for c in results["cases"]}
+    assert set(cases) == {"full", "lora", "lora-int8"}
+    assert cases["full"]["error"] is None and cases["full"]["trainable_share"] > 0.95  # all but positions
+    lora = cases["lora"]
+    assert lora["error"] is None and 0 < lora["trainable_share"] < 0.5 and lora["step_s_median"] > 0
+    assert lora["merged_ids_equal"] is True  # merge_and_save's model decodes as the adapter-wrapped one
+    assert "CUDA" in cases["lora-int8"]["error"]  # 8-bit weights need bitsandbytes on a GPU: named, not hidden
+    assert results["summary"]["merges_equal"] is True

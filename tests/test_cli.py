@@ -33,7 +33,7 @@ def test_help_explains_every_option():
     result = helpers_cli("run", "--help")
     assert result.returncode == 0
     for flag in ("--model", "--data", "--language", "--task", "--max-steps", "--output-dir", "--no-resume",
-                 "--auto-find-batch-size", "--push-to"):
+                 "--auto-find-batch-size", "--push-to", "--fast-generate", "--eval-num-beams"):
         assert flag in result.stdout
 
 
@@ -54,13 +54,16 @@ def test_run_writes_results_checkpoints_logs_and_model(smoke_run):
     for side in ("baseline", "finetuned"):
         assert set(results[side]) == {"wer_ortho", "wer_words", "wer", "cer_words", "n"}
         assert results[side]["n"] == 6
+    beams = results["finetuned_beam_search"]  # beside the greedy score, named, with what each pass cost
+    assert beams["num_beams"] == 2 and beams["scores"]["n"] == 6 and beams["seconds"] > 0 < beams["greedy_seconds"]
     assert (out / "report.json").is_file() and (out / "baseline.json").is_file()
     assert list((out / "runs").rglob("events.out.tfevents.*")), "TensorBoard logs go into the output folder"
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
     from transformers import WhisperProcessor
 
     assert WhisperProcessor.from_pretrained(out / "model").tokenizer.convert_tokens_to_ids("<|si|>") == 50322
-    assert "Zero-shot:" in result.stdout and "Fine-tuned:" in result.stdout
+    assert "Zero-shot:" in result.stdout and "Fine-tuned:" in result.stdout and "Fine-tuned, 2 beams:" in result.stdout
+    assert "Decoding eagerly (greedy): on the CPU" in result.stdout  # each pass says how it decodes, and why
 
 
 def test_results_match_our_own_measurement_of_the_saved_model(smoke_run, corpus):
@@ -148,4 +151,7 @@ def test_rerunning_a_finished_run_does_not_train_again(smoke_run, corpus):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training already finished at step 6" in result.stdout
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
-    assert json.loads((out / "results.json").read_text()) == before
+    after = json.loads((out / "results.json").read_text())
+    for record in (before, after):  # the passes' seconds are measured again; everything else must not change
+        del record["finetuned_beam_search"]["seconds"], record["finetuned_beam_search"]["greedy_seconds"]
+    assert after == before

@@ -71,7 +71,7 @@ def test_the_cli_scores_both_models_with_the_runs_precision(monkeypatch, tmp_pat
                         generation_max_length=4, num_proc=1)
     config.fp16 = True  # what the t4 profile asks; on this CPU it must still come out as fp32
     results = cli.run(config, resume=False)
-    assert calls == [True, True]  # zero-shot, then fine-tuned
+    assert calls == [True, True, True]  # zero-shot, then fine-tuned: greedy and with beams
     assert results["baseline"]["n"] == results["finetuned"]["n"] == 2
 
 

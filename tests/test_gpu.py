@@ -11,7 +11,9 @@ run`` and notebooks 04/05 (``load_model_and_processor``, ``cli.load_and_prepare`
 * training ran on CUDA under fp16 autocast with a gradient scaler, with gradient checkpointing really
   recomputing activations (each checkpointed layer runs forward twice per step);
 * evaluation during training and afterwards generated from features on CUDA, fp16 for the final pass;
-* peak GPU memory (``torch.cuda.max_memory_allocated``) stayed under 15 GB: a T4 has 16 GB (15 GiB usable).
+* peak GPU memory (``torch.cuda.max_memory_allocated``) stayed under 15 GB: a T4 has 16 GB (15 GiB usable);
+* the fast evaluation path (``fast=True``) compiles the decoder step and keeps the eager path's greedy ids;
+* ``--peft lora``, with and without ``--load-in-8bit``, trains, merges and scores (greedy and beams) on CUDA.
 
 Random weights give the same shapes, memory and kernels as the real checkpoint, and need no download.
 Peak memory can differ by card: attention kernels differ (no FlashAttention on a T4), so a figure from
@@ -191,3 +193,73 @@ def test_evaluation_ran_on_cuda(t4_run):
 def test_peak_gpu_memory_fits_a_t4(t4_run):
     assert t4_run["peak_allocated"] < PEAK_LIMIT_BYTES, (
         f"{t4_run['peak_allocated'] / 1e9:.2f} GB allocated at peak on {t4_run['device_name']}")
+
+
+# The fast evaluation path and LoRA over 8-bit weights (issue 20), on the same whisper-small shape.
+
+
+@pytest.fixture(scope="module")
+def small_shaped(tmp_path_factory) -> Path:
+    return build_whisper_small_shaped(tmp_path_factory.mktemp("fast") / "whisper-small-shaped")
+
+
+def test_the_fast_path_compiles_the_decoder_step_and_keeps_greedy_ids(small_shaped, prepared):
+    """On CUDA, ``fast=True`` decodes with one static cache and transformers compiles the step (CUDA graphs);
+    greedy ids must equal the eager path's on every clip, in the fp16 the evaluation runs in.
+
+    Random weights give near-uniform logits, whose top two tokens can swap under any change of summation
+    order; the output embedding is scaled up (logits spread like a trained model's) so that the comparison
+    tests the cache and the graphs, not fp16 rounding between two near-equal logits.
+    """
+    from helpers.device import model_for_inference
+    from helpers.evaluation import transcribe_ids
+    from helpers.model import load_model_and_processor
+
+    model, processor = load_model_and_processor(str(small_shaped), "sinhalese", "transcribe")
+    with torch.no_grad():
+        model.model.decoder.embed_tokens.weight.mul_(20)
+    runner = model_for_inference(model, fp16=True)
+    test = prepared[1]["test"].select(range(12))
+    compiling = []
+    hook = runner.model.decoder.register_forward_hook(lambda *_: compiling.append(torch.compiler.is_compiling()))
+    try:
+        eager = transcribe_ids(runner, processor, test, batch_size=8, max_length=60, fast=False)
+        assert not any(compiling)
+        fast = transcribe_ids(runner, processor, test, batch_size=8, max_length=60, fast=True)
+        again = transcribe_ids(runner, processor, test, batch_size=8, max_length=60, fast=True)  # graphs replayed
+    finally:
+        hook.remove()
+    assert any(compiling), "transformers did not compile the decoder step of the static-cache generate"
+    assert fast == eager and again == eager
+    assert all(eager)  # every clip generated something: equal because empty would prove nothing
+
+
+@pytest.mark.parametrize("eight_bit", [False, True], ids=["lora-fp16", "lora-int8"])
+def test_lora_through_the_cli_trains_merges_and_scores_on_cuda(small_shaped, tmp_path, eight_bit):
+    """``python -m helpers run --peft lora [--load-in-8bit]``'s path on a GPU: train, merge, score (greedy, beams).
+
+    The fp16 case also forces the fast path (too few batches to be chosen here): the Trainer's evaluations of
+    the adapter-wrapped model under autocast, and the merged model's greedy and beam passes, all compiled.
+    """
+    if eight_bit:
+        pytest.importorskip("bitsandbytes", reason="--load-in-8bit needs bitsandbytes (pip install bitsandbytes)")
+    from helpers.cli import run
+    from helpers.config import get_config
+    from helpers.lora import training_method
+
+    config = get_config("t4", model=str(small_shaped), data=str(BUNDLED_CORPUS), output_dir=str(tmp_path / "run"),
+                        max_steps=4, eval_steps=2, save_steps=2, logging_steps=1, max_test_samples=TEST_CLIPS,
+                        peft="lora", load_in_8bit=eight_bit, eval_num_beams=2, generation_max_length=40,
+                        fast_generate=not eight_bit)  # the fp16 case: static cache in training's evaluations too
+    torch.cuda.reset_peak_memory_stats()
+    results = run(config, resume=False)
+    peak = torch.cuda.max_memory_reserved()
+    print(json.dumps({"lora_8bit": eight_bit, "peak_reserved_gb": round(peak / 1e9, 2)}))
+    assert results["finetuned"]["n"] == TEST_CLIPS
+    assert results["finetuned_beam_search"]["num_beams"] == 2
+    assert results["finetuned_beam_search"]["scores"]["n"] == TEST_CLIPS
+    out = Path(config.output_dir)
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert (out / "model" / "model.safetensors").is_file()  # merged: a plain Whisper folder
+    assert "LoRA" in json.dumps(training_method(out / "model", out / "adapter"))
+    assert peak < PEAK_LIMIT_BYTES
