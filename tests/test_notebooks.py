@@ -491,8 +491,7 @@ def test_04_trainer_is_the_one_build_trainer_makes(run_04, prepared, tmp_path):
     ours = scope["trainer"]
     theirs = build_trainer(model, processor, prepared[1], config, ours.args.output_dir, disable_tqdm=False)
     assert ours.args.to_dict() == theirs.args.to_dict()
-    assert ours.eval_dataset["sentence"][:] == theirs.eval_dataset["sentence"][:]  # the same seeded subset
-    assert len(ours.eval_dataset) == config.eval_subset_size < len(prepared[1]["test"])
+    assert ours.eval_dataset is theirs.eval_dataset is prepared[1]["validation"]  # the slice of dev, not test
     assert ours.train_dataset is theirs.train_dataset
     assert type(ours.data_collator) is type(theirs.data_collator)
     assert ours.data_collator.decoder_start_token_id == theirs.data_collator.decoder_start_token_id
