@@ -65,7 +65,7 @@ def test_a_locale_without_a_release_and_an_unreachable_catalogue_each_say_what_t
 def test_common_voice_source_downloads_the_release_it_found(listed, monkeypatch, capsys):
     downloaded = []
     splits = DatasetDict(train=Dataset.from_dict({"x": [1]}), test=Dataset.from_dict({"x": [2]}))
-    monkeypatch.setattr(data, "load_from_mdc", lambda dataset_id, seed=42: downloaded.append(dataset_id) or splits)
+    monkeypatch.setattr(data, "load_from_mdc", lambda dataset_id, seed=42, validation_size=300: downloaded.append(dataset_id) or splits)
     assert load_common_voice("common-voice:dv") is splits
     assert downloaded == ["cv23-dv"]
     assert "Common Voice Scripted Speech 23.0 - Dhivehi" in capsys.readouterr().out
