@@ -114,6 +114,7 @@ def build_trainer(
     prepared: DatasetDict,
     config: CourseConfig,
     output_dir: str | Path,
+    callbacks: list | None = None,
     **training_args,
 ) -> Seq2SeqTrainer:
     """A ``Seq2SeqTrainer`` that trains on ``prepared['train']`` and chooses its best checkpoint by the WER on
@@ -131,6 +132,7 @@ def build_trainer(
         data_collator=collator,
         compute_metrics=make_compute_metrics(processor.tokenizer),
         processing_class=processor,
+        callbacks=callbacks,
     )
 
 
