@@ -45,7 +45,7 @@ def write_fp16(source: Path, target: Path) -> None:
     tensors = {}
     with safe_open(str(source), framework="pt") as handle:
         metadata = handle.metadata()
-        for key in handle.keys():
+        for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
             tensor = handle.get_tensor(key)
             tensors[key] = tensor.to(torch.float16) if tensor.is_floating_point() else tensor
     save_file(tensors, str(target), metadata=metadata or {"format": "pt"})

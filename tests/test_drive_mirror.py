@@ -22,7 +22,13 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from benchmarks.drive import BUDGET_BYTES, SMOKE_STEPS, measure, small_data, smoke_trainer
+from benchmarks.drive import (
+    BUDGET_BYTES,
+    SMOKE_STEPS,
+    measure,
+    small_data,
+    smoke_trainer,
+)
 from helpers.config import REPO_ROOT, get_config
 from helpers.model import load_processor
 from helpers.training import last_checkpoint, train
@@ -45,7 +51,7 @@ def measured(tmp_path_factory, one_thread):
 
 
 def test_five_saves_and_the_final_model_fit_the_drive_budget_at_whisper_small_size(measured):
-    work, figures = measured
+    _, figures = measured
     assert figures["saves"] == 5 and not figures["inotify_overflowed"]
     # Rotation ran on the stand-in (deleted copies still count: Drive's bin), newest and best stay.
     assert figures["bytes_deleted"] > 0 and figures["copies_kept"][-1] == f"checkpoint-{SMOKE_STEPS}"
@@ -65,7 +71,7 @@ def test_drive_holds_fp16_weights_and_no_optimizer_moments(measured):
     with safe_open(str(copy / "model.safetensors"), framework="pt") as small, \
             safe_open(str(full / "model.safetensors"), framework="pt") as whole:
         assert set(small.keys()) == set(whole.keys())
-        for key in small.keys():
+        for key in small.keys():  # noqa: SIM118 - safe_open is not a dict
             assert small.get_tensor(key).dtype == torch.float16
             assert torch.allclose(small.get_tensor(key).float(), whole.get_tensor(key), rtol=1e-3, atol=1e-4)
     optimizer = torch.load(copy / "optimizer.pt", weights_only=True)

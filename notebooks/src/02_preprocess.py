@@ -120,11 +120,11 @@ print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labe
 # %% [markdown]
 # ## Prepare every clip, counting what is dropped
 #
-# `prepare_dataset` runs that function over both splits, `num_proc` clips at a time in threads (decoding,
-# resampling and FLAC run in C libraries that let threads share the cores, without the worker processes,
-# pickling and shard files of `datasets.map(num_proc=...)`), writes the rows in their order with one
-# `datasets.map`, keeps the clips whose reason is empty, and reports the others: audio over 30 s, labels
-# over the limit, empty transcripts, and clips that are missing or not decodable audio.
+# `prepare_dataset` runs that function over every split (train, validation and test), `num_proc` clips at a
+# time in threads (decoding, resampling and FLAC run in C libraries that let threads share the cores,
+# without the worker processes, pickling and shard files of `datasets.map(num_proc=...)`), writes the rows
+# in their order with one `datasets.map`, keeps the clips whose reason is empty, and reports the others:
+# audio over 30 s, labels over the limit, empty transcripts, and clips that are missing or not decodable audio.
 
 # %%
 from helpers.features import format_report, prepare_dataset
