@@ -21,6 +21,7 @@ import select
 import struct
 import threading
 from pathlib import Path
+from typing import Self
 
 WHISPER_SMALL_PARAMETERS = 241_734_912  # WhisperForConditionalGeneration("openai/whisper-small")
 T4_SAVES = 5  # 500 steps, a save every 100
@@ -244,19 +245,23 @@ def measure(work: Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
+def in_temporary_folder(run, args: argparse.Namespace, *extra) -> dict:
+    """``run(folder, *extra)`` in a temporary folder; its figures printed as JSON, and written to ``args.result``."""
     import tempfile
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--result", type=Path, help="write the figures here as JSON")
-    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        figures = measure(Path(tmp))
+        figures = run(Path(tmp), *extra)
     text = json.dumps(figures, indent=2)
     if args.result:
         args.result.write_text(text + "\n")
     print(text)
     return figures
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--result", type=Path, help="write the figures here as JSON")
+    return in_temporary_folder(measure, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

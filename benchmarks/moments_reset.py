@@ -12,9 +12,7 @@ English test clips; the difference is the cost of the reset. Minutes of CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import tempfile
 from pathlib import Path
 
 
@@ -68,17 +66,13 @@ def run(steps: int, work: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from benchmarks.drive import in_temporary_folder
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="steps of each run; the break is half-way")
     parser.add_argument("--result", type=Path)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        figures = run(args.steps, Path(tmp))
-    text = json.dumps(figures, indent=2)
-    if args.result:
-        args.result.write_text(text + "\n")
-    print(text)
-    return figures
+    return in_temporary_folder(lambda folder: run(args.steps, folder), args)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +29,7 @@ from benchmarks.drive import (
 from helpers.config import REPO_ROOT, get_config
 from helpers.model import load_processor
 from helpers.training import last_checkpoint, train
+from tests.support import kill_when
 
 ENV = {"COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
@@ -84,29 +82,20 @@ def test_drive_holds_fp16_weights_and_no_optimizer_moments(measured):
 
 def run_until_killed(work: Path, runtime: Path) -> int:
     """Train the same run in a real process; SIGKILL it once Drive has a copy at step 4 or later."""
-    drive = work / "drive"
+    mirror = work / "drive" / "training"
+
+    def step_on_drive() -> int:
+        newest = last_checkpoint(mirror, verbose=False)
+        return int(Path(newest).name.split("-")[1]) if newest else 0
+
     code = ("import sys; from pathlib import Path; from datasets import load_from_disk; "
             "from benchmarks.drive import smoke_trainer; from helpers.training import train; "
             "work = Path(sys.argv[1]); "
             "trainer, _ = smoke_trainer(load_from_disk(str(work / 'prepared')), work / 'drive', Path(sys.argv[2])); "
             "train(trainer, resume=False)")
     env = {**os.environ, **ENV, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen([sys.executable, "-c", code, str(work), str(runtime)], cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 500
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            newest = last_checkpoint(drive / "training", verbose=False)
-            if newest and int(Path(newest).name.split("-")[1]) >= 4:
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.05)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        _, stderr = process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL, f"the run ended by itself ({process.returncode}): {stderr[-2000:]}"
-    return int(Path(last_checkpoint(drive / "training", verbose=False)).name.split("-")[1])
+    kill_when([sys.executable, "-c", code, str(work), str(runtime)], env, lambda: step_on_drive() >= 4)
+    return step_on_drive()
 
 
 def train_log(state: dict) -> dict[int, dict]:
