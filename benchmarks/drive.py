@@ -58,7 +58,7 @@ class DriveStandIn:
         self._watch(self.folder)
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> DriveStandIn:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
