@@ -23,7 +23,7 @@ def english(splits):
                         for name, split in splits.items()})
 
 
-def run(steps: int, work: Path) -> dict:
+def run(steps: int, batch_size: int, work: Path) -> dict:
     from helpers.config import BUNDLED_CORPUS, get_config
     from helpers.data import load_common_voice
     from helpers.evaluation import evaluate_model
@@ -36,7 +36,7 @@ def run(steps: int, work: Path) -> dict:
     model_dir = str(ensure_pretrained("tiny.en"))
     half = steps // 2
     config = get_config("smoke", model=model_dir, language=None, task=None, max_steps=steps, save_steps=half,
-                        eval_steps=half, logging_steps=1, train_batch_size=4, eval_batch_size=8,
+                        eval_steps=half, logging_steps=1, train_batch_size=batch_size, eval_batch_size=8,
                         generation_max_length=96, save_total_limit=3)
     _, processor = load_model_and_processor(model_dir, None, None)
     prepared = prepare_dataset(english(load_common_voice(BUNDLED_CORPUS)), processor, num_proc=1)[0]
@@ -44,7 +44,7 @@ def run(steps: int, work: Path) -> dict:
     def trained(runtime: Path, drive: Path, resume: bool) -> dict:
         model, _ = load_model_and_processor(model_dir, None, None)
         trainer = build_trainer(model, processor, prepared, config, runtime, callbacks=[CheckpointMirror(drive)],
-                                disable_tqdm=True, report_to=[], load_best_model_at_end=False)
+                                disable_tqdm=True, report_to=[], load_best_model_at_end=False, eval_strategy="no")
         train(trainer, resume=resume)
         scores = evaluate_model(trainer.model, processor, prepared["test"], 8, 96)["scores"]
         losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
@@ -58,7 +58,7 @@ def run(steps: int, work: Path) -> dict:
     resumed = trained(work / "b" / "runtime", drive, resume=True)
     model, _ = load_model_and_processor(model_dir, None, None)
     zero_shot = evaluate_model(model, processor, prepared["test"], 8, 96)["scores"]
-    return {"model": "tiny.en", "steps": steps, "resumed_at": half, "recipe": config.recipe,
+    return {"model": "tiny.en", "steps": steps, "batch_size": batch_size, "resumed_at": half, "recipe": config.recipe,
             "learning_rate": config.learning_rate, "train_clips": len(prepared["train"]),
             "test_clips": len(prepared["test"]), "zero_shot": zero_shot, "unbroken": unbroken,
             "resumed_from_drive_copy": resumed,
@@ -70,9 +70,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="steps of each run; the break is half-way")
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--result", type=Path)
     args = parser.parse_args(argv)
-    return in_temporary_folder(lambda folder: run(args.steps, folder), args)
+    return in_temporary_folder(lambda folder: run(args.steps, args.batch_size, folder), args)
 
 
 if __name__ == "__main__":
