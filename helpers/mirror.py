@@ -22,6 +22,7 @@ docs/checkpoints-and-drive.md for what that costs in WER). A run that is not int
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import TrainerCallback
 
+from .config import first_line
 from .training import checkpoint_is_complete, last_checkpoint
 
 OPTIMIZER = "optimizer.pt"
@@ -78,7 +80,12 @@ class CheckpointMirror(TrainerCallback):
         if not state.is_world_process_zero:
             return
         source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        self.copy(source, kwargs.get("optimizer"))
+        try:
+            self.copy(source, kwargs.get("optimizer"))
+        except OSError as error:  # Drive full or unmounted: the run itself is fine, only its safety copy is not
+            print(f"warning: could not copy {source.name} to {self.folder} ({first_line(error)}); training goes on, "
+                  "but a disconnect now would lose the steps since the last copy.", file=sys.stderr)
+            return
         keep = {source.name} | ({Path(state.best_model_checkpoint).name} if state.best_model_checkpoint else set())
         for old in self.folder.glob("checkpoint-*"):
             if old.is_dir() and old.name not in keep:

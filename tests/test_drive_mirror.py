@@ -130,3 +130,18 @@ def test_a_run_killed_between_saves_resumes_from_what_is_on_drive(measured, tmp_
     # RNG restored) give the reference's loss; AdamW's moments start again, so later steps drift apart.
     assert after[killed_at + 1]["loss"] == pytest.approx(before[killed_at + 1]["loss"], rel=0.02)
     assert trainer.state.best_model_checkpoint is not None and Path(trainer.state.best_model_checkpoint).is_dir()
+
+
+def test_a_copy_that_cannot_be_written_warns_and_training_goes_on(measured, tmp_path, capsys):
+    """Drive full or unmounted: the run keeps its checkpoint on the runtime's disk and says what is at risk."""
+    from types import SimpleNamespace
+
+    from helpers.mirror import CheckpointMirror
+
+    work, _ = measured
+    blocked = tmp_path / "drive-gone"
+    blocked.write_text("a file where the folder should be: every write under it fails")
+    args = SimpleNamespace(output_dir=str(work / "runtime" / "training"))
+    state = SimpleNamespace(global_step=SMOKE_STEPS, is_world_process_zero=True, best_model_checkpoint=None)
+    CheckpointMirror(blocked).on_save(args, state, control=None)
+    assert f"could not copy checkpoint-{SMOKE_STEPS} to {blocked}" in capsys.readouterr().err
