@@ -145,3 +145,16 @@ def test_a_copy_that_cannot_be_written_warns_and_training_goes_on(measured, tmp_
     state = SimpleNamespace(global_step=SMOKE_STEPS, is_world_process_zero=True, best_model_checkpoint=None)
     CheckpointMirror(blocked).on_save(args, state, control=None)
     assert f"could not copy checkpoint-{SMOKE_STEPS} to {blocked}" in capsys.readouterr().err
+
+
+def test_full_checkpoints_on_the_runtime_win_over_the_drive_copies(measured, tmp_path):
+    """A restarted kernel on the same runtime keeps AdamW's moments; only an empty (new) runtime takes Drive's."""
+    from helpers.mirror import CheckpointMirror
+
+    work, figures = measured
+    mirror = CheckpointMirror(work / "drive" / "training")
+    assert mirror.restore(work / "runtime" / "training") is None  # as new as Drive's newest: nothing copied
+    fresh = tmp_path / "new-runtime"
+    assert f"step {SMOKE_STEPS}" in mirror.restore(fresh)
+    assert sorted(p.name for p in fresh.iterdir()) == sorted(figures["copies_kept"])
+    assert last_checkpoint(fresh, verbose=False) == str(fresh / f"checkpoint-{SMOKE_STEPS}")
