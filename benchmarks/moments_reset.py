@@ -12,7 +12,6 @@ English test clips; the difference is the cost of the reset. Minutes of CPU.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 
@@ -51,10 +50,10 @@ def run(steps: int, batch_size: int, work: Path) -> dict:
         return {"test": scores, "losses": losses}
 
     unbroken = trained(work / "a" / "runtime", work / "a" / "drive", resume=False)
-    # The interrupted run: Drive holds the copy of step `half` only; the new runtime's disk is empty.
+    # The interrupted run: Drive holds the copy of step `half` only (made from the unbroken run's full
+    # checkpoint by the same code as during training); the new runtime's disk is empty.
     drive = work / "b" / "drive"
-    drive.mkdir(parents=True)
-    shutil.copytree(work / "a" / "drive" / f"checkpoint-{half}", drive / f"checkpoint-{half}")
+    CheckpointMirror(drive).copy(work / "a" / "runtime" / f"checkpoint-{half}")
     resumed = trained(work / "b" / "runtime", drive, resume=True)
     model, _ = load_model_and_processor(model_dir, None, None)
     zero_shot = evaluate_model(model, processor, prepared["test"], 8, 96)["scores"]
