@@ -139,7 +139,7 @@ show_source(make_compute_metrics, marks={
 from datasets import load_from_disk
 
 from helpers.model import load_model_and_processor
-from helpers.workspace import artifact_path, claim, require
+from helpers.workspace import claim, require
 
 model, processor = load_model_and_processor(config.model, config.language, config.task)
 if config.gradient_checkpointing:
@@ -178,6 +178,7 @@ from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
 from helpers.metrics import make_compute_metrics
 from helpers.mirror import CheckpointMirror
 from helpers.training import validation_split
+from helpers.workspace import artifact_path
 
 trainer = Seq2SeqTrainer(
     model=model,
