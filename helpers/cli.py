@@ -5,9 +5,10 @@
     accelerate launch -m helpers run ...                   # the same on several GPUs
 
 ``run`` prepares, evaluates the zero-shot model, trains (resuming from the last checkpoint in O), saves
-the model to O/model, evaluates it on the same test split, and writes O/results.json. ``--peft lora`` trains
-LoRA adapters only (O/adapter holds the adapter, O/model the merged model); ``--export-ct2`` adds a
-CTranslate2 copy in O/ct2.
+the model to O/model, evaluates it on the same test split, and writes O/results.json. The best checkpoint
+is chosen on the validation slice of dev (``--validation-size``); the test split is scored only by the
+zero-shot and the final model. ``--peft lora`` trains LoRA adapters only (O/adapter holds the adapter,
+O/model the merged model); ``--export-ct2`` adds a CTranslate2 copy in O/ct2.
 
     python -m helpers export-ct2 --model-dir O/model --output-dir O/ct2 [--quantization int8]
 """
@@ -43,6 +44,8 @@ OVERRIDES = {
     "--eval-num-beams": ("eval_num_beams", int, "beams of the fine-tuned model's extra beam-search score (t4: 5)"),
     "--max-train-samples": ("max_train_samples", int, "use only the first N training clips"),
     "--max-test-samples": ("max_test_samples", int, "use only the first N test clips"),
+    "--validation-size": ("validation_size", int,
+                          "dev clips held out (seeded) to choose the best checkpoint; the rest of dev trains"),
     "--num-proc": ("num_proc", int, "clips prepared at a time (threads) in preprocessing"),
     "--seed": ("seed", int, "random seed"),
     "--peft": ("peft", str, "'lora' trains LoRA adapters only (default: none, every weight is trained)"),
@@ -130,13 +133,13 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     from .features import format_report, prepare_dataset, save_report
 
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
-        splits = subsample(load_common_voice(config.data, seed=config.seed), config.max_train_samples,
-                           config.max_test_samples)
+        splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
+                           config.max_train_samples, config.max_test_samples)
         prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
     if is_main_process():
         save_report(report, output_dir / "report.json")
         print(format_report(report))
-    for split in ("train", "test"):
+    for split in ("train", "validation", "test"):
         if len(prepared[split]) == 0:
             raise CourseError(f"No {split} clip survived preprocessing; {output_dir / 'report.json'} says why "
                               "each was dropped.")

@@ -37,9 +37,9 @@ NONINTERACTIVE_ENV = "COURSE_NONINTERACTIVE"
 # 45 minutes (an estimate, see the workshop notebook); the smoke profile's about 4 minutes of CPU time.
 SHORT_RUN: dict[str, dict[str, Any]] = {
     "t4": dict(max_train_samples=2000, max_test_samples=500, max_steps=200, eval_steps=100, save_steps=100,
-               eval_subset_size=100),
+               validation_size=100),
     "smoke": dict(max_train_samples=32, max_test_samples=8, max_steps=10, eval_steps=5, save_steps=5,
-                  logging_steps=5, eval_subset_size=None),
+                  logging_steps=5),
 }
 SHORT_RUN_FOLDER = "short-run"
 

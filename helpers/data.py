@@ -13,9 +13,12 @@ Common Voice left the Hugging Face Hub in October 2025 and is published by the M
   (:func:`find_common_voice`), then downloaded as ``mdc:<its id>``;
 * a Hub dataset id ``owner/name`` (optionally ``owner/name:config``), for mirrors and your own datasets.
 
-Every source gives the same result: ``train`` (train + dev/validation merged, as in the course) and
-``test`` (held out; 10 % of train when the source has no test split), each with only ``audio``
-(undecoded, see ``helpers.audio``) and ``sentence``.
+Every source gives the same three splits, each with only ``audio`` (undecoded, see ``helpers.audio``) and
+``sentence``: ``validation``, a fixed, seeded slice of the source's dev split (``validation_size`` clips; of
+train when the source has none), on which training chooses its best checkpoint; ``train``, everything
+else of train and dev (the course merges all of dev into train); and ``test`` (held out; 10 % of train when
+the source has no test split), scored once, at the end. The course chooses its checkpoint on the test split
+it then scores; a slice of dev never scored as test keeps that score honest, for a few hundred training clips.
 
 Loading is strict about the *shape* of a source and lenient about its *rows*. A source that cannot give
 a training set (no such folder, no train split, a tsv without ``path``/``sentence``, a tsv that is not
@@ -38,9 +41,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from datasets import Audio, Dataset, DatasetDict, concatenate_datasets
 
-from .config import CourseError, can_connect, error_chain, first_line, in_colab
+from .config import VALIDATION_SIZE, CourseError, can_connect, error_chain, first_line, in_colab
 
 TRANSCRIPT_COLUMNS = ("sentence", "transcription", "text", "transcript", "normalized_text")
 CV_EXPECTED = "a Common Voice locale folder with clips/, train.tsv, dev.tsv and test.tsv"
@@ -170,16 +174,44 @@ def _cv_split(folder: Path, names: tuple[str, ...]) -> Dataset:
     return _as_dataset(audio, sentences)
 
 
-def _hold_out(train: Dataset, where: str, seed: int) -> DatasetDict:
+def _hold_out(train: Dataset, where: str, seed: int) -> tuple[Dataset, Dataset]:
     if len(train) < 2:
         raise DataSourceError(f"{where} has no test split and too few clips ({len(train)}) to hold some out.")
     print(f"{where} has no test split: holding out 10% of train as test (seed {seed}).")
     held = train.train_test_split(test_size=0.1, seed=seed)
-    return DatasetDict(train=held["train"], test=held["test"])
+    return held["train"], held["test"]
 
 
-def load_cv_folder(folder: Path, seed: int = 42) -> DatasetDict:
-    """Load a Common Voice release locale folder: train = train.tsv + dev.tsv, test = test.tsv."""
+def _seeded_slice(dataset: Dataset, size: int, seed: int) -> tuple[Dataset, Dataset]:
+    """``(rest, slice)``: ``size`` rows of ``dataset`` drawn with ``seed``, and the others, both in their order."""
+    chosen = set(int(i) for i in np.random.default_rng(seed).choice(len(dataset), size=size, replace=False))
+    rest = [i for i in range(len(dataset)) if i not in chosen]
+    return dataset.select(rest), dataset.select(sorted(chosen))
+
+
+def _three_splits(train: Dataset, dev: Dataset | None, test: Dataset | None, where: str, seed: int,
+                  validation_size: int) -> DatasetDict:
+    """train / validation / test from a source's own splits (see the module docstring)."""
+    if validation_size < 1:
+        raise DataSourceError(f"validation_size must be at least 1 clip (got {validation_size}).")
+    if test is None:
+        train, test = _hold_out(train, where, seed)
+    if dev is not None and len(dev) > 0:
+        rest, validation = _seeded_slice(dev, min(validation_size, len(dev)), seed)
+        train = concatenate_datasets([train, rest]) if len(rest) else train
+    else:
+        if len(train) < 2:
+            raise DataSourceError(f"{where} has no dev split and too few training clips ({len(train)}) to hold "
+                                  "a validation slice out of them.")
+        size = min(validation_size, max(1, len(train) // 10))
+        print(f"{where} has no dev split: holding out {size} training clips as validation (seed {seed}).")
+        train, validation = _seeded_slice(train, size, seed)
+    return DatasetDict(train=train, validation=validation, test=test)
+
+
+def load_cv_folder(folder: Path, seed: int = 42, validation_size: int = VALIDATION_SIZE) -> DatasetDict:
+    """Load a Common Voice release locale folder: validation = ``validation_size`` clips of dev.tsv drawn with
+    ``seed``, train = train.tsv + the rest of dev.tsv, test = test.tsv."""
     folder = Path(folder)
     found = find_cv_folder(folder)
     if found is None:
@@ -189,12 +221,11 @@ def load_cv_folder(folder: Path, seed: int = 42) -> DatasetDict:
             f"{folder} holds no train.tsv{detail}; expected {CV_EXPECTED} "
             "(e.g. cv-corpus-*/dv after unpacking the MDC download)."
         )
-    train = _cv_split(found, ("train", "dev"))
+    train = _cv_split(found, ("train",))
     if len(train) == 0:
         raise DataSourceError(f"{found / 'train.tsv'} lists no clips: there is nothing to train on.")
-    if not (found / "test.tsv").is_file():
-        return _hold_out(train, str(found), seed)
-    return DatasetDict(train=train, test=_cv_split(found, ("test",)))
+    test = _cv_split(found, ("test",)) if (found / "test.tsv").is_file() else None
+    return _three_splits(train, _cv_split(found, ("dev",)), test, str(found), seed, validation_size)
 
 
 def _keep_audio_and_sentence(dataset: Dataset, where: str) -> Dataset:
@@ -210,15 +241,14 @@ def _keep_audio_and_sentence(dataset: Dataset, where: str) -> Dataset:
     return dataset.cast_column("audio", Audio(decode=False))
 
 
-def _train_test(splits: DatasetDict, where: str, seed: int) -> DatasetDict:
+def _train_validation_test(splits: DatasetDict, where: str, seed: int, validation_size: int) -> DatasetDict:
     names = set(splits)
     if "train" not in names:
         raise DataSourceError(f"{where} has splits {sorted(names)} but no train split; expected at least 'train'.")
-    train = [splits["train"]] + [splits[n] for n in ("validation", "dev", "valid") if n in names]
-    train = concatenate_datasets([_keep_audio_and_sentence(d, where) for d in train])
-    if "test" in names:
-        return DatasetDict(train=train, test=_keep_audio_and_sentence(splits["test"], where))
-    return _hold_out(train, where, seed)
+    dev = [_keep_audio_and_sentence(splits[n], where) for n in ("validation", "dev", "valid") if n in names]
+    test = _keep_audio_and_sentence(splits["test"], where) if "test" in names else None
+    return _three_splits(_keep_audio_and_sentence(splits["train"], where), concatenate_datasets(dev) if dev else None,
+                         test, where, seed, validation_size)
 
 
 def _metadata_files(folder: Path) -> list[Path]:
@@ -240,7 +270,7 @@ def _read_metadata(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(text.splitlines()))
 
 
-def load_audiofolder(folder: Path, seed: int = 42) -> DatasetDict:
+def load_audiofolder(folder: Path, seed: int = 42, validation_size: int = VALIDATION_SIZE) -> DatasetDict:
     """Load an ``audiofolder``: ``metadata.csv``/``.jsonl`` rows with ``file_name`` and a transcript column.
 
     Read here rather than with ``load_dataset("audiofolder")``, which needs torchcodec and stops at the
@@ -271,7 +301,7 @@ def load_audiofolder(folder: Path, seed: int = 42) -> DatasetDict:
         found = f"it has only {', '.join(sorted(columns))}" if columns else "its metadata lists no files"
         raise DataSourceError(f"{folder} is an audiofolder without a train split ({found}).")
     splits = DatasetDict({name: _as_dataset(part["audio"], part["sentence"]) for name, part in columns.items()})
-    return _train_test(splits, str(folder), seed)
+    return _train_validation_test(splits, str(folder), seed, validation_size)
 
 
 def _mdc_api_key() -> str | None:
@@ -364,7 +394,8 @@ def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
     return None
 
 
-def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42) -> DatasetDict:
+def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42,
+                  validation_size: int = VALIDATION_SIZE) -> DatasetDict:
     """Download (once) a Common Voice release from the Mozilla Data Collective and load its folder.
 
     The SDK reads the API key from ``MDC_API_KEY`` itself; we only check it is there, and never print it.
@@ -404,7 +435,7 @@ def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 
         if why is None:
             raise
         raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: {why}.") from error
-    return load_cv_folder(Path(extracted), seed)
+    return load_cv_folder(Path(extracted), seed, validation_size)
 
 
 COMMON_VOICE_SOURCE = "common-voice:"  # common-voice:<locale>: the newest release in the MDC's catalogue
@@ -469,8 +500,8 @@ def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") 
                               slug=newest.slug)
 
 
-def load_from_hub(dataset_id: str, seed: int = 42) -> DatasetDict:
-    """Load a Hub dataset (``owner/name`` or ``owner/name:config``) with the same train/test shape."""
+def load_from_hub(dataset_id: str, seed: int = 42, validation_size: int = VALIDATION_SIZE) -> DatasetDict:
+    """Load a Hub dataset (``owner/name`` or ``owner/name:config``) with the same train/validation/test shape."""
     from datasets import load_dataset
     from datasets.exceptions import DatasetsError
 
@@ -486,11 +517,14 @@ def load_from_hub(dataset_id: str, seed: int = 42) -> DatasetDict:
         raise DataSourceError(
             f"{dataset_id!r} is not a local folder and could not be loaded as a Hub dataset: {why}."
         ) from error
-    return _train_test(splits, dataset_id, seed)
+    return _train_validation_test(splits, dataset_id, seed, validation_size)
 
 
-def load_common_voice(source: str | Path, seed: int = 42) -> DatasetDict:
-    """Load ``source`` (a local release folder, an audiofolder, ``mdc:<id>`` or a Hub id) as train/test.
+def load_common_voice(source: str | Path, seed: int = 42, validation_size: int = VALIDATION_SIZE) -> DatasetDict:
+    """Load ``source`` (a local release folder, an audiofolder, ``mdc:<id>`` or a Hub id) as train/validation/test.
+
+    ``validation_size`` clips of the source's dev split (of train when it has none), drawn with ``seed``,
+    become ``validation``; the rest of dev joins train.
 
     >>> splits = load_common_voice("data/cv-mini/si")        # doctest: +SKIP
     >>> splits["train"].column_names
@@ -498,22 +532,22 @@ def load_common_voice(source: str | Path, seed: int = 42) -> DatasetDict:
     """
     text = str(source).strip()
     if text.startswith("mdc:"):
-        return load_from_mdc(text[4:].strip(), seed=seed)
+        return load_from_mdc(text[4:].strip(), seed=seed, validation_size=validation_size)
     if text.startswith(COMMON_VOICE_SOURCE):
         release = find_common_voice(text[len(COMMON_VOICE_SOURCE):].strip())
         print(f"Newest Common Voice release in the MDC catalogue: {release.describe()}")
-        return load_from_mdc(release.id, seed=seed)
+        return load_from_mdc(release.id, seed=seed, validation_size=validation_size)
     path = Path(text).expanduser()
     if path.is_file() and path.name in ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv", "metadata.csv",
                                         "metadata.jsonl"):
         path = path.parent  # a tsv or metadata file stands for its folder
     if path.is_dir():
         if find_cv_folder(path) is not None:
-            return load_cv_folder(path, seed)
+            return load_cv_folder(path, seed, validation_size)
         if _metadata_files(path):
-            return load_audiofolder(path, seed)
+            return load_audiofolder(path, seed, validation_size)
         if any(path.glob("*.tsv")):
-            return load_cv_folder(path, seed)  # explains which split is missing
+            return load_cv_folder(path, seed, validation_size)  # explains which split is missing
         raise DataSourceError(
             f"{path} is neither {CV_EXPECTED} nor an audiofolder (audio files + metadata.csv with file_name "
             "and a transcript column)."
@@ -523,11 +557,12 @@ def load_common_voice(source: str | Path, seed: int = 42) -> DatasetDict:
             f"Data source {text!r} was not found; expected a Common Voice folder, an audiofolder, "
             "'mdc:<dataset-id>', 'common-voice:<locale>' or a Hub dataset id 'owner/name'."
         )
-    return load_from_hub(text, seed)
+    return load_from_hub(text, seed, validation_size)
 
 
 def subsample(splits: DatasetDict, max_train: int | None, max_test: int | None) -> DatasetDict:
-    """Keep the first ``max_train`` / ``max_test`` clips of each split when set (a quicker run)."""
+    """Keep the first ``max_train`` / ``max_test`` clips of train and test when set (a quicker run); the
+    validation slice has its own size (``validation_size`` when loading)."""
     for split, limit in (("train", max_train), ("test", max_test)):
         if limit is not None and limit < len(splits[split]):
             splits[split] = splits[split].select(range(limit))

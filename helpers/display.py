@@ -143,8 +143,9 @@ def show_source(obj: Any, marks: Mapping[str, str] | None = None) -> Source:
 
 # What each of the course's Seq2SeqTrainingArguments does, and what it costs on a free Colab T4 (16 GB).
 TRAINING_ARGUMENT_NOTES: dict[str, str] = {
-    "output_dir": "checkpoints and TensorBoard logs; in the workspace (Drive), so a disconnect loses at most "
-                  "the steps since the last checkpoint",
+    "output_dir": "full checkpoints and TensorBoard logs, on the runtime's own disk; after each save a small "
+                  "copy (fp16 weights, no optimizer moments) goes to the workspace (Drive), so a disconnect loses "
+                  "at most the steps since the last save",
     "per_device_train_batch_size": "clips per step; 16 fits whisper-small on a T4 with fp16 and checkpointing. "
                                    "Out of memory? halve it and double gradient_accumulation_steps",
     "gradient_accumulation_steps": "batches summed before each optimizer step: a larger effective batch for no "
@@ -169,11 +170,13 @@ TRAINING_ARGUMENT_NOTES: dict[str, str] = {
     "predict_with_generate": "evaluate by generating transcripts, so that WER can be computed (slower than loss)",
     "generation_max_length": "longest transcript generated in evaluation, in tokens; far above a Common Voice "
                              "sentence, it only stops runaway repetitions",
-    "save_steps": "checkpoint every N steps (weights + optimizer: about 3 GB for whisper-small); a multiple of "
+    "save_steps": "checkpoint every N steps (weights + optimizer: about 2.9 GB for whisper-small on the runtime's "
+                  "disk, 0.48 GB copied to Drive); a multiple of "
                   "eval_steps so the best model can be found",
     "eval_steps": "evaluate every N steps; each evaluation costs about a minute of generation on a T4",
     "logging_steps": "log the training loss every N steps (TensorBoard, the progress table); costs nothing",
-    "save_total_limit": "keep only the newest N checkpoints (and the best), so Drive and the Colab disk do not fill up",
+    "save_total_limit": "keep only the newest N checkpoints (and the best) on the runtime's disk; Drive keeps the "
+                        "newest copy and the best",
     "report_to": "TensorBoard event files under output_dir/runs",
     "load_best_model_at_end": "after training, reload the checkpoint with the best metric (not simply the last one)",
     "metric_for_best_model": "the metric that picks the best checkpoint: wer_words (words kept whole, not "

@@ -1,8 +1,9 @@
 """Training with ``Seq2SeqTrainer`` on today's API (scoring lives in :mod:`helpers.evaluation`).
 
 Built for sessions that die (Colab disconnects, a killed process): ``train`` resumes from the newest
-*complete* checkpoint in the output folder (``last_checkpoint`` skips one whose save was cut off), and
-checkpoints rotate (``save_total_limit``) so a Drive or Colab disk does not fill up. A CUDA out-of-memory
+*complete* checkpoint in the output folder (``last_checkpoint`` skips one whose save was cut off), or from
+the small copies a :class:`~helpers.mirror.CheckpointMirror` keeps on Drive, and checkpoints rotate
+(``save_total_limit``). A CUDA out-of-memory
 error becomes ``OutOfMemory`` (:mod:`helpers.memory`), a ``CourseError`` naming the settings that help.
 """
 
@@ -14,7 +15,6 @@ import re
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import (
@@ -82,16 +82,14 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
     return Seq2SeqTrainingArguments(**args)
 
 
-def evaluation_subset(test: Dataset, size: int | None, seed: int) -> Dataset:
-    """``size`` clips of ``test`` drawn with ``seed`` (the same ones at every evaluation and on resume).
-
-    The trainer scores this subset at every save, to choose the best checkpoint; the chosen model is scored
-    on the whole split afterwards. ``None``, or a size at least the split's, keeps the whole split.
-    """
-    if size is None or size >= len(test):
-        return test
-    indices = np.random.default_rng(seed).choice(len(test), size=size, replace=False)
-    return test.select(sorted(int(i) for i in indices))
+def validation_split(prepared: DatasetDict) -> Dataset:
+    """The split that chooses the best checkpoint: ``prepared['validation']`` (a seeded slice of dev, see
+    :mod:`helpers.data`), never the test split that scores the chosen model at the end."""
+    if "validation" not in prepared:
+        raise CourseError(f"The prepared data has no validation split (only {', '.join(prepared)}): it was made "
+                          "before the best checkpoint was chosen on a slice of dev; run the load and preprocess "
+                          "stages (01 and 02, or `python -m helpers prepare`) again.")
+    return prepared["validation"]
 
 
 class CourseSeq2SeqTrainer(ExactEvalSeq2SeqTrainer):
@@ -131,16 +129,17 @@ def build_trainer(
     prepared: DatasetDict,
     config: CourseConfig,
     output_dir: str | Path,
+    callbacks: list | None = None,
     **training_args,
 ) -> Seq2SeqTrainer:
-    """A ``Seq2SeqTrainer`` that trains on ``prepared['train']`` and evaluates WER on a fixed subset of
-    ``prepared['test']`` (``config.eval_subset_size`` clips; see :func:`evaluation_subset`)."""
+    """A ``Seq2SeqTrainer`` that trains on ``prepared['train']`` and chooses its best checkpoint by the WER on
+    ``prepared['validation']`` (:func:`validation_split`); the test split is left for the final score."""
     if config.gradient_checkpointing:
         model.config.use_cache = False  # the cache is useless during training and clashes with checkpointing
     collator = DataCollatorSpeechSeq2SeqWithPadding(
         processor=processor, decoder_start_token_id=model.config.decoder_start_token_id
     )
-    subset = evaluation_subset(prepared["test"], config.eval_subset_size, config.seed)
+    subset = validation_split(prepared)
     trainer = CourseSeq2SeqTrainer(
         model=model,
         args=training_arguments(config, output_dir, **training_args),
@@ -149,6 +148,7 @@ def build_trainer(
         data_collator=collator,
         compute_metrics=make_compute_metrics(processor.tokenizer),
         processing_class=processor,
+        callbacks=callbacks,
     )
     # The decoder step is compiled once for the whole run, so every evaluation's batches count towards it.
     batches = math.ceil(len(subset) / config.eval_batch_size) * max(1, config.max_steps // config.eval_steps)
@@ -239,8 +239,17 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     """Train, resuming from the last complete checkpoint in the output folder when ``resume`` and one exists.
 
     Optimizer, scheduler, RNG states and the step counter come back from the checkpoint, so the run goes
-    on as if it had never stopped. A CUDA out-of-memory error becomes ``OutOfMemory`` with advice.
+    on as if it had never stopped. When the trainer has a :class:`~helpers.mirror.CheckpointMirror` (the
+    small copies on Drive) and its output folder has nothing as new (a new Colab runtime), the copies are
+    restored first; then AdamW's moments start again. A CUDA out-of-memory error becomes ``OutOfMemory``.
     """
+    if resume and trainer.is_world_process_zero():
+        from .mirror import find_mirror
+
+        mirror = find_mirror(trainer)
+        note = mirror.restore(trainer.args.output_dir) if mirror else None
+        if note:
+            print(note)
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
     if checkpoint:
         _check_metric_names(checkpoint, trainer.args.metric_for_best_model)

@@ -10,10 +10,11 @@ stamps it, requiring it checks the stamp against the run set up in this notebook
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 
-from .config import CourseConfig, CourseError, workspace_dir
+from .config import CourseConfig, CourseError, in_colab, workspace_dir
 from .stamps import check_stamp, run_stamp, write_stamp
 
 # artifact -> (path inside the workspace, notebook that makes it, what it is)
@@ -56,6 +57,24 @@ def no_progress():
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
+
+
+RUNTIME_ENV = "COURSE_RUNTIME_DIR"
+
+
+def runtime_dir(name: str) -> Path:
+    """A folder on this runtime's own disk for what Drive need not keep (full training checkpoints).
+
+    Under ``COURSE_RUNTIME_DIR`` when set, ``/content/runtime`` in Colab (fast, free, gone after a
+    disconnect), else in a ``runtime`` folder of the workspace; one folder per workspace and profile.
+    """
+    workspace = workspace_dir(_profile())
+    # The workspace's last two folders (root and profile): the workshop's short run gets its own folder too.
+    if os.environ.get(RUNTIME_ENV):
+        return Path(os.environ[RUNTIME_ENV]) / workspace.parent.name / workspace.name / name
+    if in_colab():
+        return Path("/content/runtime") / workspace.parent.name / workspace.name / name
+    return workspace / "runtime" / name
 
 
 def artifact_path(name: str) -> Path:

@@ -137,10 +137,11 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     _write_tsv(folder / "dev.tsv", ["sentence", "path"], [[s, n] for n, s in dev])
     _write_tsv(folder / "test.tsv", CV_HEADER, [cv_row(n, s, i) for i, (n, s) in enumerate(test)])
     return {
-        "train_paths": [n for n, _ in train] + [n for n, _ in dev],
+        # Both dev clips are the validation slice (fewer than validation_size): none of dev trains.
+        "train_paths": [n for n, _ in train],
         "dev_sentences": [f'{dev[0][1][1:-1].replace(chr(34) * 2, chr(34))}', '"Stop!" she said, "now".'],
-        "train_total": len(train) + len(dev),
-        "train_kept": len(train) + len(dev) - len(BAD_TRAIN),
+        "train_total": len(train),
+        "train_kept": len(train) - len(BAD_TRAIN),
         "test_total": len(test),
         "test_kept": len(test) - len(BAD_TEST),
     }
@@ -181,7 +182,7 @@ def test_tsv_quirks_parse_into_the_right_rows(odd_corpus):
     splits = load_common_voice(folder)
     assert len(splits["train"]) == expected["train_total"] and len(splits["test"]) == expected["test_total"]
     assert [Path(a["path"]).name for a in splits["train"]["audio"]] == expected["train_paths"]
-    assert splits["train"]["sentence"][-2:] == expected["dev_sentences"]
+    assert splits["validation"]["sentence"] == expected["dev_sentences"]
     assert not any(s.startswith("\ufeff") or s.endswith("\r") for s in splits["train"]["sentence"])
 
 

@@ -39,7 +39,10 @@ def test_last_line_has_every_ratio_and_the_clip_check(tiny_run):
     assert RATIO_KEYS <= set(summary)
     assert summary["n_clips"] == 8 and summary["same_clips"] is True
     assert set(summary["goals"]) == {"p1_throughput_ratio>=8", "p1_worker_scaling>1", "p2_disk_ratio<=0.25",
-                                     "same_clips", "train_step_ratio<=1.05", "eval_real_wer_unchanged"}
+                                     "same_clips", "train_step_ratio<=1.05", "eval_real_wer_unchanged",
+                                     "drive_t4_run<=4GB"}
+    assert summary["goals"]["drive_t4_run<=4GB"] and 0 < summary["drive_t4_run_gb"] <= 4.0
+    assert "| scaled to whisper-small (241.7M parameters) |" in stdout
     assert "| P2 prepared dataset on disk (MB) |" in stdout  # the table is printed before the JSON line
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import REPO_ROOT
+from helpers.config import REPO_ROOT, get_config
 
 TINY_RUN = ["--max-steps", "6", "--save-steps", "3", "--eval-steps", "3", "--logging-steps", "1", "--batch-size", "4",
             "--max-train-samples", "12", "--max-test-samples", "6", "--num-proc", "1"]
@@ -44,7 +44,8 @@ def test_prepare_writes_counted_report(tmp_path, corpus):
     lines = (corpus / "test.tsv").read_text(encoding="utf-8").splitlines()
     assert report["test"]["total"] == report["test"]["kept"] == len(lines) - 1
     train_rows = sum(len((corpus / f"{s}.tsv").read_text(encoding="utf-8").splitlines()) - 1 for s in ("train", "dev"))
-    assert report["train"]["total"] == train_rows  # train + dev merged, as in the course
+    validation = get_config("smoke").validation_size  # a slice of dev chooses the checkpoint; the rest trains
+    assert report["validation"]["total"] == validation and report["train"]["total"] == train_rows - validation
     assert "Profile 'smoke'" in result.stdout and "train: kept" in result.stdout
 
 

@@ -38,16 +38,34 @@ def small_cv_folder(folder: Path, corpus: Path, splits=("train", "dev", "test"),
     return folder
 
 
-def test_local_release_folder_merges_train_and_dev(corpus):
-    splits = load_common_voice(corpus)
-    train_rows = tsv_rows(corpus / "train.tsv") + tsv_rows(corpus / "dev.tsv")
+def test_local_release_folder_holds_a_seeded_slice_of_dev_out_for_validation(corpus):
+    splits = load_common_voice(corpus, validation_size=8)
+    train_rows, dev_rows = tsv_rows(corpus / "train.tsv"), tsv_rows(corpus / "dev.tsv")
     test_rows = tsv_rows(corpus / "test.tsv")
-    assert set(splits) == {"train", "test"}
-    assert splits["train"].column_names == ["audio", "sentence"] == splits["test"].column_names
-    assert splits["train"]["sentence"] == [row[2] for row in train_rows]
+    assert list(splits) == ["train", "validation", "test"]
+    assert splits["train"].column_names == ["audio", "sentence"] == splits["validation"].column_names
+    dev = [row[2] for row in dev_rows]
+    validation = splits["validation"]["sentence"]
+    # 8 of dev's 12 clips, in dev's order; its other 4 train after train.tsv's rows, as the course merges them.
+    assert len(validation) == 8 and validation == [s for s in dev if s in validation]
+    assert splits["train"]["sentence"] == [row[2] for row in train_rows] + [s for s in dev if s not in validation]
     assert splits["test"]["sentence"] == [row[2] for row in test_rows]
     first = splits["train"][0]["audio"]
     assert first["path"] == str(corpus / "clips" / train_rows[0][1]) and first["bytes"] is None  # undecoded
+    # The same seed gives the same slice (a resumed run chooses on the same clips); another seed another.
+    assert load_common_voice(corpus, validation_size=8)["validation"]["sentence"] == validation
+    assert load_common_voice(corpus, seed=1, validation_size=8)["validation"]["sentence"] != validation
+    assert load_common_voice(corpus)["validation"]["sentence"] == dev  # a dev split smaller than the size: all of it
+
+
+def audio_paths(split) -> set[str]:
+    return {audio["path"] for audio in split["audio"]}
+
+
+def assert_disjoint(splits) -> None:
+    """No clip in two splits: validation never trains, and test is neither trained on nor chooses."""
+    train, validation, test = (audio_paths(splits[name]) for name in ("train", "validation", "test"))
+    assert validation and test and not (train & validation) and not (train & test) and not (validation & test)
 
 
 def test_folder_above_the_locale_folder_and_a_tsv_path_are_found(tmp_path, corpus):
@@ -70,9 +88,17 @@ def test_two_locales_under_one_folder_is_an_error_naming_both(tmp_path, corpus):
 
 def test_missing_test_split_holds_out_a_tenth_of_train(tmp_path, corpus):
     folder = small_cv_folder(tmp_path / "si", corpus, splits=("train", "dev"), rows=10)
+    splits = load_common_voice(folder, validation_size=4)
+    assert len(splits["train"]) == 10 + 6 - 1 and len(splits["test"]) == 1 and len(splits["validation"]) == 4
+    assert_disjoint(splits)
+
+
+def test_missing_dev_split_holds_validation_out_of_train(tmp_path, corpus):
+    folder = small_cv_folder(tmp_path / "si", corpus, splits=("train", "test"), rows=20)
     splits = load_common_voice(folder)
-    assert len(splits["train"]) + len(splits["test"]) == 20 and len(splits["test"]) == 2
-    assert not set(splits["train"]["sentence"]) & set(splits["test"]["sentence"])
+    assert len(splits["train"]) + len(splits["validation"]) == 20 and len(splits["validation"]) == 2  # a tenth
+    assert len(splits["test"]) == 20
+    assert_disjoint(splits)
 
 
 def test_tsv_quirks_are_parsed_as_meant(tmp_path):
@@ -106,7 +132,7 @@ def test_only_path_and_sentence_columns_are_enough(tmp_path, corpus):
         rows = tsv_rows(folder / f"{split}.tsv")
         (folder / f"{split}.tsv").write_text("sentence\tpath\n" + "".join(f"{r[2]}\t{r[1]}\n" for r in rows))
     splits = load_common_voice(folder)
-    assert len(splits["train"]) == 8 and len(splits["test"]) == 4
+    assert len(splits["train"]) == 4 and len(splits["validation"]) == 4 and len(splits["test"]) == 4
     assert Path(splits["train"][0]["audio"]["path"]).is_file()
 
 
@@ -121,10 +147,12 @@ def test_audiofolder_with_metadata_csv(tmp_path, corpus):
         (tmp_path / split / "metadata.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "train" / "metadata.csv").open("a").write("missing.mp3,kept here and counted when preprocessed\n")
     splits = load_common_voice(tmp_path)
-    assert len(splits["train"]) == 8 and len(splits["test"]) == 3
-    assert splits["train"]["sentence"][0] == "sentence 0, with a comma"
-    assert splits["train"][0]["audio"]["path"] == str(tmp_path / "train" / clips[0].name)
-    assert splits["train"][-1]["audio"]["path"] == str(tmp_path / "train" / "missing.mp3")
+    assert len(splits["train"]) == 7 and len(splits["validation"]) == 1 and len(splits["test"]) == 3
+    assert_disjoint(splits)
+    rows = {audio["path"]: sentence for split in ("train", "validation") for audio, sentence in
+            zip(splits[split]["audio"], splits[split]["sentence"])}
+    assert rows[str(tmp_path / "train" / clips[0].name)] == "sentence 0, with a comma"
+    assert str(tmp_path / "train" / "missing.mp3") in rows
 
 
 def test_flat_audiofolder_holds_out_test(tmp_path, corpus):
@@ -134,8 +162,9 @@ def test_flat_audiofolder_holds_out_test(tmp_path, corpus):
     (tmp_path / "metadata.jsonl").write_text(
         "".join(f'{{"file_name": "{c.name}", "text": "clip {i}"}}\n' for i, c in enumerate(clips)))
     splits = load_common_voice(tmp_path)
-    assert len(splits["train"]) == 18 and len(splits["test"]) == 2
+    assert len(splits["train"]) == 17 and len(splits["validation"]) == 1 and len(splits["test"]) == 2  # tenths
     assert splits["train"].column_names == ["audio", "sentence"]
+    assert_disjoint(splits)
 
 
 def test_sources_that_cannot_work_say_so_in_one_sentence(tmp_path, corpus):

@@ -10,6 +10,7 @@ import pytest
 from helpers.config import REPO_ROOT, get_config
 
 TEST_CLIPS = 7  # odd, and not a multiple of 2 processes x EVAL_BATCH: the sampler must repeat clips to even out
+VALIDATION_CLIPS = 5  # the same for the in-training evaluation
 EVAL_BATCH = 3
 
 
@@ -21,6 +22,7 @@ def two_process_run(tmp_path_factory, corpus):
                "-m", "helpers", "run", "--data", str(corpus), "--output-dir", str(out),
                "--max-steps", "2", "--eval-steps", "1", "--save-steps", "2", "--batch-size", "2",
                "--max-train-samples", "8", "--max-test-samples", str(TEST_CLIPS),
+               "--validation-size", str(VALIDATION_CLIPS),
                "--eval-batch-size", str(EVAL_BATCH), "--generation-max-length", "24", "--num-proc", "1"]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
                             check=False)
@@ -47,11 +49,9 @@ def test_results_score_the_whole_test_split_once(two_process_run):
 
 
 def test_evaluation_during_training_scores_each_clip_once(two_process_run):
-    """2 processes x batch 3 make 12 slots for 7 clips: the 5 repeats must not be scored."""
+    """2 processes x batch 3 make 6 slots for 5 validation clips: the repeat must not be scored."""
     out, _ = two_process_run
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     evaluations = [entry for entry in state["log_history"] if "eval_wer_words" in entry]
     assert [entry["step"] for entry in evaluations] == [1, 2]
-    subset = getattr(get_config("smoke"), "eval_subset_size", None)  # the evaluation set: a subset of the test split
-    expected = min(subset or TEST_CLIPS, TEST_CLIPS)
-    assert [entry["eval_n"] for entry in evaluations] == [expected, expected]
+    assert [entry["eval_n"] for entry in evaluations] == [VALIDATION_CLIPS, VALIDATION_CLIPS]

@@ -97,8 +97,8 @@ def test_the_trainer_evaluates_with_the_static_cache_and_the_same_predictions(ti
     try:
         for fast in (False, True):
             config = get_config("smoke", model=str(pretrained_model("tiny.en")), language=None, task=None,
-                                eval_batch_size=2, generation_max_length=40, fast_generate=fast, eval_subset_size=None)
-            trainer = build_trainer(model, processor, {"train": data, "test": data}, config, tmp_path / str(fast))
+                                eval_batch_size=2, generation_max_length=40, fast_generate=fast)
+            trainer = build_trainer(model, processor, {"train": data, "validation": data, "test": data}, config, tmp_path / str(fast))
             assert f"decodes {'with a static KV cache' if fast else 'eagerly'}" in capsys.readouterr().out
             caches.clear()
             predictions[fast] = trainer.predict(data).predictions  # batches of 2 clips, then 1

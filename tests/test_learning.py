@@ -18,7 +18,7 @@ def learned(prepared, tmp_path_factory):
                         logging_steps=1, eval_steps=STEPS, save_steps=STEPS)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
     before = evaluate_model(model, processor, clips, CLIPS, config.generation_max_length)
-    trainer = build_trainer(model, processor, {"train": clips, "test": clips}, config,
+    trainer = build_trainer(model, processor, {"train": clips, "validation": clips}, config,
                             tmp_path_factory.mktemp("learn"))
     train(trainer, resume=False)
     after = evaluate_model(trainer.model, processor, clips, CLIPS, config.generation_max_length)

@@ -136,7 +136,7 @@ def learned(tmp_path_factory, corpus):
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
     before = evaluate_model(model, processor, clips, CLIPS, MAX_TOKENS)
     peft_model = lora_from_config(model, config)
-    trainer = build_trainer(peft_model, processor, {"train": clips, "test": clips}, config,
+    trainer = build_trainer(peft_model, processor, {"train": clips, "validation": clips}, config,
                             tmp_path_factory.mktemp("lora-learn"))
     train(trainer, resume=False)
     after = evaluate_model(trainer.model, processor, clips, CLIPS, MAX_TOKENS)

@@ -47,7 +47,10 @@ def downloads(server: MdcStandIn) -> list[dict[str, str]]:
 
 
 def assert_is_the_release(splits, corpus) -> None:
-    assert len(splits["train"]) == len(tsv_rows(corpus / "train.tsv")) + len(tsv_rows(corpus / "dev.tsv"))
+    # dev is split between training and the validation slice that chooses the checkpoint; test stays apart
+    assert len(splits["train"]) + len(splits["validation"]) == len(tsv_rows(corpus / "train.tsv")) + len(
+        tsv_rows(corpus / "dev.tsv"))
+    assert 0 < len(splits["validation"]) <= len(tsv_rows(corpus / "dev.tsv"))
     assert len(splits["test"]) == len(tsv_rows(corpus / "test.tsv"))
     first = tsv_rows(corpus / "train.tsv")[0]
     assert splits["train"][0]["sentence"] == first[2]

@@ -510,11 +510,11 @@ def run_04(tmp_path, monkeypatch):
 @pytest.mark.parametrize("profile", ["smoke", "t4"])
 def test_04_writes_out_the_same_training_arguments_as_the_helpers(run_04, profile):
     from helpers.training import training_arguments
-    from helpers.workspace import artifact_path
+    from helpers.workspace import runtime_dir
 
     config = get_config(profile, max_steps=40)
     notebook_args = run_04(config)["training_args"]
-    helper_args = training_arguments(config, artifact_path("training"), disable_tqdm=False)
+    helper_args = training_arguments(config, runtime_dir("training"), disable_tqdm=False)
     ours, theirs = notebook_args.to_dict(), helper_args.to_dict()
     assert ours.keys() == theirs.keys()
     assert {key: (ours[key], theirs[key]) for key in ours if ours[key] != theirs[key]} == {}
@@ -524,8 +524,10 @@ def test_04_writes_out_the_same_training_arguments_as_the_helpers(run_04, profil
 def test_04_trainer_is_the_one_build_trainer_makes(run_04, prepared, tmp_path):
     import torch
 
+    from helpers.mirror import find_mirror
     from helpers.model import load_model_and_processor
     from helpers.training import build_trainer
+    from helpers.workspace import artifact_path
 
     config = get_config("smoke", max_steps=2)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
@@ -538,8 +540,8 @@ def test_04_trainer_is_the_one_build_trainer_makes(run_04, prepared, tmp_path):
     ours = scope["trainer"]
     theirs = build_trainer(model, processor, prepared[1], config, ours.args.output_dir, disable_tqdm=False)
     assert ours.args.to_dict() == theirs.args.to_dict()
-    assert ours.eval_dataset["sentence"][:] == theirs.eval_dataset["sentence"][:]  # the same seeded subset
-    assert len(ours.eval_dataset) == config.eval_subset_size < len(prepared[1]["test"])
+    assert ours.eval_dataset is theirs.eval_dataset is prepared[1]["validation"]  # the slice of dev, not test
+    assert find_mirror(ours).folder == artifact_path("training")  # the small copies go to the workspace (Drive)
     assert ours.train_dataset is theirs.train_dataset
     # The notebook's classes and functions (its cells), not the helpers' objects, doing what the helpers' do.
     assert type(ours.data_collator) is scope["DataCollatorSpeechSeq2SeqWithPadding"] is not type(theirs.data_collator)

@@ -7,7 +7,7 @@ import torch
 from transformers.trainer_utils import IntervalStrategy, SchedulerType
 
 from helpers.config import CourseError, get_config
-from helpers.training import build_trainer, evaluation_subset, train, training_arguments
+from helpers.training import build_trainer, train, training_arguments
 
 
 @pytest.fixture
@@ -39,14 +39,37 @@ def test_without_cuda_the_same_run_goes_in_fp32_on_the_cpu(tmp_path, monkeypatch
     assert not args.fp16 and not args.fp16_full_eval and args.use_cpu
 
 
-def test_the_evaluation_subset_is_fixed_and_seeded(prepared):
+def test_no_test_clip_is_seen_before_the_final_score(prepared, tmp_path):
+    """Training and the evaluations that choose the checkpoint see train and validation clips only.
+
+    A spy around the real collator records every clip the trainer batches while it trains and evaluates.
+    """
+    from helpers.model import load_model_and_processor
+
     _, data, _ = prepared
-    test = data["test"]
-    first, again = evaluation_subset(test, 10, seed=42), evaluation_subset(test, 10, seed=42)
-    assert len(first) == 10 and first["sentence"] == again["sentence"]  # the same clips at every evaluation
-    assert set(first["sentence"]) <= set(test["sentence"])
-    assert evaluation_subset(test, 10, seed=1)["sentence"] != first["sentence"]
-    assert len(evaluation_subset(test, None, seed=42)) == len(evaluation_subset(test, 10_000, 42)) == len(test)
+    config = get_config("smoke", max_steps=4, eval_steps=2, save_steps=2, train_batch_size=4, eval_batch_size=8,
+                        generation_max_length=4)
+    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    trainer = build_trainer(model, processor, data, config, tmp_path)
+    seen, collate = [], trainer.data_collator
+    trainer.data_collator = lambda rows: seen.extend(bytes(row["audio_16k"]) for row in rows) or collate(rows)
+    train(trainer, resume=False)
+    clips = {name: {bytes(audio) for audio in data[name]["audio_16k"]} for name in ("train", "validation", "test")}
+    assert not clips["train"] & clips["validation"] and not clips["test"] & (clips["train"] | clips["validation"])
+    assert set(seen) <= clips["train"] | clips["validation"] and not set(seen) & clips["test"]
+    assert clips["validation"] <= set(seen)  # every validation clip scored each checkpoint
+    assert trainer.eval_dataset is data["validation"]
+
+
+def test_prepared_data_without_a_validation_split_says_to_prepare_again(prepared, tmp_path):
+    from helpers.config import CourseError
+    from helpers.model import load_model_and_processor
+
+    _, data, _ = prepared
+    config = get_config("smoke")
+    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    with pytest.raises(CourseError, match="no validation split .* again"):
+        build_trainer(model, processor, {"train": data["train"], "test": data["test"]}, config, tmp_path)
 
 
 def test_the_best_checkpoint_is_the_one_with_the_lowest_wer(prepared, tmp_path):
@@ -58,7 +81,7 @@ def test_the_best_checkpoint_is_the_one_with_the_lowest_wer(prepared, tmp_path):
     from helpers.model import load_model_and_processor
 
     _, data, _ = prepared
-    small = {"train": data["train"].select(range(4)), "test": data["test"].select(range(2))}
+    small = {"train": data["train"].select(range(4)), "validation": data["validation"].select(range(2))}
     config = get_config("smoke", max_steps=6, eval_steps=2, save_steps=2, train_batch_size=2,
                         generation_max_length=4, save_total_limit=5)
     model, processor = load_model_and_processor(config.model, config.language, config.task)

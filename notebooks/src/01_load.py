@@ -2,9 +2,9 @@
 # # 1 · Load Common Voice Dhivehi
 #
 # **What this stage does.** It finds the newest Common Voice Dhivehi release, loads it into a
-# `DatasetDict` with a `train` split (Common Voice's train + dev, as in the course) and a held-out `test`
-# split, each with only the `audio` and `sentence` columns, shows a few rows, plays a clip, and saves the
-# splits in the workspace.
+# `DatasetDict` with a `train` split (Common Voice's train + dev, as in the course, but for a `validation`
+# slice of 300 dev clips that chooses the best checkpoint in 04) and a held-out `test` split, each with only
+# the `audio` and `sentence` columns, shows a few rows, plays a clip, and saves the splits in the workspace.
 #
 # **Why.** Dhivehi is a low-resource language Whisper was not trained on: the course shows that 500
 # steps of fine-tuning on about 7 hours of it take the normalised WER from over 100 % to about 14 %.
@@ -85,7 +85,8 @@ except DataSourceError as error:
 from helpers.data import load_common_voice, subsample
 
 print("Loading", config.data)
-splits = load_common_voice(config.data, seed=config.seed)  # train = train + dev, test held out
+# train = train + dev but for a seeded slice of dev, the validation split; test held out
+splits = load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size)
 splits = subsample(splits, config.max_train_samples, config.max_test_samples)  # a shorter run, if asked
 splits
 
@@ -134,7 +135,7 @@ print("Saved to", save_dataset(embed_audio(splits), "loaded"))
 #   not know, pick its closest relative among Whisper's languages, as the course does for Dhivehi.
 # - **Your own recordings.** Put your clips in a Drive folder with a `metadata.csv` listing `file_name` and
 #   `sentence` for each, and start with `setup(data="/content/drive/MyDrive/my-recordings")`: the same
-#   code loads it as an audiofolder (10 % held out as test).
+#   code loads it as an audiofolder (10 % held out as test, and a tenth of the rest as validation).
 
 # %% [markdown]
 # <details><summary><b>Solutions</b> (open them after trying)</summary>
@@ -156,7 +157,8 @@ print("Saved to", save_dataset(embed_audio(splits), "loaded"))
 #   weather.wav,The weather is fine today.
 #   ```
 #
-#   `load_common_voice("/content/drive/MyDrive/my-recordings")` gives `train` and `test` (10 % held out); a
-#   `train/` and a `test/` folder, each with its own `metadata.csv`, choose the split yourself.
+#   `load_common_voice("/content/drive/MyDrive/my-recordings")` gives `train`, `validation` and `test` (10 %
+#   held out as test, a tenth of the rest as validation); a `train/` and a `test/` folder, each with its own
+#   `metadata.csv`, choose the split yourself.
 #
 # </details>

@@ -127,9 +127,9 @@ print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labe
 # ## Prepare every clip, counting what is dropped
 #
 # `prepare_dataset` runs that function (`prepare=prepare_example`: the one above, with your changes) over
-# both splits, `num_proc` clips at a time in threads (decoding, resampling and FLAC run in C libraries that
-# let threads share the cores, without the worker processes, pickling and shard files of
-# `datasets.map(num_proc=...)`), writes the rows in their order with one `datasets.map`, keeps the clips
+# every split (train, validation and test), `num_proc` clips at a time in threads (decoding, resampling and
+# FLAC run in C libraries that let threads share the cores, without the worker processes, pickling and shard
+# files of `datasets.map(num_proc=...)`), writes the rows in their order with one `datasets.map`, keeps the clips
 # whose reason is empty, and reports the others: audio over 30 s, labels over the limit, empty transcripts,
 # and clips that are missing or not decodable audio. (A changed function prepares every clip again; an
 # unchanged one reuses what the last run saved in the `datasets` cache.)

@@ -2,16 +2,16 @@
 # # 4 · Train
 #
 # **What this stage does.** It writes out the course's `Seq2SeqTrainingArguments` and `Seq2SeqTrainer`
-# with this run's values, fine-tunes Whisper on the prepared training split, measures the WER on test clips
-# while training, keeps checkpoints in the workspace, saves the best model, and plots the loss and WER.
+# with this run's values, fine-tunes Whisper on the prepared training split, measures the WER on the
+# validation clips while training, keeps checkpoints, saves the best model, and plots the loss and WER.
 #
 # **Why.** This is the fine-tuning itself. On a free Colab T4 the course's 500 steps take about 45
-# minutes, long enough for a disconnect; so checkpoints go to Drive every 100 steps (about 9 minutes of T4
-# time) and running this stage again resumes from the last one.
+# minutes, long enough for a disconnect; so the trainer saves every 100 steps (about 9 minutes of T4
+# time), a small copy of each save goes to Drive, and running this stage again resumes from the last one.
 #
 # <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/`
-# (checkpoints, TensorBoard logs) and `model/` (the fine-tuned model and processor) in the workspace.
+# (the small copies of the checkpoints) and `model/` (the fine-tuned model and processor) in the workspace.
 # **Runtime: a GPU** (Runtime > Change runtime type > T4 GPU). **Time on a free Colab T4:** about 50
 # minutes: 500 steps and five evaluations of 300 clips (an estimate).
 # <!-- /notebook-only -->
@@ -49,23 +49,33 @@ config = setup(needs_gpu=True)
 # Below, the same call with today's names (`eval_strategy`, `activation_checkpointing`) and this run's
 # values from the profile (`config`). One value differs from the course: it saves once, at step 500, so a
 # disconnect at step 450 would lose everything; we save every 100 steps. Picking the best checkpoint needs a
-# WER at every save, so the trainer also evaluates every 100 steps, on a fixed, seeded subset of 300 test
-# clips (about a minute each time); 05 scores the chosen model on the whole test split.
+# WER at every save, so the trainer also evaluates every 100 steps (about a minute each time).
 #
-# **What a save costs on Drive.** A whisper-small checkpoint holds the weights and the optimizer state:
-# about 3 GB. `save_total_limit=2` keeps the newest two (plus the best, when it is older), so up to about
-# 6-9 GB; Drive's free tier has 15 GB. Files the trainer deletes go to Drive's bin, where they still count
-# against your quota for 30 days: empty the bin (drive.google.com > Bin) if Drive fills up.
+# **Where the best checkpoint is chosen.** The course evaluates on `common_voice["test"]` and keeps the
+# checkpoint with the lowest WER there, then reports that WER: the test split chose the model it scores,
+# which flatters it. Here the trainer evaluates on the `validation` split, 300 clips of Common Voice's dev
+# split held out in 01 (the course trains on all of dev, so we train on a few hundred clips fewer), and
+# 05 scores the chosen model on the test split once, at the end.
+#
+# **Where a save goes, and what it costs.** A whisper-small checkpoint holds the fp32 weights (0.97 GB) and
+# AdamW's two moments (1.93 GB): about 2.9 GB. Five of them written to Drive would be about 15 GB, and the
+# ones `save_total_limit` deletes stay in Drive's bin, counting against the free 15 GB for 30 days. So the
+# trainer saves its checkpoints on the runtime's own disk (`output_dir` below; free, and gone after a
+# disconnect), and after each save a callback, `CheckpointMirror`, copies to `training/` on Drive what a new
+# runtime needs to go on: the weights in fp16 (0.48 GB), the step, the learning-rate schedule and the random
+# state, but not AdamW's moments. Five copies and the final model (fp32, 0.97 GB) write about 3.4 GB to
+# Drive in all, deleted copies included. After a disconnect, training resumes from the newest copy, its
+# moments starting again from zero (what that costs is in docs/checkpoints-and-drive.md).
 
 # %% tags=["training-arguments"]
 import torch
 from transformers import Seq2SeqTrainingArguments
 
-from helpers.workspace import artifact_path
+from helpers.workspace import runtime_dir
 
 cuda = torch.cuda.is_available()  # fp16 needs a GPU; on a CPU the same run goes in fp32
 training_args = Seq2SeqTrainingArguments(
-    output_dir=str(artifact_path("training")),  # in the workspace (Drive): checkpoints survive a disconnect
+    output_dir=str(runtime_dir("training")),  # the runtime's own disk: full checkpoints, not Drive (see above)
     per_device_train_batch_size=config.train_batch_size,
     gradient_accumulation_steps=config.gradient_accumulation_steps,
     learning_rate=config.learning_rate,
@@ -82,7 +92,7 @@ training_args = Seq2SeqTrainingArguments(
     save_steps=config.save_steps,  # 100 on the t4 profile, not the course's 500: see above
     eval_steps=config.eval_steps,
     logging_steps=config.logging_steps,
-    save_total_limit=config.save_total_limit,  # older checkpoints are deleted, so Drive does not fill up
+    save_total_limit=config.save_total_limit,  # older checkpoints are deleted from the runtime's disk
     report_to=["tensorboard"],
     load_best_model_at_end=True,
     metric_for_best_model="wer_words",  # the course's "wer" cuts Thaana's words at vowel marks: see below
@@ -183,23 +193,34 @@ from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
 
 # %% [markdown]
 # The course's `Seq2SeqTrainer(...)`, with today's `processing_class` (the course's `tokenizer=`), the
-# collator and `compute_metrics` above, and an evaluation set of the same seeded test clips at every
-# evaluation:
+# collator and `compute_metrics` above, the validation split (not the course's test split) as the evaluation
+# set, and the callback that copies each save to Drive:
 
 # %% tags=["trainer"]
 from transformers import Seq2SeqTrainer
 
-from helpers.training import evaluation_subset
+from helpers.mirror import CheckpointMirror
+from helpers.training import validation_split
+from helpers.workspace import artifact_path
 
 trainer = Seq2SeqTrainer(
     model=model,
     args=training_args,
     train_dataset=prepared["train"],
-    eval_dataset=evaluation_subset(prepared["test"], config.eval_subset_size, config.seed),
+    eval_dataset=validation_split(prepared),  # the course's common_voice["test"]; here a slice of dev
     data_collator=DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id),
     compute_metrics=make_compute_metrics(processor.tokenizer),
     processing_class=processor,
+    callbacks=[CheckpointMirror(artifact_path("training"))],  # after each save: a small copy on Drive
 )
+
+# %% [markdown]
+# What each save of this model writes, and where:
+
+# %%
+from helpers.mirror import describe_cost
+
+print(describe_cost(trainer.model.num_parameters(), config.max_steps // config.save_steps))
 
 # %% [markdown]
 # ## TensorBoard
@@ -237,10 +258,10 @@ display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 #
 # - **The loss** falls fastest in the first 50 steps, the learning-rate warm-up: ask why the course warms up
 #   instead of starting at 1e-5.
-# - **The evaluations** at steps 100 and 200: `wer_basic` next to `wer`, and both against the baseline
+# - **The evaluations** at steps 100 and 200: the course's `wer` next to our `wer_words`, and both against the baseline
 #   above. Ask the class to guess the step-200 figure before it appears.
-# - **A checkpoint** goes to Drive at each evaluation: have a learner find `training/checkpoint-100` in the
-#   Drive tab, and say what a disconnect now costs (the steps since the last checkpoint).
+# - **A checkpoint** is saved at each evaluation, and a small copy of it goes to Drive: have a learner find
+#   `training/` in the Drive tab, and say what a disconnect now costs (the steps since the last save).
 # - **The training arguments** above, one by one: `fp16`, `activation_checkpointing`, the batch of 16; then
 #   run `!nvidia-smi` in a scratch cell (*Insert > Scratch code cell*) to see the memory they leave free.
 # - **Stage 5's question** ahead of time: why does `BasicTextNormalizer` flatter Thaana?
@@ -249,9 +270,11 @@ display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 # ## Train, or resume after a disconnect
 #
 # The course calls `trainer.train()`. `train` does the same, but first looks for the last *complete*
-# checkpoint in the workspace: after a disconnect, reconnect, run the set-up cell and this stage again,
-# and it continues from that step with the optimizer and learning-rate schedule where they were (a run that
-# already finished is loaded, not trained again). Set `RESUME = False` to start over.
+# checkpoint: after a disconnect, reconnect, run the set-up cell and this stage again. The new runtime's
+# disk is empty, so the newest copy on Drive is brought back first; training continues from that step with
+# the same learning-rate schedule, random state and order of the data, and AdamW's moments start again (a
+# restarted kernel on the same runtime still has the full checkpoints, moments included, and uses them).
+# A run that already finished is loaded, not trained again. Set `RESUME = False` to start over.
 
 # %%
 from helpers.training import train
@@ -289,8 +312,8 @@ real_run_note(config)
 # %% [markdown]
 # ## Loss and WER curves
 #
-# From the trainer's log history: the training loss every `logging_steps`, the test loss and error rates
-# every `eval_steps`.
+# From the trainer's log history: the training loss every `logging_steps`, the validation loss and error
+# rates every `eval_steps`.
 
 # %%
 from helpers.plots import plot_training

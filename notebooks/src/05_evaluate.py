@@ -9,6 +9,12 @@
 # **Why.** A WER on its own says little: the comparison with the model you started from, on the same
 # clips, tells you what fine-tuning bought.
 #
+# **The test split is scored here, once.** The course picks its best checkpoint by the WER on the test
+# split and then reports that WER, so the test clips have already chosen the model they score. In 04 the
+# checkpoint was chosen on the `validation` split (300 clips of Common Voice's dev split, held out from
+# training in 01: the course's model trains on a few hundred clips more); no test clip was trained on or
+# used to choose, so the fine-tuned WER below is a fair estimate for new recordings.
+#
 # <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb) and `model/` from
 # [04_train.ipynb](04_train.ipynb). **Makes:** `baseline.json`, `results.json` and `predictions.json` in
@@ -220,8 +226,10 @@ print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tun
 #   right? Is the clip noisy, cut off, or read from another sentence?
 # - **Generation settings.** Score the fine-tuned model with `generation_max_length` 64 instead of 225
 #   (`setup(needs_gpu=True, generation_max_length=64)`): what changes, and how long does each pass take?
-# - **Another checkpoint.** `score(str(artifact_path("training") / "checkpoint-300"))` scores an earlier
-#   checkpoint on the whole test split.
+# - **Another checkpoint.** `score(str(runtime_dir("training") / "checkpoint-300"))` (import `runtime_dir`
+#   from `helpers.workspace`) scores an earlier checkpoint kept on the runtime's disk; Drive keeps the newest
+#   and the best, in fp16. Choosing among them by this table would make the test split choose again: compare
+#   them on the validation split if you want to pick one.
 
 # %% [markdown]
 # <details><summary><b>Solutions</b> (open them after trying)</summary>
@@ -236,11 +244,14 @@ print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tun
 # - **`generation_max_length=64`.** Transcripts longer than 64 tokens are cut, and Thaana takes about two
 #   tokens a letter, so long sentences lose their end and the WER rises; the zero-shot pass, which often
 #   loops to the limit, becomes much faster. The baseline is computed again: its key holds the setting.
-# - **An earlier checkpoint.** Only the kept checkpoints are there (the newest two and the best):
+# - **An earlier checkpoint.** Only the kept checkpoints are on the runtime's disk (the newest two and the
+#   best; after a new runtime, only Drive's fp16 copies):
 #
 #   ```python
-#   print(sorted(p.name for p in artifact_path("training").glob("checkpoint-*")))
-#   score(str(artifact_path("training") / "checkpoint-100"))["scores"]  # a name from that list
+#   from helpers.workspace import runtime_dir
+#
+#   print(sorted(p.name for p in runtime_dir("training").glob("checkpoint-*")))
+#   score(str(runtime_dir("training") / "checkpoint-100"))["scores"]  # a name from that list
 #   ```
 #
 # </details>

@@ -1,0 +1,161 @@
+"""Checkpoints on the runtime's disk, and on Drive only what a new runtime needs to go on (issue 17).
+
+A whisper-small checkpoint holds fp32 weights (0.97 GB) and AdamW's two moments (1.93 GB): about 2.9 GB.
+Saving one every 100 steps straight into a mounted Drive writes about 15 GB over 500 steps, and the
+checkpoints the trainer rotates away sit in Drive's bin, counting against the free 15 GB for 30 days.
+
+So the trainer saves its full checkpoints on the runtime's own disk (fast, free, gone after a
+disconnect), and :class:`CheckpointMirror`, a ``TrainerCallback``, copies to Drive after each save:
+
+* the weights in float16 (0.48 GB for whisper-small; the fp32 master weights round to fp16 once, on resume);
+* ``optimizer.pt`` with the optimizer's hyper-parameters and no moments (kilobytes instead of 1.93 GB);
+* the scheduler, the fp16 grad scaler, the RNG states, ``trainer_state.json`` (step, logs, best
+  checkpoint), the training arguments and the processor, as the trainer wrote them.
+
+The newest and the best copy stay on Drive; older ones are deleted. On a new runtime :func:`restore` copies
+them back to the runtime's disk and the Trainer resumes from them through its own code path: step, learning
+rate schedule, RNG and the order of the data continue where they were, the weights come back (rounded to
+fp16), and AdamW's moments start again from zero, like a restart with its bias correction (see
+docs/checkpoints-and-drive.md for what that costs in WER). A run that is not interrupted never reads the copies.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers import TrainerCallback
+
+from .config import first_line
+from .training import checkpoint_is_complete, last_checkpoint
+
+OPTIMIZER = "optimizer.pt"
+STATE = "trainer_state.json"  # written last: checkpoint_is_complete reads a copy without it as unfinished
+
+
+def _is_model_weights(path: Path) -> bool:
+    """The full model's safetensors file(s), not a LoRA adapter (small, and kept as it is)."""
+    return path.suffix == ".safetensors" and path.name.startswith("model")
+
+
+def write_fp16(source: Path, target: Path) -> None:
+    """Copy a safetensors file with every floating-point tensor cast to float16."""
+    tensors = {}
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = handle.metadata()
+        for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
+            tensor = handle.get_tensor(key)
+            tensors[key] = tensor.to(torch.float16) if tensor.is_floating_point() else tensor
+    save_file(tensors, str(target), metadata=metadata or {"format": "pt"})
+
+
+def _optimizer_without_moments(checkpoint: Path, optimizer) -> dict:
+    """The optimizer's state dict with its hyper-parameters (param_groups) and no per-parameter state.
+
+    ``torch.optim.Optimizer.load_state_dict`` accepts it, so the Trainer's own resume loads it, and with it
+    the scheduler (which the Trainer loads only beside an optimizer file); AdamW then starts its moments again.
+    """
+    if optimizer is not None:
+        groups = optimizer.state_dict()["param_groups"]
+    else:  # no optimizer handed to the callback: read the groups from the full file
+        groups = torch.load(checkpoint / OPTIMIZER, map_location="cpu", weights_only=True)["param_groups"]
+    return {"state": {}, "param_groups": groups}
+
+
+class CheckpointMirror(TrainerCallback):
+    """After every checkpoint save, copy what resuming needs to ``folder`` (on Drive in Colab), smaller.
+
+    Pass it to the trainer (``callbacks=[CheckpointMirror(folder)]``) and call :func:`helpers.training.train`,
+    which restores from ``folder`` when the trainer's own output folder has nothing newer.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        try:
+            self.copy(source, kwargs.get("optimizer"))
+        except OSError as error:  # Drive full or unmounted: the run itself is fine, only its safety copy is not
+            print(f"warning: could not copy {source.name} to {self.folder} ({first_line(error)}); training goes on, "
+                  "but a disconnect now would lose the steps since the last copy.", file=sys.stderr)
+            return
+        keep = {source.name} | ({Path(state.best_model_checkpoint).name} if state.best_model_checkpoint else set())
+        for old in self.folder.glob("checkpoint-*"):
+            if old.is_dir() and old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def copy(self, checkpoint: Path, optimizer=None) -> Path:
+        """Write the small copy of ``checkpoint`` into the mirror folder; ``trainer_state.json`` last."""
+        target = self.folder / checkpoint.name
+        shutil.rmtree(target, ignore_errors=True)  # a copy cut off by an earlier disconnect
+        target.mkdir(parents=True)
+        for path in sorted(p for p in checkpoint.iterdir() if p.is_file() and p.name != STATE):
+            if _is_model_weights(path):
+                write_fp16(path, target / path.name)
+            elif path.name == OPTIMIZER:
+                torch.save(_optimizer_without_moments(checkpoint, optimizer), target / OPTIMIZER)
+            else:
+                shutil.copy2(path, target / path.name)
+        shutil.copy2(checkpoint / STATE, target / STATE)
+        return target
+
+    def restore(self, output_dir: str | Path) -> str | None:
+        """Copy the mirror's checkpoints into ``output_dir`` when it has nothing as new; returns a note or None.
+
+        A new runtime's disk is empty; a runtime that only restarted its kernel still has its full
+        checkpoints, and those (with AdamW's moments) win when they are as new as the mirror's.
+        """
+        newest = last_checkpoint(self.folder, verbose=False)
+        if newest is None:
+            return None
+        local = last_checkpoint(output_dir, verbose=False)
+        if local is not None and _step(local) >= _step(newest):
+            return None
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for folder in sorted(self.folder.glob("checkpoint-*"), key=_step):
+            target = output_dir / folder.name
+            if checkpoint_is_complete(folder) and not target.exists():
+                partial = target.with_name(target.name + ".partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                shutil.copytree(folder, partial)
+                partial.rename(target)
+        step = _step(newest)
+        return (f"Restored the Drive copy of step {step} from {self.folder}: weights (saved in fp16), learning-rate "
+                "schedule, step, random state and data order continue; AdamW's moments start again from zero.")
+
+
+def _step(folder: str | Path) -> int:
+    return int(Path(folder).name.split("-")[1].split(".")[0])
+
+
+def find_mirror(trainer) -> CheckpointMirror | None:
+    """The trainer's :class:`CheckpointMirror` callback, if it has one."""
+    return next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, CheckpointMirror)), None)
+
+
+def save_costs(parameters: int, trainable: int | None = None) -> dict[str, int]:
+    """Bytes one save writes, for a model of ``parameters`` parameters (``trainable`` of them trained).
+
+    ``full``: an ordinary checkpoint (fp32 weights, AdamW's two fp32 moments); ``mirror``: the copy on Drive
+    (fp16 weights); ``final_model``: the fp32 model folder 04 saves at the end. Files of a few megabytes
+    (processor, states) are left out here; :mod:`benchmarks.drive` measures them.
+    """
+    trainable = parameters if trainable is None else trainable
+    return {"full": 4 * parameters + 8 * trainable, "mirror": 2 * parameters, "final_model": 4 * parameters}
+
+
+def describe_cost(parameters: int, saves: int) -> str:
+    """One paragraph for 04: what each save writes, and where."""
+    cost = save_costs(parameters)
+    drive = saves * cost["mirror"] + cost["final_model"]
+    return (f"Each save writes {cost['full'] / 1e9:.2f} GB to the runtime's disk (fp32 weights and AdamW's moments) "
+            f"and {cost['mirror'] / 1e9:.2f} GB to the workspace (fp16 weights, no moments); {saves} saves and "
+            f"the final fp32 model write about {drive / 1e9:.1f} GB to the workspace in all, deleted copies included.")
