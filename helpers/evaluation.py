@@ -144,3 +144,10 @@ def results_record(config: CourseConfig, baseline: dict, finetuned: dict) -> dic
     """What ``results.json`` holds, from the CLI and notebook 05 alike: both sides' scores and the run."""
     return {"baseline": baseline, "finetuned": finetuned, "model": config.model, "data": config.data,
             "language": config.language, "task": config.task, "max_steps": config.max_steps}
+
+
+def predictions_record(zero_shot: dict, fine_tuned: dict) -> dict:
+    """What ``predictions.json`` holds, from the CLI and notebook 05 alike: the references and both models'
+    transcripts, clip for clip (``zero_shot`` and ``fine_tuned`` as :func:`evaluate_model` returns them)."""
+    return {"references": fine_tuned["references"], "zero_shot": zero_shot["predictions"],
+            "fine_tuned": fine_tuned["predictions"]}
