@@ -1,9 +1,11 @@
 """Profiles say *what* runs, recipes *how it trains*, the machine *where*; all three only set values.
 
-* A profile (``t4``: the course's whisper-small on Common Voice; ``smoke``: a tiny random Whisper on the
-  bundled clips) picks model, data, run length and batch sizes. ``COURSE_PROFILE=smoke|t4`` picks one; with
-  none set, Colab gets ``t4`` (a CPU runtime there is told to switch to a GPU where one is needed, never
-  given the smoke run silently), another CUDA machine that can reach the Hub gets ``t4``, anything else
+* A profile (``t4``: the course's whisper-small on Common Voice; ``cpu``: whisper-tiny on a few hundred of
+  those clips, for a Colab runtime without a GPU; ``offline``: OpenAI's whisper-base on the bundled Sinhala
+  clips, ``scripts/run_notebooks.py``'s default; ``smoke``: a tiny random Whisper on the bundled clips, for CI)
+  picks model, data, run length and batch sizes. ``COURSE_PROFILE=<name>`` picks one; with none set, Colab
+  gets ``t4`` (a CPU runtime there is told to switch to a GPU where one is needed, or offered ``cpu``, never
+  given another run silently), another CUDA machine that can reach the Hub gets ``t4``, anything else
   ``smoke``.
 * A recipe (learning rate, warm-up, schedule) follows the *model*: a pretrained checkpoint gets the
   course's (``RECIPES["course"]``) whatever the profile, or with ``peft="lora"`` the LoRA one, the random
@@ -47,7 +49,7 @@ def first_line(error: BaseException) -> str:
 
 @dataclass
 class CourseConfig:
-    """Everything a run needs to know; the two profiles are two sets of these values."""
+    """Everything a run needs to know; each profile is one set of these values."""
 
     profile: str
     model: str
