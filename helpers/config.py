@@ -119,6 +119,10 @@ class CourseConfig:
         return dataclasses.asdict(self)
 
 
+# What every profile made for a CPU sets: no fp16 there, checkpointing only trades time for GPU memory, and
+# dataloader workers would compete with the step for the same few cores.
+_ON_A_CPU = dict(gradient_checkpointing=False, fp16=False, dataloader_num_workers=0)
+
 PROFILES: dict[str, dict] = {
     # The Hugging Face Audio course's settings for whisper-small on a free Colab T4, but for the saving
     # cadence: the course saves once, at step 500, so a disconnect at step 450 loses the whole run. Every
@@ -143,10 +147,8 @@ PROFILES: dict[str, dict] = {
         eval_steps=15,
         save_steps=15,
         logging_steps=5,
-        gradient_checkpointing=False,
-        fp16=False,
+        **_ON_A_CPU,
         generation_max_length=64,
-        dataloader_num_workers=0,
         eval_subset_size=16,  # of 24 test clips: the subset's code path runs in CI too
     ),
     # A real model learning, offline, on 2 CPU cores in minutes: OpenAI's multilingual whisper-base (the
@@ -165,11 +167,9 @@ PROFILES: dict[str, dict] = {
         eval_steps=20,  # one evaluation, at the end: each one re-reads every evaluation clip
         save_steps=20,
         logging_steps=2,
-        gradient_checkpointing=False,  # it saves GPU memory by recomputing: on a CPU, only more time
-        fp16=False,
+        **_ON_A_CPU,
         generation_max_length=48,  # the longest bundled Sinhala transcript is 47 tokens, prefix and end included
         max_test_samples=8,  # of 18 Sinhala test clips: zero-shot transcripts loop to the length limit
-        dataloader_num_workers=0,
         eval_subset_size=None,
     ),
     # A Colab runtime without a GPU (quota used up) that can reach the Hub, on purpose only (COURSE_PROFILE=cpu;
@@ -189,10 +189,8 @@ PROFILES: dict[str, dict] = {
         eval_steps=50,
         save_steps=50,
         logging_steps=10,
-        gradient_checkpointing=False,
-        fp16=False,
+        **_ON_A_CPU,
         eval_subset_size=32,
-        dataloader_num_workers=0,
     ),
 }
 # Profiles sized for a CPU: the stages that need a GPU for t4 run on without one.
