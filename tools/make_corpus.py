@@ -150,6 +150,8 @@ def language_subset(corpus: Path, out_dir: Path, keep: str) -> Path:
     if keep not in ("si", "en"):
         raise ValueError(f"keep must be 'si' or 'en', not {keep!r}")
     corpus, out_dir = Path(corpus), Path(out_dir)
+    if out_dir.resolve() == corpus.resolve():
+        raise ValueError(f"{out_dir} is the corpus itself: give another --out")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "clips").mkdir(parents=True)

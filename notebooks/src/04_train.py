@@ -49,12 +49,12 @@ config = setup(needs_gpu=True)
 # **The offline run** (profile `offline`, the default of `scripts/run_notebooks.py`) fine-tunes OpenAI's
 # real multilingual whisper-base on the 63 bundled Sinhala clips, on 2 CPU cores, with the course's recipe,
 # and differs from the T4 run only in values, each one a lever on CPU time. Whisper's encoder reads 30 s of
-# padded audio whatever the clip's length, about a CPU-second a clip for base, so the cost is counted in
+# padded audio whatever the clip's length, about 1.75 CPU-seconds a clip for base, so the cost is counted in
 # encoder passes: `freeze_encoder=True` trains the decoder only (no encoder backward: a step costs about
 # 2.6x less; distil-whisper trains this way too), which is enough for the decoder to learn to write Sinhala
 # script; 20 steps of 4 clips, since Adam's step does not grow with the batch; one evaluation, at the end;
 # 8 test clips and `generation_max_length=48` (the longest bundled transcript is 47 tokens), since the
-# zero-shot model loops to the limit. The whole main command then takes about 10 minutes.
+# zero-shot model loops to the limit. What each lever saves: docs/offline-run.md.
 #
 # **What a save costs on Drive.** A whisper-small checkpoint holds the weights and the optimizer state:
 # about 3 GB. `save_total_limit=2` keeps the newest two (plus the best, when it is older), so up to about
