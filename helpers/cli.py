@@ -5,7 +5,8 @@
     accelerate launch -m helpers run ...                   # the same on several GPUs
 
 ``run`` prepares, evaluates the zero-shot model, trains (resuming from the last checkpoint in O), saves
-the model to O/model, evaluates it on the same test split, and writes O/results.json. The best checkpoint
+the model to O/model, evaluates it on the same test split, and writes O/results.json (scores) and
+O/predictions.json (both models' transcripts). The best checkpoint
 is chosen on the validation slice of dev (``--validation-size``); the test split is scored only by the
 zero-shot and the final model. ``--peft lora`` trains LoRA adapters only (O/adapter holds the adapter,
 O/model the merged model); ``--export-ct2`` adds a CTranslate2 copy in O/ct2.
@@ -20,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import CourseConfig, CourseError, describe, get_config
+from .config import PROFILES, CourseConfig, CourseError, describe, get_config
 
 OVERRIDES = {
     # flag: (config field, type, help)
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, summary in (("prepare", "load and preprocess; write report.json"),
                           ("run", "prepare, evaluate zero-shot, train, evaluate; write results.json")):
         sub = commands.add_parser(name, help=summary, description=summary)
-        sub.add_argument("--profile", choices=["smoke", "t4"],
+        sub.add_argument("--profile", choices=list(PROFILES),
                          help="settings to start from (default: COURSE_PROFILE, else chosen from the machine)")
         for flag, (field, kind, text) in OVERRIDES.items():
             sub.add_argument(flag, dest=field, type=kind, help=text)
@@ -76,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--fast-generate", dest="fast_generate", action=argparse.BooleanOptionalAction,
                              help=("evaluate with a static KV cache, compiled on a GPU (default: chosen from the "
                                    "machine and the pass's length; greedy transcripts are the same)"))
+            sub.add_argument("--freeze-encoder", action="store_true",
+                             help="train the decoder only: about a third of a full step's compute")
             sub.add_argument("--auto-find-batch-size", action="store_true",
                              help="halve the batch size until a step fits in GPU memory")
             sub.add_argument("--push-to", metavar="REPO_ID", help="push the final model to this Hub repo")
@@ -119,6 +122,8 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
         config = config.replace(fast_generate=args.fast_generate)
     if getattr(args, "no_gradient_checkpointing", False):
         config = config.replace(gradient_checkpointing=False)
+    if getattr(args, "freeze_encoder", False):
+        config = config.replace(freeze_encoder=True)
     if getattr(args, "load_in_8bit", False):
         if not config.peft:
             raise CourseError("--load-in-8bit freezes the base weights: it needs --peft lora.")
@@ -170,8 +175,8 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     writes files, while the others wait. Every process returns the main process's record.
     """
     from .distributed import from_main_process, is_main_process, wait_for_everyone
-    from .evaluation import (beam_search_record, evaluate_model, evaluation_key, results_record,
-                             reuse_or_evaluate)
+    from .evaluation import (beam_search_record, evaluate_model, evaluation_key, predictions_record,
+                             results_record, reuse_or_evaluate)
     from .model import load_model_and_processor
     from .stamps import check_stamp, run_stamp, write_stamp
     from .files import write_json
@@ -233,7 +238,8 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
               f"({beams['seconds']:.0f} s against greedy's {greedy['seconds']:.0f} s)")
         results = results_record(config, baseline, finetuned, beam_search_record(greedy, beams, config.eval_num_beams))
         write_json(output_dir / "results.json", results)
-        print(f"Wrote {output_dir / 'results.json'} and the model to {model_dir}")
+        write_json(output_dir / "predictions.json", predictions_record(zero_shot, greedy))
+        print(f"Wrote {output_dir / 'results.json'}, {output_dir / 'predictions.json'} and the model to {model_dir}")
         if export_ct2:
             export_and_try(model_dir, output_dir / "ct2", ct2_quantization, processor, test, config)
         if push_to:  # only now, with the model saved: a failed push leaves it and says how to retry

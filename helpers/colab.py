@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import (
+    CPU_PROFILES,
     PROFILE_ENV,
     REPO_ROOT,
     WORKSPACE_ENV,
@@ -40,6 +41,11 @@ SHORT_RUN: dict[str, dict[str, Any]] = {
                validation_size=100),
     "smoke": dict(max_train_samples=32, max_test_samples=8, max_steps=10, eval_steps=5, save_steps=5,
                   logging_steps=5),
+    # The whole main command (the seven notebooks, then this) fits about 10 minutes on 2 CPU cores: half the
+    # notebooks' steps, and 4 test clips for the three passes over them (zero-shot, in training, fine-tuned).
+    # Measured: Sinhala script, but looping; CER 246 -> 139 % (the notebooks' 20 steps: 263 -> 69 %).
+    "offline": dict(max_steps=10, eval_steps=10, save_steps=10, max_test_samples=4),
+    "cpu": dict(max_train_samples=200, max_test_samples=50, max_steps=50, eval_steps=50, save_steps=50),
 }
 SHORT_RUN_FOLDER = "short-run"
 
@@ -156,15 +162,19 @@ def setup(drive: bool = True, needs_gpu: bool = False, short_run: bool = False, 
     if short_run:
         print(f"Short run: {config.max_train_samples} training and {config.max_test_samples} test clips at most, "
               f"{config.max_steps} steps, in its own folder of the workspace.")
-    if needs_gpu and config.profile != "smoke":
+    if needs_gpu and config.profile not in CPU_PROFILES:
         import torch
 
         if not torch.cuda.is_available():
+            cpu = get_config("cpu")
             message = (f"This notebook runs {config.model} and needs a GPU, and this runtime has none. In Colab: "
                        "Runtime > Change runtime type > T4 GPU, then run the notebook again (the workspace on "
-                       f"Drive is kept). If your GPU quota is used up, set {PROFILE_ENV}=smoke (or pass "
-                       'profile="smoke" to setup in the set-up cell) to run the offline profile instead: a tiny '
-                       "random model that shows the steps, not a useful result; it has its own workspace folder.")
+                       f"Drive is kept). If your GPU quota is used up, set {PROFILE_ENV}=cpu (or pass "
+                       f'profile="cpu" to setup in the set-up cell) and start again from 01: it fine-tunes '
+                       f"{cpu.model} (real, small, multilingual) on {cpu.max_train_samples} Common Voice clips "
+                       f"for {cpu.max_steps} steps with its encoder frozen, in about 30 minutes on this CPU (an "
+                       "estimate), in its own workspace folder; expect a falling CER and a WER far above the course's "
+                       "14 %.")
             if in_colab():
                 raise CourseError(message)
             print(f"Warning: {message}")

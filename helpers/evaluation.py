@@ -260,3 +260,10 @@ def beam_search_record(greedy: dict, beams: dict, num_beams: int) -> dict:
     return {"num_beams": num_beams, "scores": beams["scores"], "seconds": beams.get("seconds"),
             "greedy_seconds": greedy.get("seconds"),
             "note": "finetuned holds the greedy score, the one that compares with the course's WER"}
+
+
+def predictions_record(zero_shot: dict, fine_tuned: dict) -> dict:
+    """What ``predictions.json`` holds, from the CLI and notebook 05 alike: the references and both models'
+    transcripts, clip for clip (``zero_shot`` and ``fine_tuned`` as :func:`evaluate_model` returns them)."""
+    return {"references": fine_tuned["references"], "zero_shot": zero_shot["predictions"],
+            "fine_tuned": fine_tuned["predictions"]}

@@ -133,9 +133,12 @@ def build_trainer(
     **training_args,
 ) -> Seq2SeqTrainer:
     """A ``Seq2SeqTrainer`` that trains on ``prepared['train']`` and chooses its best checkpoint by the WER on
-    ``prepared['validation']`` (:func:`validation_split`); the test split is left for the final score."""
+    ``prepared['validation']`` (:func:`validation_split`); the test split is left for the final score. With
+    ``config.freeze_encoder`` only the decoder trains."""
     if config.gradient_checkpointing:
         model.config.use_cache = False  # the cache is useless during training and clashes with checkpointing
+    if config.freeze_encoder:
+        model.freeze_encoder()  # the Trainer's optimizer then holds the decoder's parameters only
     collator = DataCollatorSpeechSeq2SeqWithPadding(
         processor=processor, decoder_start_token_id=model.config.decoder_start_token_id
     )

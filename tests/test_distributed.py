@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers.config import REPO_ROOT, get_config
+from helpers.config import REPO_ROOT
 
 TEST_CLIPS = 7  # odd, and not a multiple of 2 processes x EVAL_BATCH: the sampler must repeat clips to even out
 VALIDATION_CLIPS = 5  # the same for the in-training evaluation

@@ -171,6 +171,9 @@ def test_a_smoke_result_says_it_is_noise_and_what_the_real_run_reaches():
     assert "noise" in display.real_run_note(get_config("smoke"), about="transcripts").data
     real = display.real_run_note(get_config("t4", data="common-voice:dv")).data
     assert "Smoke" not in real and "63.9 %" in real and "not CV13" in real
+    offline = display.real_run_note(get_config("offline")).data
+    assert "Offline run" in offline and "whisper-base" in offline and "encoder frozen" in offline
+    assert "Latin letters" in offline and "not comparable" in offline and "Smoke" not in offline
 
 
 def test_the_helpers_own_source_is_shown_with_the_lines_that_matter_marked():

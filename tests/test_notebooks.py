@@ -507,7 +507,7 @@ def run_04(tmp_path, monkeypatch):
     return run
 
 
-@pytest.mark.parametrize("profile", ["smoke", "t4"])
+@pytest.mark.parametrize("profile", ["smoke", "t4", "offline"])
 def test_04_writes_out_the_same_training_arguments_as_the_helpers(run_04, profile):
     from helpers.training import training_arguments
     from helpers.workspace import runtime_dir

@@ -72,7 +72,12 @@ def test_colab_without_a_gpu_keeps_the_real_run_and_the_gpu_stages_say_what_to_d
     assert config.profile == "t4"
     with pytest.raises(CourseError, match="T4 GPU") as error:
         colab.setup(needs_gpu=True)  # 04 and 05 would run whisper-small on two vCPUs
-    assert "COURSE_PROFILE=smoke" in str(error.value)
+    assert "COURSE_PROFILE=cpu" in str(error.value) and "openai/whisper-tiny" in str(error.value)
+    # the choice it offers: a real small model on a CPU, which 04 and 05 then run without stopping
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+    config = colab.setup(needs_gpu=True)
+    assert (config.profile, config.model, config.recipe, config.freeze_encoder) == (
+        "cpu", "openai/whisper-tiny", "course", True)
 
 
 def test_each_profile_has_its_own_workspace(monkeypatch, tmp_path):

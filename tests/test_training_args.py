@@ -104,3 +104,22 @@ def test_the_best_checkpoint_is_the_one_with_the_lowest_wer(prepared, tmp_path):
     state_file.write_text(json.dumps(state))
     with pytest.raises(CourseError, match="RESUME = False"):
         train(trainer, resume=True)
+
+def test_freeze_encoder_trains_the_decoder_only(prepared, tmp_path):
+    """``freeze_encoder`` (the offline and cpu profiles) through the Trainer: two real optimizer steps leave
+    every encoder weight as it was, change the decoder's, and give the optimizer no encoder parameter."""
+    from helpers.model import load_model_and_processor
+
+    _, data, _ = prepared
+    small = {"train": data["train"].select(range(4)), "validation": data["validation"].select(range(2)),
+             "test": data["test"].select(range(2))}
+    config = get_config("smoke", max_steps=2, eval_steps=2, save_steps=2, train_batch_size=2, freeze_encoder=True)
+    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    encoder = {name: p.detach().clone() for name, p in model.model.encoder.named_parameters()}
+    decoder = {name: p.detach().clone() for name, p in model.model.decoder.named_parameters()}
+    trainer = build_trainer(model, processor, small, config, tmp_path)
+    train(trainer, resume=False)
+    assert all(torch.equal(p, encoder[name]) for name, p in trainer.model.model.encoder.named_parameters())
+    assert any(not torch.equal(p, decoder[name]) for name, p in trainer.model.model.decoder.named_parameters())
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in trainer.model.model.encoder.parameters()}

@@ -2,6 +2,7 @@
 
     python tools/make_corpus.py                          # the bundled corpus, data/cv-mini/si
     python tools/make_corpus.py --out /tmp/cv --clips 300 --min-seconds 2 --max-seconds 12   # benchmarks
+    python tools/make_corpus.py --subset-of data/cv-mini/si --keep si --out ~/.cache/whisper-course/cv-mini-sinhala
 
 espeak-ng speaks sentences built from a small Sinhala vocabulary (Sinhala is espeak-ng's closest stand-in
 for Dhivehi and uses the same kind of combining vowel signs) and a third of them in English; every
@@ -141,6 +142,28 @@ def make_corpus(out_dir: Path = DEFAULT_OUT, locale: str = "si", n_clips: int = 
     return out_dir
 
 
+def language_subset(corpus: Path, out_dir: Path, keep: str) -> Path:
+    """Copy ``corpus`` to ``out_dir`` with only its ``keep`` ("si" or "en") clips, in Common Voice's shape.
+
+    The sentences are told apart by their script (English ones are ASCII). Rewritten from scratch each time.
+    """
+    if keep not in ("si", "en"):
+        raise ValueError(f"keep must be 'si' or 'en', not {keep!r}")
+    corpus, out_dir = Path(corpus), Path(out_dir)
+    if out_dir.resolve() == corpus.resolve():
+        raise ValueError(f"{out_dir} is the corpus itself: give another --out")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "clips").mkdir(parents=True)
+    for split in ("train", "dev", "test", "validated"):
+        header, *rows = (corpus / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+        rows = [row for row in rows if row.split("\t")[2].isascii() == (keep == "en")]
+        (out_dir / f"{split}.tsv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+        for row in rows:
+            shutil.copy(corpus / "clips" / row.split("\t")[1], out_dir / "clips")
+    return out_dir
+
+
 def _write_tsv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CV_COLUMNS, delimiter="\t", lineterminator="\n",
@@ -157,7 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-seconds", type=float, default=0.0)
     parser.add_argument("--max-seconds", type=float, default=30.0)
+    parser.add_argument("--subset-of", type=Path, metavar="CORPUS",
+                        help="instead of speaking clips, copy CORPUS's clips in one language (--keep) to --out")
+    parser.add_argument("--keep", choices=["si", "en"], default="si", help="with --subset-of: the language kept")
     args = parser.parse_args(argv)
+    if args.subset_of:
+        out = language_subset(args.subset_of, args.out, args.keep)
+        print(f"Wrote the {args.keep} clips of {args.subset_of} to {out}")
+        return
     out = make_corpus(args.out, args.locale, args.clips, args.seed, args.min_seconds, args.max_seconds)
     print(f"Wrote {args.clips} clips to {out}")
 

@@ -53,9 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.config import CACHE_DIR, CourseError
+from helpers.config import PRETRAINED_DIR, CourseError
 
-PRETRAINED_DIR = CACHE_DIR / "pretrained"
 # Bump when the conversion changes, so that folders built by an older version are rebuilt.
 FORMAT_VERSION = 1
 PROVENANCE_FILE = "pretrained_source.json"  # written last: its presence marks a complete folder

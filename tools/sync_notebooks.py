@@ -77,9 +77,11 @@ SETUP_NOTE = f"""## Set-up
 Run this first. In Colab it installs the course at release `{RELEASE}` and mounts Google Drive, where the
 **workspace** lives: the folder in which each notebook leaves its results for the next, so that a disconnect
 loses nothing. Then it prints the **profile** in use: `t4`, the course's real run (`openai/whisper-small` on
-Common Voice Dhivehi), or `smoke`, a tiny random Whisper on 96 bundled clips: the same code in minutes on a
-CPU, offline, with meaningless numbers. Colab always gets `t4`; `setup(profile="smoke")` (or
-`COURSE_PROFILE=smoke`) picks the other. Any setting can be changed here, e.g. `setup(max_steps=1000)`."""
+Common Voice Dhivehi); `cpu`, `openai/whisper-tiny` on a few hundred of those clips, for a Colab runtime without
+a GPU; `offline`, OpenAI's whisper-base learning the bundled Sinhala clips in minutes on a CPU, no network
+needed; or `smoke`, a tiny random Whisper: the same code in seconds, with meaningless numbers (CI). Colab always
+gets `t4` unless you pick another with `setup(profile="cpu")` (or `COURSE_PROFILE=cpu`). Any setting can be
+changed here, e.g. `setup(max_steps=1000)`."""
 GPU_NOTE = ("**This notebook needs a GPU:** pick *Runtime > Change runtime type > T4 GPU* before running it. On a "
             "runtime without one, the set-up cell stops and says what to do.")
 STUCK = (f"**Stuck?** [Troubleshooting]({TROUBLESHOOTING_URL}): out of GPU memory, Drive full, GPU quota used "

@@ -66,6 +66,16 @@ config = setup(needs_gpu=True)
 # state, but not AdamW's moments. Five copies and the final model (fp32, 0.97 GB) write about 3.4 GB to
 # Drive in all, deleted copies included. After a disconnect, training resumes from the newest copy, its
 # moments starting again from zero (what that costs is in docs/checkpoints-and-drive.md).
+#
+# **The offline run** (profile `offline`, the default of `scripts/run_notebooks.py`) fine-tunes OpenAI's
+# real multilingual whisper-base on the 63 bundled Sinhala clips, on 2 CPU cores, with the course's recipe,
+# and differs from the T4 run only in values, each one a lever on CPU time. Whisper's encoder reads 30 s of
+# padded audio whatever the clip's length, about 1.75 CPU-seconds a clip for base, so the cost is counted in
+# encoder passes: `freeze_encoder=True` trains the decoder only (no encoder backward: a step costs about
+# 2.6x less; distil-whisper trains this way too), which is enough for the decoder to learn to write Sinhala
+# script; 20 steps of 4 clips, since Adam's step does not grow with the batch; one evaluation, at the end;
+# 8 test clips and `generation_max_length=48` (the longest bundled transcript is 47 tokens), since the
+# zero-shot model loops to the limit. What each lever saves: docs/offline-run.md.
 
 # %% tags=["training-arguments"]
 import torch
@@ -158,6 +168,8 @@ from helpers.workspace import claim, require
 model, processor = load_model_and_processor(config.model, config.language, config.task)
 if config.gradient_checkpointing:
     model.config.use_cache = False  # the course's line: the cache is useless in training, and clashes with it
+if config.freeze_encoder:  # the offline and cpu profiles: only the decoder trains (see below)
+    model.freeze_encoder()
 claim("training", processor)  # checkpoints already here, if any, must be this run's
 prepared = load_from_disk(require("prepared", processor=processor))
 

@@ -205,14 +205,12 @@ Audio(from_int16(test[worst]["audio_16k"]), rate=SAMPLING_RATE)
 # ## Save the results
 
 # %%
-from helpers.evaluation import beam_search_record, results_record
+from helpers.evaluation import beam_search_record, predictions_record, results_record
 from helpers.files import write_json
 
 write_json(artifact_path("results"), results_record(config, zero_shot["scores"], fine_tuned["scores"],
                                                     beam_search_record(fine_tuned, beams, config.eval_num_beams)))
-transcripts = {"references": fine_tuned["references"], "zero_shot": zero_shot["predictions"],
-               "fine_tuned": fine_tuned["predictions"]}
-write_json(artifact_path("predictions"), transcripts)
+write_json(artifact_path("predictions"), predictions_record(zero_shot, fine_tuned))
 stamp("results", processor)
 stamp("predictions", processor)
 print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tuned['scores']['wer_words']:.2f} % "
