@@ -314,6 +314,7 @@ def test_corpus_where_nothing_survives_stops_after_writing_the_report(tmp_path, 
     (folder / "clips").mkdir(parents=True)
     (folder / "clips" / "a.mp3").write_text("not audio")
     _write_tsv(folder / "train.tsv", ["path", "sentence"], [["a.mp3", "one"], ["b.mp3", "two"]])
+    _write_tsv(folder / "dev.tsv", ["path", "sentence"], [["b.mp3", "four"]])  # the validation slice's source
     _write_tsv(folder / "test.tsv", ["path", "sentence"], [["b.mp3", "three"]])
     message = stopped(capfd, "prepare", "--data", str(folder), "--output-dir", str(tmp_path / "out"))
     assert "No train clip survived preprocessing" in message

@@ -65,6 +65,7 @@ def test_corrupt_audio_is_counted_in_preprocessing(tmp_path, corpus, processor):
     shutil.copy(corpus / "clips" / rows[0]["path"], tmp_path / "clips" / "good.mp3")
     (tmp_path / "clips" / "bad.mp3").write_bytes(_flac_with_damage())
     (tmp_path / "train.tsv").write_text(f"path\tsentence\ngood.mp3\t{rows[0]['sentence']}\nbad.mp3\t{rows[1]['sentence']}\n")
+    (tmp_path / "dev.tsv").write_text(f"path\tsentence\ngood.mp3\t{rows[0]['sentence']}\n")  # the validation slice
     (tmp_path / "test.tsv").write_text("path\tsentence\n")
     split = load_common_voice(str(tmp_path))["train"]
     _, report = prepare_split(split, processor)

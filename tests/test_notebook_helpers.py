@@ -87,6 +87,8 @@ def test_embedded_clips_survive_the_originals_and_missing_ones_are_counted(tmp_p
     header = "client_id\tpath\tsentence\n"
     body = "".join(f"c\t{r['path']}\t{r['sentence']}\n" for r in rows) + "c\tmissing.mp3\tනැති ගොනුව.\n"
     (folder / "train.tsv").write_text(header + body, encoding="utf-8")
+    # a dev split, so the validation slice comes from it and train keeps all four rows
+    (folder / "dev.tsv").write_text(header + f"c\t{rows[0]['path']}\t{rows[0]['sentence']}\n", encoding="utf-8")
     (folder / "test.tsv").write_text(header + f"c\t{rows[0]['path']}\t{rows[0]['sentence']}\n", encoding="utf-8")
 
     splits = load_common_voice(folder)
@@ -302,5 +304,5 @@ def test_the_short_run_has_fewer_steps_and_clips_and_a_folder_of_its_own(workspa
     assert ws.artifact_path("prepared") == short / "prepared"
     colab.setup(short_run=True)  # run twice in one kernel: still the same folder, not short-run/short-run
     assert ws.artifact_path("prepared") == short / "prepared"
-    assert set(colab.SHORT_RUN) == {"smoke", "t4"}
+    assert set(colab.SHORT_RUN) == {"smoke", "t4", "offline", "cpu"}
     assert colab.SHORT_RUN["t4"]["max_steps"] < get_config("t4").max_steps

@@ -82,7 +82,7 @@ def test_token_is_never_printed(run_with_token):
 
 def test_failed_push_comes_after_the_local_save_and_says_how_to_push_later(run_with_token):
     out, result = run_with_token
-    saved = result.stdout.index(f"Wrote {out / 'results.json'} and the model to {out / 'model'}")
+    saved = result.stdout.index(f"Wrote {out / 'results.json'}, {out / 'predictions.json'} and the model to {out / 'model'}")
     failed = result.stdout.index("warning: Push failed (")
     assert saved < failed
     assert f"the model is safe in {out / 'model'}" in result.stdout

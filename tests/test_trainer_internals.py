@@ -31,7 +31,8 @@ def private_api(name: str):
 @pytest.fixture
 def trainer(prepared, tmp_path):
     _, data, _ = prepared
-    small = {"train": data["train"].select(range(2)), "test": data["test"].select(range(3))}
+    small = {"train": data["train"].select(range(2)), "validation": data["validation"].select(range(3)),
+             "test": data["test"].select(range(3))}
     config = get_config("smoke", max_steps=2, eval_batch_size=2, generation_max_length=4)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
     return build_trainer(model, processor, small, config, tmp_path / "out", report_to=[])  # no runs/ folder here
