@@ -42,7 +42,7 @@ SHORT_RUN: dict[str, dict[str, Any]] = {
     "smoke": dict(max_train_samples=32, max_test_samples=8, max_steps=10, eval_steps=5, save_steps=5,
                   logging_steps=5),
     # The whole main command (the seven notebooks, then this) fits about 10 minutes on 2 CPU cores: half the
-    # notebooks' steps, and 4 test clips for the three passes over them (zero-shot, in training, fine-tuned).
+    # notebooks' steps, and 4 test clips for the zero-shot and fine-tuned passes.
     # Measured: Sinhala script, but looping; CER 246 -> 139 % (the notebooks' 20 steps: 263 -> 69 %).
     "offline": dict(max_steps=10, eval_steps=10, save_steps=10, max_test_samples=4),
     "cpu": dict(max_train_samples=200, max_test_samples=50, max_steps=50, eval_steps=50, save_steps=50),

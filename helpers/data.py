@@ -1,4 +1,4 @@
-"""Load Common Voice (or any speech corpus shaped like it) into ``DatasetDict(train=..., test=...)``.
+"""Load Common Voice (or any speech corpus shaped like it) into ``DatasetDict(train=..., validation=..., test=...)``.
 
 Common Voice left the Hugging Face Hub in October 2025 and is published by the Mozilla Data Collective
 (MDC). ``load_common_voice`` accepts, in this order of checking:

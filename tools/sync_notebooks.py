@@ -345,9 +345,9 @@ smoke profile (a CPU, offline) the whole notebook takes about 4 minutes of CPU t
 
 **What the short run should show** (not yet measured on a T4): a zero-shot score near the course's
 (orthographic about 167 %, normalised about 126 %: zero-shot Whisper writes Dhivehi in other scripts or
-loops), then a normalised WER (`wer_basic`) that falls at each evaluation, ending well below the zero-shot
+loops), then the course's normalised WER (`wer`) that falls at each evaluation, ending well below the zero-shot
 score but above the full run's 14 %; 200 steps on 2,000 clips are two fifths of the course's run on less
-than half its data. If `wer_basic` has not fallen by step 200, look for a problem (the data, the learning
+than half its data. If `wer` has not fallen by step 200, look for a problem (the data, the learning
 rate), not for a slow start. The short run keeps its files in its own folder of the workspace
 (`short-run/`), so its subsets never feed a full run."""
 
@@ -373,7 +373,8 @@ SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 45 minutes on a T4)
 DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); no key: "bundled"'''
 
 PREFLIGHT_NOTE = """One line per check, each `ok` or what to do: the GPU, free space where the workspace lives (Drive
-in Colab: up to three checkpoints of about 3 GB), free disk on the runtime (the Common Voice archive),
+in Colab: small fp16 copies of the checkpoints, about 0.5 GB each, and the model), free disk on the runtime (the
+full checkpoints, about 3 GB each, and the Common Voice archive),
 access to the Mozilla Data Collective, and a Hub token."""
 
 

@@ -11,9 +11,9 @@
 #
 # **The test split is scored here, once.** The course picks its best checkpoint by the WER on the test
 # split and then reports that WER, so the test clips have already chosen the model they score. In 04 the
-# checkpoint was chosen on the `validation` split (300 clips of Common Voice's dev split, held out from
-# training in 01: the course's model trains on a few hundred clips more); no test clip was trained on or
-# used to choose, so the fine-tuned WER below is a fair estimate for new recordings.
+# checkpoint was chosen on the `validation` split (`config.validation_size` clips of Common Voice's dev
+# split, 300 in the real run, held out from training in 01: the course's model trains on that many more);
+# no test clip was trained on or used to choose, so the fine-tuned WER below is a fair estimate for new recordings.
 #
 # <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb) and `model/` from
