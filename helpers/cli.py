@@ -135,14 +135,15 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     """Load ``config.data``, subsample if asked, preprocess, and write ``report.json``; return (prepared, report)."""
     from .data import load_common_voice, subsample
     from .distributed import is_main_process, local_main_process_first
-    from .features import format_report, prepare_dataset, save_report
+    from .features import format_report, prepare_dataset
+    from .files import write_json
 
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
                            config.max_train_samples, config.max_test_samples)
         prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
     if is_main_process():
-        save_report(report, output_dir / "report.json")
+        write_json(output_dir / "report.json", report)  # atomic: a kill never leaves half a report
         print(format_report(report))
     for split in ("train", "validation", "test"):
         if len(prepared[split]) == 0:

@@ -217,12 +217,6 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def save_report(report: dict, path: Path) -> None:
-    from .files import write_json  # atomic: a kill leaves the old report or none, never half of one
-
-    write_json(path, report)
-
-
 def log_mel(audio_16k, feature_extractor: WhisperFeatureExtractor) -> np.ndarray:
     """The (80, 3000) log-mel spectrogram Whisper sees for one stored clip (for plots and checks)."""
     features = feature_extractor(from_int16(audio_16k), sampling_rate=SAMPLING_RATE, return_tensors="np")

@@ -1,20 +1,23 @@
 """The workspace: where the seven notebooks hand their results to each other, and how each is checked.
 
 Each profile has its own folder (:func:`helpers.config.workspace_dir`; in Colab on Google Drive, so a
-disconnect loses nothing). Artifacts are named in :data:`ARTIFACTS`; :func:`require` finds one or says which
-notebook makes it. Every artifact is stamped with the run that made it (:mod:`helpers.stamps`): saving
-stamps it, requiring it checks the stamp against the run set up in this notebook (:func:`set_run`, called by
-``helpers.colab.setup``), so a stage never reads another run's files without a word.
+disconnect loses nothing). Artifacts are named in :data:`ARTIFACTS`; :func:`load_from_workspace` (or
+:func:`saved_path`) finds one or says which notebook makes it. Every artifact is stamped with the run that
+made it (:mod:`helpers.stamps`): saving stamps it, loading it checks the stamp against the run set up in this
+notebook (:func:`set_run`, called by ``helpers.colab.setup``), so a stage never reads another run's files
+without a word. The savers and loaders do this themselves, so the notebooks' cells show no bookkeeping.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
 
 from .config import CourseConfig, CourseError, in_colab, workspace_dir
+from .files import write_json
 from .stamps import check_stamp, run_stamp, write_stamp
 
 # artifact -> (path inside the workspace, notebook that makes it, what it is)
@@ -97,7 +100,7 @@ def check(name: str, processor=None) -> None:
         check_stamp(path, run_stamp(_run, processor), _start_over(name))
 
 
-def require(name: str, made_by: str | None = None, processor=None) -> Path:
+def saved_path(name: str, made_by: str | None = None, processor=None) -> Path:
     """The path of artifact ``name``, checked against this run's stamp, or a ``CourseError`` naming its maker.
 
     ``name`` is a key of :data:`ARTIFACTS` or a path relative to the workspace (then pass ``made_by``).
@@ -132,17 +135,21 @@ def claim(name: str, processor=None) -> Path:
     return stamp(name, processor)
 
 
-def save_dataset(dataset, name: str, processor=None) -> Path:
-    """Save a ``Dataset``/``DatasetDict`` as artifact ``name``, stamped with this run; replaces an older copy.
+def save_to_workspace(data, name: str, processor=None) -> Path:
+    """Save ``data`` as artifact ``name``, stamped with this run; returns its path.
 
-    ``save_to_disk`` refuses to overwrite a dataset that is memory-mapped from the same folder (a re-run
-    notebook), so we write next to it and swap.
+    A ``Dataset``/``DatasetDict`` goes through ``save_to_disk``, a dict into an atomic JSON file. An older copy
+    is replaced: ``save_to_disk`` refuses to overwrite a dataset that is memory-mapped from the same folder (a
+    re-run notebook), so we write next to it and swap.
     """
     target = artifact_path(name)
+    if isinstance(data, dict) and not hasattr(data, "save_to_disk"):
+        write_json(target, data)
+        return stamp(name, processor)
     fresh = target.with_name(target.name + ".new")
     shutil.rmtree(fresh, ignore_errors=True)
     with no_progress():
-        dataset.save_to_disk(str(fresh))
+        data.save_to_disk(str(fresh))
     old = target.with_name(target.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
@@ -150,6 +157,53 @@ def save_dataset(dataset, name: str, processor=None) -> Path:
     fresh.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     return stamp(name, processor)
+
+
+def load_from_workspace(name: str, processor=None):
+    """Artifact ``name`` as an earlier stage saved it, after checking that this run made it.
+
+    A saved dataset (``loaded``, ``prepared``) comes back as a ``DatasetDict``, a JSON record (``report``,
+    ``results``, ``predictions``) as a dict. ``processor`` adds the tokenizer to the check.
+    """
+    path = saved_path(name, processor=processor)
+    if path.suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    from datasets import load_from_disk
+
+    return load_from_disk(str(path))
+
+
+@contextlib.contextmanager
+def saving_to_workspace(*names: str, processor=None):
+    """Yield the paths of artifacts ``names`` to write; once written, stamp those that exist with this run.
+
+    For what a library saves itself (a model folder, an export): ``with saving_to_workspace("model") as
+    model_dir: trainer.save_model(model_dir)``. With several names, a tuple of paths.
+    """
+    paths = tuple(artifact_path(name) for name in names)
+    yield paths[0] if len(paths) == 1 else paths
+    for name, path in zip(names, paths):
+        if path.exists():
+            stamp(name, processor)
+
+
+def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict, bool]:
+    """:func:`helpers.evaluation.reuse_or_evaluate` on artifact ``name``, stamped: ``(result, reused)``."""
+    from .evaluation import reuse_or_evaluate
+
+    result = reuse_or_evaluate(artifact_path(name), key, evaluate)
+    stamp(name, processor)
+    return result
+
+
+def checkpoint_copies_on_drive(processor=None):
+    """The :class:`~helpers.mirror.CheckpointMirror` that keeps small copies of each save in the workspace.
+
+    The copies already there, if any, must be this run's (a new runtime resumes from them): checked first.
+    """
+    from .mirror import CheckpointMirror
+
+    return CheckpointMirror(claim("training", processor))
 
 
 def embed_audio(splits):

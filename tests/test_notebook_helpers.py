@@ -53,26 +53,26 @@ def test_colab_links_open_the_pinned_release_of_the_one_repository():
                                              ("model", "04_train.ipynb"), ("results", "05_evaluate.ipynb")])
 def test_a_missing_stage_input_names_the_notebook_that_makes_it(workspace, artifact, maker):
     with pytest.raises(CourseError, match=f"run {maker} first") as raised:
-        ws.require(artifact)
+        ws.saved_path(artifact)
     assert str(workspace) in str(raised.value)
     (workspace / ws.ARTIFACTS[artifact][0]).mkdir(parents=True)  # an empty folder is still missing
     with pytest.raises(CourseError, match=maker):
-        ws.require(artifact)
+        ws.saved_path(artifact)
 
 
-def test_require_returns_a_present_artifact(workspace):
+def test_saved_path_returns_a_present_artifact(workspace):
     path = workspace / "results.json"
     path.write_text("{}")
-    assert ws.require("results") == path
+    assert ws.saved_path("results") == path
     with pytest.raises(CourseError, match="run 99_custom.ipynb first"):
-        ws.require("custom.bin", made_by="99_custom.ipynb")
+        ws.saved_path("custom.bin", made_by="99_custom.ipynb")
 
 
 def test_a_rerun_stage_replaces_its_dataset_even_while_the_old_one_is_open(workspace):
-    first = ws.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1, 2, 3]})), "prepared")
+    first = ws.save_to_workspace(DatasetDict(train=Dataset.from_dict({"x": [1, 2, 3]})), "prepared")
     opened = load_from_disk(str(first))  # memory-mapped, as in a notebook that loaded it before re-running
-    ws.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [7]})), "prepared")
-    assert load_from_disk(str(ws.require("prepared")))["train"]["x"][:] == [7]
+    ws.save_to_workspace(DatasetDict(train=Dataset.from_dict({"x": [7]})), "prepared")
+    assert load_from_disk(str(ws.saved_path("prepared")))["train"]["x"][:] == [7]
     assert opened["train"].num_rows == 3
     assert sorted(p.name for p in workspace.iterdir()) == ["prepared"]  # no .new/.old folders left behind
 
@@ -92,7 +92,7 @@ def test_embedded_clips_survive_the_originals_and_missing_ones_are_counted(tmp_p
     (folder / "test.tsv").write_text(header + f"c\t{rows[0]['path']}\t{rows[0]['sentence']}\n", encoding="utf-8")
 
     splits = load_common_voice(folder)
-    saved = ws.save_dataset(ws.embed_audio(splits), "loaded")
+    saved = ws.save_to_workspace(ws.embed_audio(splits), "loaded")
     shutil.rmtree(folder)  # as a Colab disk after a disconnect: only the workspace copy is left
 
     loaded = load_from_disk(str(saved))

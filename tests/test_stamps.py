@@ -20,20 +20,20 @@ def ws(monkeypatch, tmp_path):
 def test_saved_artifacts_are_stamped_and_checked(ws, processor):
     smoke = get_config("smoke")
     workspace.set_run(smoke)
-    path = workspace.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
+    path = workspace.save_to_workspace(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
     stamp = read_stamp(path)
     assert stamp == run_stamp(smoke, processor) and stamp["tokenizer"] == tokenizer_fingerprint(processor.tokenizer)
     assert {"profile", "model", "data", "language", "task", "tokenizer", "helpers"} <= set(stamp)
-    assert workspace.require("prepared", processor=processor) == path  # the same run passes
+    assert workspace.saved_path("prepared", processor=processor) == path  # the same run passes
     assert not (path / ".stamps").exists()  # beside the artifact, where from_pretrained and a push never look
 
 
 def test_another_runs_data_stops_the_stage_with_what_differs(ws, processor):
     workspace.set_run(get_config("smoke"))
-    workspace.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
+    workspace.save_to_workspace(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
     workspace.set_run(get_config("smoke", model="openai/whisper-small", language="tamil"))
     with pytest.raises(RunMismatch) as error:
-        workspace.require("prepared")
+        workspace.saved_path("prepared")
     message = str(error.value)
     assert "made by another run" in message and "'openai/whisper-small'" in message and "'tamil'" in message
     assert "02_preprocess.ipynb" in message  # and how to start over
@@ -43,10 +43,10 @@ def test_a_different_tokenizer_prefix_is_noticed(ws, processor):
     from helpers.model import load_processor
 
     workspace.set_run(get_config("smoke"))
-    workspace.save_dataset(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
+    workspace.save_to_workspace(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
     english = load_processor(str(get_config("smoke").model), "english", "transcribe")
     with pytest.raises(RunMismatch, match="tokenizer"):
-        workspace.require("prepared", processor=english)
+        workspace.saved_path("prepared", processor=english)
 
 
 def test_resuming_checks_the_checkpoints_stamp(ws, processor):
@@ -73,3 +73,41 @@ def test_the_cli_refuses_to_resume_another_runs_checkpoints(tmp_path, corpus):
                         "--max-steps", "2", "--num-proc", "1")
     assert again.returncode == 2
     assert "made by another run" in again.stderr and "'tamil'" in again.stderr and "--no-resume" in again.stderr
+
+
+def test_the_savers_and_loaders_stamp_and_check_by_themselves(ws, processor):
+    workspace.set_run(get_config("smoke"))
+    report = {"train": {"kept": 3}}
+    path = workspace.save_to_workspace(report, "report", processor)  # a dict: an atomic JSON file
+    assert json.loads(path.read_text()) == report and read_stamp(path) == run_stamp(get_config("smoke"), processor)
+    workspace.save_to_workspace(DatasetDict(test=Dataset.from_dict({"x": [4, 5]})), "prepared", processor)
+    assert workspace.load_from_workspace("report", processor) == report
+    assert workspace.load_from_workspace("prepared", processor)["test"]["x"][:] == [4, 5]
+    with workspace.saving_to_workspace("model", "adapter", processor=processor) as (model_dir, adapter_dir):
+        model_dir.mkdir()  # a full run writes no adapter: it stays unstamped
+        (model_dir / "config.json").write_text("{}")
+    assert read_stamp(model_dir) and read_stamp(adapter_dir) is None
+    workspace.set_run(get_config("smoke", language="tamil"))
+    for name in ("report", "prepared"):
+        with pytest.raises(RunMismatch, match="'tamil'"):
+            workspace.load_from_workspace(name)
+
+
+def test_the_drive_copies_of_another_run_stop_training_before_it_starts(ws, processor):
+    from helpers.mirror import CheckpointMirror
+
+    workspace.set_run(get_config("smoke"))
+    mirror = workspace.checkpoint_copies_on_drive(processor)
+    assert isinstance(mirror, CheckpointMirror) and read_stamp(workspace.artifact_path("training"))
+    (workspace.artifact_path("training") / "checkpoint-15").mkdir(parents=True)
+    workspace.set_run(get_config("smoke", model="openai/whisper-small"))
+    with pytest.raises(RunMismatch, match="whisper-small"):
+        workspace.checkpoint_copies_on_drive(processor)
+
+
+def test_a_zero_shot_score_is_computed_once_and_stamped(ws, processor):
+    workspace.set_run(get_config("smoke"))
+    first, reused = workspace.evaluate_once("baseline", {"model": "m"}, lambda: {"scores": {"wer": 120.0}}, processor)
+    assert not reused and read_stamp(workspace.artifact_path("baseline"))
+    again, reused = workspace.evaluate_once("baseline", {"model": "m"}, lambda: pytest.fail("recomputed"), processor)
+    assert reused and again["scores"] == {"wer": 120.0}

@@ -123,9 +123,9 @@ Audio(wave, rate=SAMPLING_RATE)
 # disconnect, when the download on the runtime's disk is gone.
 
 # %%
-from helpers.workspace import embed_audio, save_dataset
+from helpers.workspace import embed_audio, save_to_workspace
 
-print("Saved to", save_dataset(embed_audio(splits), "loaded"))
+print("Saved to", save_to_workspace(embed_audio(splits), "loaded"))
 
 # %% [markdown]
 # ## Try it yourself

@@ -28,11 +28,9 @@ from helpers.colab import setup
 config = setup()
 
 # %%
-from datasets import load_from_disk
+from helpers.workspace import load_from_workspace
 
-from helpers.workspace import require
-
-loaded = load_from_disk(require("loaded"))
+loaded = load_from_workspace("loaded")
 loaded
 
 # %% [markdown]
@@ -173,12 +171,10 @@ plot_lengths(durations, label_lengths, max_tokens=max_tokens)
 
 # %%
 from helpers.display import disk_size
-from helpers.features import save_report
-from helpers.workspace import artifact_path, save_dataset, stamp
+from helpers.workspace import save_to_workspace
 
-path = save_dataset(prepared, "prepared", processor)  # stamped with this run's model, data and tokenizer
-save_report(report, artifact_path("report"))
-stamp("report", processor)
+path = save_to_workspace(prepared, "prepared", processor)  # marked as this run's: model, data and tokenizer
+save_to_workspace(report, "report", processor)
 clips = sum(len(split) for split in prepared.values())
 print(f"Saved {clips} clips to {path}: {disk_size(path) / 1e6:.1f} MB "
       f"(the course's stored features would take {clips * 80 * 3000 * 4 / 1e6:.1f} MB)")

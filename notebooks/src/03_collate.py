@@ -28,13 +28,12 @@ from helpers.colab import setup
 config = setup()
 
 # %%
-from datasets import load_from_disk
 from transformers import WhisperConfig
 
 from helpers.model import load_processor
-from helpers.workspace import require
+from helpers.workspace import load_from_workspace
 
-prepared = load_from_disk(require("prepared"))
+prepared = load_from_workspace("prepared")
 processor = load_processor(config.model, config.language, config.task)
 model_config = WhisperConfig.from_pretrained(config.model)  # only the configuration, not the weights
 

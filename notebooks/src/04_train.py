@@ -156,22 +156,19 @@ from helpers.metrics import make_compute_metrics
 #
 # The model is loaded with the language and task set on its generation config (today's API: no
 # `forced_decoder_ids`). The data prepared in 02 and any checkpoints in the workspace must come from this
-# same run (model, data, language, tokenizer): both are checked against its stamp, and another run's files
-# stop the notebook with one sentence instead of training on them.
+# same run (model, data, language, tokenizer): `load_from_workspace` checks the data, the Drive copies below
+# check the checkpoints, and another run's files stop the notebook with one sentence instead of training on them.
 
 # %%
-from datasets import load_from_disk
-
 from helpers.model import load_model_and_processor
-from helpers.workspace import claim, require
+from helpers.workspace import load_from_workspace
 
 model, processor = load_model_and_processor(config.model, config.language, config.task)
 if config.gradient_checkpointing:
     model.config.use_cache = False  # the course's line: the cache is useless in training, and clashes with it
 if config.freeze_encoder:  # the offline and cpu profiles: only the decoder trains (see below)
     model.freeze_encoder()
-claim("training", processor)  # checkpoints already here, if any, must be this run's
-prepared = load_from_disk(require("prepared", processor=processor))
+prepared = load_from_workspace("prepared", processor)
 
 # %% [markdown]
 # ## Optional: LoRA, a bigger Whisper on the same T4
@@ -211,9 +208,8 @@ from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
 # %% tags=["trainer"]
 from transformers import Seq2SeqTrainer
 
-from helpers.mirror import CheckpointMirror
 from helpers.training import validation_split
-from helpers.workspace import artifact_path
+from helpers.workspace import checkpoint_copies_on_drive
 
 trainer = Seq2SeqTrainer(
     model=model,
@@ -223,7 +219,7 @@ trainer = Seq2SeqTrainer(
     data_collator=DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id),
     compute_metrics=make_compute_metrics(processor.tokenizer),
     processing_class=processor,
-    callbacks=[CheckpointMirror(artifact_path("training"))],  # after each save: a small copy on Drive
+    callbacks=[checkpoint_copies_on_drive(processor)],  # after each save: a small copy on Drive
 )
 
 # %% [markdown]
@@ -305,16 +301,14 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # %%
 from helpers.display import evaluations_table, real_run_note
 from helpers.lora import merge_and_save
-from helpers.workspace import stamp
+from helpers.workspace import saving_to_workspace
 
-model_dir = artifact_path("model")
-if config.peft:  # the adapter alone, and the model with the adapter merged into its weights
-    merge_and_save(trainer.model, processor, model_dir, artifact_path("adapter"))
-    stamp("adapter", processor)
-else:
-    trainer.save_model(str(model_dir))
-    processor.save_pretrained(str(model_dir))
-stamp("model", processor)
+with saving_to_workspace("model", "adapter", processor=processor) as (model_dir, adapter_dir):
+    if config.peft:  # the adapter alone, and the model with the adapter merged into its weights
+        merge_and_save(trainer.model, processor, model_dir, adapter_dir)
+    else:
+        trainer.save_model(str(model_dir))
+        processor.save_pretrained(str(model_dir))
 print(f"Saved the kept model to {model_dir}")
 evaluations_table(trainer.state.log_history, trainer.state.best_global_step)
 

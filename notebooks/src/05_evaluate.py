@@ -71,14 +71,12 @@ show_source(wer_scores, marks={
 })
 
 # %%
-from datasets import load_from_disk
-
-from helpers.evaluation import evaluate_model, evaluation_key, reuse_or_evaluate
+from helpers.evaluation import evaluate_model, evaluation_key
 from helpers.model import load_model_and_processor, load_processor
-from helpers.workspace import artifact_path, require, stamp
+from helpers.workspace import evaluate_once, load_from_workspace, saved_path
 
-test = load_from_disk(require("prepared"))["test"]
-fine_tuned_dir = require("model")
+test = load_from_workspace("prepared")["test"]
+fine_tuned_dir = saved_path("model")
 
 
 def score(model_id, num_beams=1):  # load a model, transcribe the test split (GPU, fp16 when there is one), score it
@@ -92,8 +90,7 @@ def score(model_id, num_beams=1):  # load a model, transcribe the test split (GP
 # reused from baseline.json when this stage runs again (the command line does the same).
 processor = load_processor(config.model, config.language, config.task)
 key = evaluation_key(config, config.model, test, processor)
-zero_shot, reused = reuse_or_evaluate(artifact_path("baseline"), key, lambda: score(config.model))
-stamp("baseline", processor)
+zero_shot, reused = evaluate_once("baseline", key, lambda: score(config.model), processor)
 print("Zero-shot score", "reused from baseline.json" if reused else "computed and saved to baseline.json")
 fine_tuned = score(str(fine_tuned_dir))
 
@@ -206,16 +203,15 @@ Audio(from_int16(test[worst]["audio_16k"]), rate=SAMPLING_RATE)
 
 # %%
 from helpers.evaluation import beam_search_record, predictions_record, results_record
-from helpers.files import write_json
+from helpers.workspace import save_to_workspace
 
-write_json(artifact_path("results"), results_record(config, zero_shot["scores"], fine_tuned["scores"],
-                                                    beam_search_record(fine_tuned, beams, config.eval_num_beams)))
-write_json(artifact_path("predictions"), predictions_record(zero_shot, fine_tuned))
-stamp("results", processor)
-stamp("predictions", processor)
+results_file = save_to_workspace(results_record(config, zero_shot["scores"], fine_tuned["scores"],
+                                                beam_search_record(fine_tuned, beams, config.eval_num_beams)),
+                                 "results", processor)
+save_to_workspace(predictions_record(zero_shot, fine_tuned), "predictions", processor)
 print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tuned['scores']['wer_words']:.2f} % "
       f"(zero-shot {zero_shot['scores']['wer']:.2f} %, {zero_shot['scores']['wer_words']:.2f} %); "
-      f"saved {artifact_path('results')}")
+      f"saved {results_file}")
 
 # %% [markdown]
 # ## Try it yourself

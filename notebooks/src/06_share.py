@@ -56,14 +56,15 @@ from pathlib import Path
 from helpers.evaluation import read_results
 from helpers.hub import who_am_i
 from helpers.share import course_model_card
-from helpers.workspace import require
+from helpers.workspace import saved_path
 
-model_dir, results = require("model"), read_results(require("results"))
+model_dir, results = saved_path("model"), read_results(saved_path("results"))
 user = who_am_i()  # None without a (valid) token or without network
 repo_id = f"{user}/{Path(config.output_dir).name}" if user else Path(config.output_dir).name
 # Base model, data, language, the fine-tuned scores, the training settings and how it trained (full, or LoRA:
 # rank, modules, the share of parameters trained); the same card `python -m helpers run --push-to` publishes.
-card = course_model_card(config, repo_id, results["finetuned"], model_dir, require("adapter") if config.peft else None)
+adapter_dir = saved_path("adapter") if config.peft else None
+card = course_model_card(config, repo_id, results["finetuned"], model_dir, adapter_dir)
 print(card.content)
 
 # %% [markdown]
@@ -101,17 +102,15 @@ asr = pipeline("automatic-speech-recognition", model=model_source, **pipeline_pl
 asr.model.generation_config.max_length = config.generation_max_length  # as in evaluation
 
 # %%
-import json
-
-from datasets import load_from_disk
 from IPython.display import Audio, display
 
 from helpers.audio import SAMPLING_RATE, from_int16
 from helpers.display import real_run_note
+from helpers.workspace import load_from_workspace
 
-test = load_from_disk(require("prepared"))["test"]
+test = load_from_workspace("prepared")["test"]
 wave = from_int16(test[0]["audio_16k"])
-transcripts = json.loads(require("predictions").read_text())
+transcripts = load_from_workspace("predictions")
 print("reference:     ", test[0]["sentence"])
 print("pipeline:      ", asr({"raw": wave, "sampling_rate": SAMPLING_RATE})["text"].strip())
 print("05 transcribed:", transcripts["fine_tuned"][0])
@@ -129,10 +128,10 @@ display(Audio(wave, rate=SAMPLING_RATE), real_run_note(config, about="transcript
 
 # %%
 from helpers.export_ct2 import export_ctranslate2, transcribe_ct2
-from helpers.workspace import stamp
+from helpers.workspace import saving_to_workspace
 
-ct2_dir = export_ctranslate2(model_dir, artifact_path("ct2"), quantization="float16")
-stamp("ct2")
+with saving_to_workspace("ct2") as ct2_dir:
+    export_ctranslate2(model_dir, ct2_dir, quantization="float16")
 print(f"CTranslate2 model in {ct2_dir}: {sum(f.stat().st_size for f in ct2_dir.iterdir()) / 1e6:.0f} MB")
 print("reference:  ", test[0]["sentence"])
 print("CTranslate2:", transcribe_ct2(ct2_dir, wave, config.language, config.task, config.generation_max_length))
@@ -189,7 +188,7 @@ if in_colab():
 #   in a Drive folder and fine-tune on them (01's "Try it yourself").
 # - **A longer run.** Raise `max_steps` in 04 (the course suggests 4000 with a linear schedule) and push
 #   the better model under another name.
-# - **int8.** `export_ctranslate2(model_dir, artifact_path("ct2"), quantization="int8")` gives a model a
+# - **int8.** `export_ctranslate2(model_dir, ct2_dir.with_name("ct2-int8"), quantization="int8")` gives a model a
 #   quarter the size; compare its transcripts of a few test clips with float16's.
 # - **The whole path in one command**, from a terminal: `python -m helpers run` (see
 #   [the one command](../docs/profiles-and-recipes.md#the-whole-path-in-one-command)).
@@ -204,7 +203,7 @@ if in_colab():
 # - **int8.**
 #
 #   ```python
-#   int8_dir = export_ctranslate2(model_dir, artifact_path("ct2-int8"), quantization="int8")
+#   int8_dir = export_ctranslate2(model_dir, ct2_dir.with_name("ct2-int8"), quantization="int8")
 #   for i in range(3):
 #       clip = from_int16(test[i]["audio_16k"])
 #       print(transcribe_ct2(int8_dir, clip, config.language, config.task, config.generation_max_length))
