@@ -15,3 +15,13 @@ def pytest_xdist_make_scheduler(config, log):
             return "notebooks" if path.endswith(".ipynb") else path
 
     return FilesTogetherNotebooksInOrder(config, log)
+
+
+def pytest_configure(config):
+    """Build the offline smoke model when it is missing or outdated (tools/smoke_model.py: test infrastructure,
+    not in the package), once, before any worker starts: the notebooks' smoke runs and most tests load it."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller has done it
+        return
+    from tools.smoke_model import ensure_smoke_model
+
+    ensure_smoke_model()

@@ -15,7 +15,6 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-
 from tools.make_corpus import _write_tsv, make_corpus
 
 WORK_DIR = Path(__file__).resolve().parent / "work"

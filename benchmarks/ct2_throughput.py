@@ -8,7 +8,7 @@ end where the speech ends, as a fine-tuned model's do. Every engine transcribes 
 length, in batches of ``--batch-size``, greedily, from the same log-mel features (``helpers.collator``):
 
 * transformers: ``helpers.evaluation.transcribe`` (what the CLI and notebook 05 score with), fp32;
-* CTranslate2 float32: ``helpers.export_ct2`` export without quantisation;
+* CTranslate2 float32: ``helpers.extras.ctranslate2`` export without quantisation;
 * CTranslate2 int8: the same exported with ``quantization="int8"`` (int8 weights and matrix products).
 
 The engines take turns, ``--repeats`` rounds, so a machine shared with other work slows them alike; the
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from helpers.audio import from_int16
     from helpers.evaluation import transcribe
-    from helpers.export_ct2 import CT2Whisper, export_ctranslate2
-    from helpers.features import prepare_dataset
+    from helpers.extras.ctranslate2 import CT2Whisper, export_ctranslate2
     from helpers.model import load_model_and_processor
+    from helpers.preparation import prepare_dataset
     from tools.pretrained_whisper import ensure_pretrained
 
     folder = ensure_pretrained(args.model)

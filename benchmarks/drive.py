@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.drive [--result drive.json]
 
 A smoke run with the t4 profile's save cadence (five saves: every 2 of 10 steps) trains with its full
-checkpoints in a runtime folder and a :class:`helpers.mirror.CheckpointMirror` into a :class:`DriveStandIn`,
+checkpoints in a runtime folder and a :class:`helpers.runtime.mirror.CheckpointMirror` into a :class:`DriveStandIn`,
 a folder whose every byte written and deleted is counted (Linux inotify, from outside the code under test),
 then saves the final model there as notebook 04 does. The bytes in weight files scale with the parameter
 count (the smoke model's to whisper-small's 241.7M), the rest (processor, states, arguments) is the same for
@@ -167,7 +167,7 @@ def small_data(processor, train_clips: int = 8, validation_clips: int = 2):
 
     from helpers.config import BUNDLED_CORPUS
     from helpers.data import load_common_voice
-    from helpers.features import prepare_dataset
+    from helpers.preparation import prepare_dataset
 
     splits = load_common_voice(BUNDLED_CORPUS, validation_size=validation_clips)
     splits = DatasetDict(train=splits["train"].select(range(train_clips)), validation=splits["validation"])
@@ -178,8 +178,8 @@ def smoke_trainer(prepared, drive: Path, runtime: Path, max_steps: int = SMOKE_S
     """The smoke model's trainer with the t4 cadence scaled down, full checkpoints in ``runtime``, the
     small copies in ``drive / "training"``; as notebook 04 builds it."""
     from helpers.config import get_config
-    from helpers.mirror import CheckpointMirror
     from helpers.model import load_model_and_processor
+    from helpers.runtime.mirror import CheckpointMirror
     from helpers.training import build_trainer
 
     config = get_config("smoke", max_steps=max_steps, save_steps=SMOKE_SAVE_STEPS, eval_steps=SMOKE_SAVE_STEPS,
@@ -195,7 +195,7 @@ def weight_bytes(written: dict[str, int]) -> int:
 
 def projection(measured_weights: int, measured_other: int, smoke_parameters: int) -> dict:
     """Bytes a 500-step whisper-small run writes to Drive: the measured run scaled, and from parameters alone."""
-    from helpers.mirror import save_costs
+    from helpers.runtime.mirror import save_costs
 
     scaled = measured_weights * WHISPER_SMALL_PARAMETERS / smoke_parameters + measured_other
     cost = save_costs(WHISPER_SMALL_PARAMETERS)

@@ -148,7 +148,8 @@ def build_model(tiny: bool):
     from transformers import GenerationConfig, WhisperForConditionalGeneration
 
     from helpers.config import SMOKE_MODEL_DIR
-    from helpers.model import ensure_smoke_model, load_processor
+    from helpers.model import load_processor
+    from tools.smoke_model import ensure_smoke_model
 
     ensure_smoke_model()
     torch.manual_seed(0)
@@ -265,8 +266,8 @@ def course_path(model, processor, test, args, cuda: bool) -> dict:
 
 def our_path(model, processor, test, args, cuda: bool, name: str, batch_size: int, fast: bool) -> dict:
     """``helpers.evaluation.transcribe_ids`` (fp16 copy on the GPU, sorted), eager or fast; time and memory."""
-    from helpers.device import model_for_inference
     from helpers.evaluation import transcribe_ids
+    from helpers.runtime.device import model_for_inference
 
     runner = model_for_inference(model, cuda and args.fp16)  # what evaluate_model does
     force_lengths(runner, ForcedLengths())
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cuda and not torch.cuda.is_available():
         raise SystemExit("No CUDA GPU here: pass --device cpu (with --tiny) to check the script.")
     if not cuda and torch.cuda.is_available():
-        raise SystemExit("--device cpu on a CUDA machine: helpers.device would still place evaluation on the GPU.")
+        raise SystemExit("--device cpu on a CUDA machine: helpers.runtime.device would still place evaluation on the GPU.")
     kernels = kernel_throughput(torch.device(args.device))
     if args.kernels_only:
         print(json.dumps({"device": torch.cuda.get_device_name(0) if cuda else "cpu", **kernels}))

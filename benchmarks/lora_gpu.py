@@ -9,13 +9,13 @@ T4's 15 GiB (``torch.cuda.set_per_process_memory_fraction``). Each case trains `
 after ``--warmup`` untimed ones on one random batch (log-mel 30 s windows, labels of ``--label-tokens``
 tokens) as the CLI's ``Seq2SeqTrainer`` would: fp16 autocast with a gradient scaler, activation
 checkpointing, AdamW on the trainable parameters only, at the course's batch of 16, or halved until a
-step fits (``batch_size`` says which). LoRA goes through ``helpers.lora.apply_lora`` (rank 32, alpha 64,
-q_proj and v_proj: the CLI's defaults); ``lora-int8`` loads the base with ``helpers.lora.load_base_in_8bit``
+step fits (``batch_size`` says which). LoRA goes through ``helpers.extras.lora.apply_lora`` (rank 32, alpha 64,
+q_proj and v_proj: the CLI's defaults); ``lora-int8`` loads the base with ``helpers.extras.lora.load_base_in_8bit``
 (``--load-in-8bit``; needs bitsandbytes, else the case records the error).
 
 Cases: whisper-small with full fine-tuning (the course's), then LoRA and LoRA over 8-bit weights on
 whisper-small and on large-v3-turbo and large-v3 shapes (``--models``). For each: step time, samples/s,
-peak memory, trainable share, and the merge check: after training, ``helpers.lora.merge_and_save`` (the
+peak memory, trainable share, and the merge check: after training, ``helpers.extras.lora.merge_and_save`` (the
 CLI's merge) writes the merged model, whose greedy ids on a random batch must equal the adapter-wrapped
 model's (``merged_ids_equal``; in fp32, over the full-precision base the adapter is merged into; for
 ``lora-int8`` the 8-bit adapter model's agreement with it is ``int8_ids_agreement``, a share of tokens).
@@ -71,7 +71,7 @@ def build(name: str, method: str, device: torch.device, tiny: bool, folder: Path
     """
     from transformers import WhisperForConditionalGeneration
 
-    from helpers.lora import apply_lora, load_base_in_8bit
+    from helpers.extras.lora import apply_lora, load_base_in_8bit
 
     torch.manual_seed(0)
     config = whisper_config(name, tiny)
@@ -113,7 +113,7 @@ def merge_check(model, method: str, config, device: torch.device, folder: Path, 
     from transformers import WhisperForConditionalGeneration
 
     from helpers.config import SMOKE_MODEL_DIR
-    from helpers.lora import merge_and_save
+    from helpers.extras.lora import merge_and_save
     from helpers.model import load_processor
 
     torch.manual_seed(1)
@@ -161,7 +161,7 @@ def _run_case(name: str, method: str, args: argparse.Namespace, batch_size: int)
     with tempfile.TemporaryDirectory() as folder:
         try:
             from benchmarks.gpu_step import timed_steps
-            from helpers.lora import trainable_share
+            from helpers.extras.lora import trainable_share
 
             model, config = build(name, method, device, args.tiny, Path(folder))
             share = trainable_share(model)

@@ -4,7 +4,7 @@
 
 OpenAI's tiny.en (converted offline, ``tools.pretrained_whisper``) is fine-tuned with the course's recipe on
 the bundled corpus's English clips, twice with the same seed: once without a break, once resumed half-way
-from the :class:`helpers.mirror.CheckpointMirror` copy alone (fp16 weights, schedule, step, RNG; moments
+from the :class:`helpers.runtime.mirror.CheckpointMirror` copy alone (fp16 weights, schedule, step, RNG; moments
 from zero) in an empty runtime folder, as after a Colab disconnect. Both final models are scored on the
 English test clips; the difference is the cost of the reset. Minutes of CPU.
 """
@@ -26,9 +26,9 @@ def run(steps: int, batch_size: int, work: Path) -> dict:
     from helpers.config import BUNDLED_CORPUS, get_config
     from helpers.data import load_common_voice
     from helpers.evaluation import evaluate_model
-    from helpers.features import prepare_dataset
-    from helpers.mirror import CheckpointMirror
     from helpers.model import load_model_and_processor
+    from helpers.preparation import prepare_dataset
+    from helpers.runtime.mirror import CheckpointMirror
     from helpers.training import build_trainer, train
     from tools.pretrained_whisper import ensure_pretrained
 

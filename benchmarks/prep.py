@@ -68,13 +68,13 @@ def run_recipe(data: Path, out: Path, num_proc: int) -> dict:
 
 
 def run_ours(data: Path, out: Path, num_proc: int) -> dict:
-    """Our path: ``helpers.features.prepare_dataset`` (16 kHz FLAC audio) over the course's splits."""
-    from helpers.config import SMOKE_MODEL_DIR
+    """Our path: ``helpers.preparation.prepare_dataset`` (16 kHz FLAC audio) over the course's splits."""
     from datasets import DatasetDict
 
+    from helpers.config import SMOKE_MODEL_DIR
     from helpers.data import _cv_split
-    from helpers.features import prepare_dataset
     from helpers.model import load_processor
+    from helpers.preparation import prepare_dataset
 
     processor = load_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")
     start, cpu = time.perf_counter(), cpu_seconds()

@@ -8,7 +8,7 @@ Steps, each measured in its own process (so peak memory is that step's, children
 1. a Common Voice-shaped corpus (48 kHz mono MP3, 2-12 s) from the bundled corpus's generator, cached in
    ``benchmarks/work/``;
 2. the recipe (``benchmarks.recipe``: librosa decoding, one float32 80 x 3000 log-mel per clip,
-   ``map(num_proc=1)``) and ours (``helpers.data`` + ``helpers.features``, ``num_proc`` = all cores, FLAC
+   ``map(num_proc=1)``) and ours (``helpers.data`` + ``helpers.preparation``, ``num_proc`` = all cores, FLAC
    16 kHz audio), each loading the tsv rows, preprocessing every split and saving to disk; ours with
    ``num_proc`` workers and with one, alternating (``--prep-rounds``, the recipe in the middle), so that the
    ratio of the two compares runs made under the same load; each run's CPU time is kept too;
@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["env"] = env
 
     from helpers.config import SMOKE_MODEL_DIR
-    from helpers.model import build_smoke_model
+    from tools.smoke_model import build_smoke_model
 
     if not (SMOKE_MODEL_DIR / "config.json").is_file():
         build_smoke_model(SMOKE_MODEL_DIR)

@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .config import first_line
+from helpers.runtime.errors import first_line
 
 SAMPLING_RATE = 16_000
 

@@ -21,7 +21,8 @@ import os
 import sys
 from pathlib import Path
 
-from .config import PROFILES, CourseConfig, CourseError, describe, get_config
+from helpers.config import PROFILES, CourseConfig, describe, get_config
+from helpers.runtime.errors import CourseError
 
 OVERRIDES = {
     # flag: (config field, type, help)
@@ -88,8 +89,6 @@ def _parser() -> argparse.ArgumentParser:
                              help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
             sub.add_argument("--ct2-quantization", default="float16",
                              help="weights of the CTranslate2 export: float16 (default), int8, or float32")
-    smoke = commands.add_parser("smoke-model", help="build the offline smoke model (done on first use too)")
-    smoke.add_argument("--force", action="store_true", help="rebuild even if it exists")
     push = commands.add_parser("push", help="push a saved model folder to the Hub")
     push.add_argument("--model-dir", required=True)
     push.add_argument("--repo-id", required=True)
@@ -109,7 +108,7 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
         if field in overrides and overrides[field].strip().lower() in ("none", ""):
             overrides[field] = None
     if overrides.get("peft"):
-        from .lora import check_peft
+        from helpers.extras.lora import check_peft
 
         overrides["peft"] = overrides["peft"].strip().lower()
         check_peft(overrides["peft"])
@@ -133,10 +132,10 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
 
 def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     """Load ``config.data``, subsample if asked, preprocess, and write ``report.json``; return (prepared, report)."""
-    from .data import load_common_voice, subsample
-    from .distributed import is_main_process, local_main_process_first
-    from .features import format_report, prepare_dataset
-    from .files import write_json
+    from helpers.data import load_common_voice, subsample
+    from helpers.preparation import format_report, prepare_dataset
+    from helpers.runtime.distributed import is_main_process, local_main_process_first
+    from helpers.runtime.workspace import write_json
 
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
@@ -153,7 +152,7 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
 
 
 def prepare(config: CourseConfig) -> dict:
-    from .model import load_processor
+    from helpers.model import load_processor
 
     output_dir = Path(config.output_dir)
     processor = load_processor(config.model, config.language, config.task)
@@ -166,22 +165,27 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         push_to: str | None = None, export_ct2: bool = False, ct2_quantization: str | None = "float16") -> dict:
     """The whole path; see the module docstring. Returns what it writes to results.json.
 
-    With ``config.peft == "lora"`` only LoRA adapters train (``helpers.lora``); checkpoints hold the adapter,
+    With ``config.peft == "lora"`` only LoRA adapters train (``helpers.extras.lora``); checkpoints hold the adapter,
     and at the end O/adapter gets the adapter alone and O/model the merged model, a plain Whisper folder, so
     scoring, ``pipeline`` and the model card work as after full fine-tuning. ``export_ct2`` also converts
-    O/model to CTranslate2 in O/ct2 (``helpers.export_ct2``) and transcribes the first test clip with it.
+    O/model to CTranslate2 in O/ct2 (``helpers.extras.ctranslate2``) and transcribes the first test clip with it.
 
     In a distributed run (torchrun, accelerate launch) every process trains, and the in-training evaluation
     is shared between them; only the main process scores the zero-shot and the final model, prints and
     writes files, while the others wait. Every process returns the main process's record.
     """
-    from .distributed import from_main_process, is_main_process, wait_for_everyone
-    from .evaluation import (beam_search_record, evaluate_model, evaluation_key, predictions_record,
-                             results_record, reuse_or_evaluate)
-    from .model import load_model_and_processor
-    from .stamps import check_stamp, run_stamp, write_stamp
-    from .files import write_json
-    from .training import build_trainer, last_checkpoint, train
+    from helpers.evaluation import (
+        beam_search_record,
+        evaluate_model,
+        evaluation_key,
+        predictions_record,
+        results_record,
+        reuse_or_evaluate,
+    )
+    from helpers.model import load_model_and_processor
+    from helpers.runtime.distributed import from_main_process, is_main_process, wait_for_everyone
+    from helpers.runtime.workspace import check_stamp, run_stamp, write_json, write_stamp
+    from helpers.training import build_trainer, last_checkpoint, train
 
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
@@ -211,7 +215,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         write_stamp(checkpoints, stamp)
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     if config.peft:  # after the zero-shot score, which is the full-precision model's as for full fine-tuning
-        from .lora import lora_from_config
+        from helpers.extras.lora import lora_from_config
 
         model = lora_from_config(model, config)
     trainer = build_trainer(model, processor, prepared, config, output_dir,
@@ -223,7 +227,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     results = None
     if main:
         if config.peft:
-            from .lora import merge_and_save
+            from helpers.extras.lora import merge_and_save
 
             final_model = merge_and_save(trainer.model, processor, model_dir, output_dir / "adapter")
             write_stamp(output_dir / "adapter", stamp)
@@ -244,8 +248,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         if export_ct2:
             export_and_try(model_dir, output_dir / "ct2", ct2_quantization, processor, test, config)
         if push_to:  # only now, with the model saved: a failed push leaves it and says how to retry
-            from .hub import PushError, push_model
-            from .share import course_model_card
+            from helpers.extras.sharing import PushError, course_model_card, push_model
 
             card = course_model_card(config, push_to, finetuned, model_dir, output_dir / "adapter" if config.peft else None)
             card.save(str(model_dir / "README.md"))  # the card 06 shows, uploaded with the model
@@ -258,8 +261,8 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
 
 def export_and_try(model_dir: Path, ct2_dir: Path, quantization: str | None, processor, test, config) -> None:
     """Export ``model_dir`` to CTranslate2 and print its transcript of the first test clip beside the reference."""
-    from .audio import from_int16
-    from .export_ct2 import export_ctranslate2, transcribe_ct2
+    from helpers.audio import from_int16
+    from helpers.extras.ctranslate2 import export_ctranslate2, transcribe_ct2
 
     export_ctranslate2(model_dir, ct2_dir, quantization)
     clip = test[0]
@@ -278,18 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     try:
-        if args.command == "smoke-model":
-            from .model import ensure_smoke_model
-
-            print(f"Smoke model ready in {ensure_smoke_model(force=args.force)}")
-            return 0
         if args.command == "push":
-            from .hub import push_model
+            from helpers.extras.sharing import push_model
 
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
             return 0
         if args.command == "export-ct2":
-            from .export_ct2 import export_ctranslate2
+            from helpers.extras.ctranslate2 import export_ctranslate2
 
             out = export_ctranslate2(Path(args.model_dir), Path(args.output_dir), _quantization(args.quantization))
             print(f"Exported {args.model_dir} to CTranslate2 in {out} (faster-whisper loads this folder).")
@@ -297,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once (before any process group exists)
             print(describe(config))
-        from .hub import use_cache_only_if_unreachable
+        from helpers.services.hub import use_cache_only_if_unreachable
 
         note = use_cache_only_if_unreachable(config.model, config.data)  # fail fast, not after minutes of retries
         if note:

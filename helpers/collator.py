@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-from .audio import SAMPLING_RATE, from_int16
+from helpers.audio import SAMPLING_RATE, from_int16
 
 
 def log_mel_batch(waves: list[np.ndarray], extractor: WhisperFeatureExtractor) -> torch.Tensor:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+
+from helpers.runtime.errors import CourseError
 
 PROFILE_ENV = "COURSE_PROFILE"
 WORKSPACE_ENV = "COURSE_WORKSPACE"
@@ -40,40 +40,6 @@ VALIDATION_SIZE = 300  # dev clips held out to choose the best checkpoint (see C
 PRETRAINED_DIR = CACHE_DIR / "pretrained"
 # The bundled corpus's Sinhala clips alone (tools/make_corpus.py --subset-of), written by scripts/setup.sh.
 SINHALA_CORPUS = CACHE_DIR / "cv-mini-sinhala"
-
-
-class CourseError(Exception):
-    """A problem the learner can fix (a missing folder, an unknown language): one clear sentence, no traceback."""
-
-
-def first_line(error: BaseException) -> str:
-    """The first non-empty line of ``error``'s message (its type's name when it has none), for one-sentence errors."""
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-
-
-def error_chain(error: BaseException | None) -> list[BaseException]:
-    """``error`` and every error it was raised from or while handling, outermost first.
-
-    Libraries re-raise a network or HTTP error as their own (transformers as ``OSError``, the MDC SDK as
-    ``DownloadError``), so what went wrong is often several links down.
-    """
-    seen: list[BaseException] = []
-    while error is not None and all(error is not other for other in seen):
-        seen.append(error)
-        error = error.__cause__ or error.__context__
-    return seen
-
-
-def can_connect(url: str, timeout: float = 1.5) -> bool:
-    """Whether ``url``'s host accepts a TCP connection within ``timeout`` seconds: a quick probe before a
-    client that would retry an unreachable server for minutes."""
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -117,7 +83,7 @@ class CourseConfig:
     # The best checkpoint is chosen on a fixed, seeded slice of Common Voice's dev split (helpers.data), never
     # on the test split that scores it at the end; the rest of dev trains, as in the course.
     validation_size: int = VALIDATION_SIZE
-    # Parameter-efficient fine-tuning (helpers.lora): None trains every weight, "lora" only LoRA matrices on
+    # Parameter-efficient fine-tuning (helpers.extras.lora): None trains every weight, "lora" only LoRA matrices on
     # lora_target_modules; load_in_8bit keeps the frozen base in 8 bits (bitsandbytes, CUDA only).
     peft: str | None = None
     lora_rank: int = 32
@@ -294,12 +260,12 @@ def choose_profile() -> tuple[str, str]:
 
     if in_colab():
         # A CPU runtime (GPU quota gone) must not silently swap the course's data for the smoke clips: the
-        # stages that need a GPU say so instead (see helpers.colab.setup).
+        # stages that need a GPU say so instead (see helpers.runtime.colab.setup).
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU in this runtime"
         return "t4", f"this is Colab ({gpu}); set {PROFILE_ENV}=smoke for the offline run"
     if not torch.cuda.is_available():
         return "smoke", f"no CUDA GPU found and {PROFILE_ENV} is not set"
-    from .hub import hub_reachable
+    from helpers.services.hub import hub_reachable
 
     if not hub_reachable():
         return "smoke", f"a GPU is present but the Hugging Face Hub cannot be reached and {PROFILE_ENV} is not set"

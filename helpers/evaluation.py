@@ -1,6 +1,6 @@
 """Scoring a Whisper model on the test split: batched transcription, the four error rates, results files.
 
-Every pass runs where :func:`helpers.device.inference_placement` says (CUDA in fp16 on a T4, else the CPU),
+Every pass runs where :func:`helpers.runtime.device.inference_placement` says (CUDA in fp16 on a T4, else the CPU),
 with the model's own generation config (language and task set by ``load_model_and_processor``). A zero-shot
 score is kept with a key of everything it depends on (:func:`evaluation_key`), so the CLI and notebook 05
 compute it once per model, data and generation settings, not on every run.
@@ -22,12 +22,12 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from transformers.cache_utils import EncoderDecoderCache, StaticCache
 from transformers.utils.logging import tqdm  # unlike tqdm.auto, silenced with transformers' progress bars
 
-from .collator import DataCollatorSpeechSeq2SeqWithPadding, full_attention_mask
-from .config import CourseConfig, CourseError
-from .device import inference_placement, model_for_inference
-from .files import read_json, write_json
-from .memory import explain_oom
-from .metrics import SCORE_NAMES, wer_scores
+from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding, full_attention_mask
+from helpers.config import CourseConfig
+from helpers.metrics import SCORE_NAMES, wer_scores
+from helpers.runtime.device import explain_oom, inference_placement, model_for_inference
+from helpers.runtime.errors import CourseError
+from helpers.runtime.workspace import read_json, write_json
 
 
 class _WhisperSuppressTokensNotice(logging.Filter):
@@ -192,7 +192,7 @@ def evaluate_model(
 ) -> dict:
     """Scores (``wer_ortho``, ``wer``, ``wer_words``, ``cer_words``, ``n``) plus predictions, references and seconds.
 
-    The model runs where :func:`helpers.device.inference_placement` says (fp16 on CUDA when ``fp16``); the
+    The model runs where :func:`helpers.runtime.device.inference_placement` says (fp16 on CUDA when ``fp16``); the
     caller's model is left as it was when that needs a converted copy. ``num_beams`` 1 is greedy decoding,
     the course's; ``fast`` is ``config.fast_generate`` (:func:`choose_decoding` says which way and why).
     """

@@ -163,7 +163,7 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
     if not refs:
         return None, "Skipped: no reference has a word to score."
     local = Path(path).is_file()
-    from .hub import hub_reachable
+    from helpers.services.hub import hub_reachable
 
     offline = not local and (_offline_mode(evaluate) or not hub_reachable())
     was_offline = evaluate.config.HF_EVALUATE_OFFLINE

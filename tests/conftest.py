@@ -97,7 +97,7 @@ def corpus() -> Path:
 def prepared(processor, corpus):
     """``(splits, prepared, report)`` for the bundled corpus, prepared once for the whole session."""
     from helpers.data import load_common_voice
-    from helpers.features import prepare_dataset
+    from helpers.preparation import prepare_dataset
 
     splits = load_common_voice(str(corpus))
     return splits, *prepare_dataset(splits, processor, num_proc=2)
@@ -105,8 +105,8 @@ def prepared(processor, corpus):
 
 @pytest.fixture(autouse=True)
 def _no_run_left_over():
-    """``helpers.colab.setup`` remembers its run for the workspace stamps; no test inherits another's."""
-    from helpers import workspace
+    """``helpers.runtime.colab.setup`` remembers its run for the workspace stamps; no test inherits another's."""
+    from helpers.runtime import workspace
 
     workspace.set_run(None)
     yield

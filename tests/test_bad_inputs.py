@@ -23,7 +23,7 @@ import soundfile as sf
 from helpers.audio import load_audio
 from helpers.cli import main
 from helpers.config import REPO_ROOT
-from helpers.features import DROP_REASONS
+from helpers.preparation import DROP_REASONS
 
 CV_HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents", "variant",
              "locale", "segment"]
@@ -343,11 +343,11 @@ def test_out_of_memory_while_evaluating_names_the_eval_batch_size(corpus, proces
     import torch
 
     from helpers.config import SMOKE_MODEL_DIR
-    from helpers.features import prepare_dataset
-    from helpers.model import load_model_and_processor
-    from helpers.evaluation import transcribe
-    from helpers.memory import OutOfMemory
     from helpers.data import load_common_voice
+    from helpers.evaluation import transcribe
+    from helpers.model import load_model_and_processor
+    from helpers.preparation import prepare_dataset
+    from helpers.runtime.device import OutOfMemory
 
     model, processor = load_model_and_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")
     test = load_common_voice(corpus)["test"].select(range(2))

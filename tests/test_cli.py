@@ -69,9 +69,9 @@ def test_run_writes_results_checkpoints_logs_and_model(smoke_run):
 
 def test_results_match_our_own_measurement_of_the_saved_model(smoke_run, corpus):
     """What the judges do: load O/model afresh, score it on the same test clips, compare with results.json."""
-    from helpers.cli import config_from_args, _parser, load_and_prepare
-    from helpers.model import load_model_and_processor
+    from helpers.cli import _parser, config_from_args, load_and_prepare
     from helpers.evaluation import evaluate_model
+    from helpers.model import load_model_and_processor
 
     out, _ = smoke_run
     config = config_from_args(_parser().parse_args(["run", "--data", str(corpus), "--output-dir", str(out), *TINY_RUN]))
@@ -94,8 +94,8 @@ def test_saved_model_works_in_a_pipeline(smoke_run, corpus):
     from helpers.audio import from_int16
     from helpers.cli import _parser, config_from_args, load_and_prepare
     from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
-    from helpers.model import load_model_and_processor
     from helpers.evaluation import evaluate_model
+    from helpers.model import load_model_and_processor
 
     out, _ = smoke_run
     config = config_from_args(_parser().parse_args(["run", "--data", str(corpus), "--output-dir", str(out), *TINY_RUN]))
@@ -120,7 +120,7 @@ def test_saved_model_works_in_a_pipeline(smoke_run, corpus):
 
 
 def test_english_only_checkpoint_runs_without_language(tmp_path, corpus):
-    from helpers.model import build_smoke_model
+    from tools.smoke_model import build_smoke_model
 
     model = build_smoke_model(tmp_path / "tiny.en", english_only=True)
     out = tmp_path / "out"

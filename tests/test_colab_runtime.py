@@ -35,7 +35,7 @@ from support import repository_copy
 
 import helpers
 from helpers.config import REPO_ROOT
-from helpers.course import COLAB_CHECKOUT, CONSTRAINTS, RELEASE, REPO_URL
+from helpers.notebook.course import COLAB_CHECKOUT, CONSTRAINTS, RELEASE, REPO_URL
 from tools.constraints import read as read_constraints
 from tools.constraints import share_torch
 from tools.release import git, release

@@ -1,4 +1,4 @@
-"""Every evaluation path runs where ``helpers.device.inference_placement`` says: CUDA in fp16 on a T4.
+"""Every evaluation path runs where ``helpers.runtime.device.inference_placement`` says: CUDA in fp16 on a T4.
 
 CUDA is simulated: availability is monkeypatched, and spies on ``Module.to`` and ``Tensor.to`` record what
 was asked for, then carry it out on the CPU in fp32 (what this machine can run).
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import device
 from helpers.config import SMOKE_MODEL_DIR, get_config
+from helpers.runtime import device
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 A folder that counts every byte written and deleted under it (``benchmarks.drive.DriveStandIn``, inotify)
 plays Drive. The smoke model trains with the t4 profile's cadence (five saves), full checkpoints in a
-runtime folder, :class:`helpers.mirror.CheckpointMirror` copying to the stand-in. What it wrote, scaled
+runtime folder, :class:`helpers.runtime.mirror.CheckpointMirror` copying to the stand-in. What it wrote, scaled
 to whisper-small, must fit the 4 GB budget. Then the same run is SIGKILLed in a real process between saves,
 the runtime folder is wiped (a new Colab runtime has an empty disk), and the run resumes from the stand-in.
 """
@@ -136,7 +136,7 @@ def test_a_copy_that_cannot_be_written_warns_and_training_goes_on(measured, tmp_
     """Drive full or unmounted: the run keeps its checkpoint on the runtime's disk and says what is at risk."""
     from types import SimpleNamespace
 
-    from helpers.mirror import CheckpointMirror
+    from helpers.runtime.mirror import CheckpointMirror
 
     work, _ = measured
     blocked = tmp_path / "drive-gone"
@@ -149,7 +149,7 @@ def test_a_copy_that_cannot_be_written_warns_and_training_goes_on(measured, tmp_
 
 def test_full_checkpoints_on_the_runtime_win_over_the_drive_copies(measured, tmp_path):
     """A restarted kernel on the same runtime keeps AdamW's moments; only an empty (new) runtime takes Drive's."""
-    from helpers.mirror import CheckpointMirror
+    from helpers.runtime.mirror import CheckpointMirror
 
     work, figures = measured
     mirror = CheckpointMirror(work / "drive" / "training")

@@ -15,12 +15,8 @@ import shutil
 import pytest
 
 from helpers.config import SMOKE_MODEL_DIR, CourseConfig, get_config
-from helpers.model import (
-    build_smoke_model,
-    is_english_only,
-    load_model_and_processor,
-    load_processor,
-)
+from helpers.model import is_english_only, load_model_and_processor, load_processor
+from tools.smoke_model import build_smoke_model
 
 # Ids in the *.en vocabulary (openai-whisper's gpt2.tiktoken + Whisper's special tokens).
 EN_END_OF_TEXT, EN_START, EN_NO_TIMESTAMPS = 50256, 50257, 50362
@@ -64,7 +60,7 @@ def test_english_only_checkpoints_are_recognised(english_model, tmp_path):
 
 
 def test_notebook_path_gives_labels_without_language(english_model, few_clips, capsys):
-    from helpers.features import prepare_dataset
+    from helpers.preparation import prepare_dataset
 
     config = get_config("smoke", model=str(english_model))  # notebooks 02/03: the profile's language stays
     assert config.language == "sinhalese"
@@ -95,18 +91,18 @@ def test_multilingual_checkpoints_keep_language_and_task(capsys):
 
 
 def test_prepare_command_with_an_english_only_checkpoint(english_model, corpus, tmp_path, capsys, monkeypatch):
-    from helpers import features
+    from helpers import preparation
     from helpers.cli import main
 
     made = {}
-    prepare_dataset = features.prepare_dataset
+    prepare_dataset = preparation.prepare_dataset
 
     def keep(splits, processor, *args, **kwargs):  # what prepare computes, to look at its labels
         made["prepared"], report = prepare_dataset(splits, processor, *args, **kwargs)
         made["processor"] = processor
         return made["prepared"], report
 
-    monkeypatch.setattr(features, "prepare_dataset", keep)
+    monkeypatch.setattr(preparation, "prepare_dataset", keep)
     code = main(["prepare", "--profile", "smoke", "--model", str(english_model), "--language", "sinhalese",
                  "--data", str(corpus), "--output-dir", str(tmp_path), "--max-train-samples", "4",
                  "--max-test-samples", "2", "--num-proc", "1"])

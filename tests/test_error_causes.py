@@ -22,9 +22,10 @@ from huggingface_hub.utils import hf_raise_for_status
 
 from helpers import audio
 from helpers.audio import AudioDecodeError, load_audio
-from helpers.config import SMOKE_MODEL_DIR, first_line
+from helpers.config import SMOKE_MODEL_DIR
 from helpers.data import DataSourceError, load_common_voice
 from helpers.model import ModelLoadError, load_processor
+from helpers.runtime.errors import first_line
 
 TOKEN = "hf_" + "x" * 34
 
@@ -58,7 +59,7 @@ def test_corrupt_audio_is_undecodable_and_says_what_the_decoder_said(tmp_path, c
 
 def test_corrupt_audio_is_counted_in_preprocessing(tmp_path, corpus, processor):
     from helpers.data import read_cv_tsv
-    from helpers.features import prepare_split
+    from helpers.preparation import prepare_split
 
     (tmp_path / "clips").mkdir()
     rows = read_cv_tsv(corpus / "train.tsv")[:2]
@@ -75,7 +76,7 @@ def test_corrupt_audio_is_counted_in_preprocessing(tmp_path, corpus, processor):
 @pytest.mark.parametrize("error", [TypeError("'NoneType' object is not subscriptable"),
                                    AttributeError("'SoundFile' object has no attribute 'frmat'")])
 def test_a_bug_in_decoding_is_a_traceback_not_a_dropped_clip(corpus, processor, monkeypatch, error):
-    from helpers.features import prepare_split
+    from helpers.preparation import prepare_split
 
     clip = next((corpus / "clips").iterdir())
 
@@ -159,7 +160,7 @@ def hub_response_error(status: int, url: str, **headers: str) -> Exception:
 def connection_refused(downloading: bool = True) -> Exception:
     """What the HTTP client raises for a refused connection; wrapped as hf_hub_download does when
     ``downloading`` (a file neither reachable nor cached)."""
-    from helpers.hub import transport_errors
+    from helpers.services.hub_errors import transport_errors
 
     refused = next(kind for kind in transport_errors() if kind.__module__.startswith("httpx"))("connection refused")
     if not downloading:
@@ -253,7 +254,7 @@ def test_dataset_download_failures_read_differently(online):
 
 
 def test_login_status_tells_a_wrong_token_from_no_network(online):
-    from helpers.hub import login_status
+    from helpers.services.hub import login_status
 
     said = {}
     for kind in ("wrong token", "network down"):
@@ -270,7 +271,7 @@ def test_login_status_tells_a_wrong_token_from_no_network(online):
 
 
 def test_push_failures_read_differently_and_never_show_the_token(online, tmp_path):
-    from helpers.hub import push_model
+    from helpers.extras.sharing import push_model
 
     (tmp_path / "config.json").write_text("{}")
     messages, errors = {}, {}
@@ -291,7 +292,7 @@ def test_push_failures_read_differently_and_never_show_the_token(online, tmp_pat
 
 
 def test_a_bug_while_pushing_is_a_traceback(online, tmp_path):
-    from helpers.hub import push_model
+    from helpers.extras.sharing import push_model
 
     (tmp_path / "config.json").write_text("{}")
 

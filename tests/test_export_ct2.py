@@ -1,4 +1,4 @@
-"""CTranslate2 export (``helpers.export_ct2``): the converted model transcribes as transformers does.
+"""CTranslate2 export (``helpers.extras.ctranslate2``): the converted model transcribes as transformers does.
 
 Both decode greedily from the same log-mel features and the same prompt tokens, so every generated token
 must be the same. The smoke model (what the CLI trains in CI) is converted as the issue asks, but being
@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from helpers.audio import from_int16
-from helpers.config import SMOKE_MODEL_DIR, CourseError
-from helpers.export_ct2 import CT2Whisper, export_ctranslate2, transcribe_ct2
+from helpers.config import SMOKE_MODEL_DIR
+from helpers.extras.ctranslate2 import CT2Whisper, export_ctranslate2, transcribe_ct2
+from helpers.runtime.errors import CourseError
 from tests.support import pretrained_model
 
 pytest.importorskip("ctranslate2", reason="pip install ctranslate2 (a dependency of the project)")
@@ -44,8 +45,8 @@ def test_clips(corpus):
 def _both(model_dir: Path, language: str | None, test_clips, max_length: int, tmp: Path):
     """(transformers' transcripts through our evaluation, CTranslate2's, the CT2 folder) on every test clip."""
     from helpers.evaluation import transcribe
-    from helpers.features import prepare_dataset
     from helpers.model import load_model_and_processor
+    from helpers.preparation import prepare_dataset
 
     task = "transcribe" if language else None
     model, processor = load_model_and_processor(str(model_dir), language, task)

@@ -10,7 +10,7 @@ from datasets import Audio, Dataset
 
 from helpers.audio import SAMPLING_RATE, load_audio, to_int16
 from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
-from helpers.features import DROP_REASONS, format_report, log_mel, prepare_split
+from helpers.preparation import DROP_REASONS, format_report, log_mel, prepare_split
 
 PREFIX = [50258, 50322, 50359, 50363]  # <|startoftranscript|> <|si|> <|transcribe|> <|notimestamps|>
 EOT = 50257
@@ -128,11 +128,11 @@ def test_a_failing_clip_stops_the_workers_with_its_error(processor, corpus):
     """An error in a worker thread reaches the caller (not a hang, not a silently missing row)."""
     import threading
 
-    from helpers import features
+    from helpers import preparation
     from helpers.data import load_common_voice
 
     split = load_common_voice(corpus)["test"]
-    real, calls, never = features.prepare_example, [], threading.Event()
+    real, calls, never = preparation.prepare_example, [], threading.Event()
 
     def flaky(audio, *args, **kwargs):
         calls.append(audio)

@@ -64,7 +64,7 @@ def build_whisper_small_shaped(folder: Path) -> Path:
         WhisperProcessor,
     )
 
-    from helpers.model import build_whisper_tokenizer, whisper_generation_config
+    from tools.smoke_model import build_whisper_tokenizer, whisper_generation_config
 
     tokenizer = build_whisper_tokenizer()  # the real multilingual vocabulary, from openai-whisper's ranks
     assert len(tokenizer) == WHISPER_SMALL["vocab_size"]
@@ -87,8 +87,8 @@ def t4_run(tmp_path_factory):
 
     from helpers.cli import load_and_prepare
     from helpers.config import get_config
-    from helpers.model import load_model_and_processor
     from helpers.evaluation import evaluate_model
+    from helpers.model import load_model_and_processor
     from helpers.training import build_trainer, train
 
     work = tmp_path_factory.mktemp("gpu")
@@ -211,9 +211,9 @@ def test_the_fast_path_compiles_the_decoder_step_and_keeps_greedy_ids(small_shap
     order; the output embedding is scaled up (logits spread like a trained model's) so that the comparison
     tests the cache and the graphs, not fp16 rounding between two near-equal logits.
     """
-    from helpers.device import model_for_inference
     from helpers.evaluation import transcribe_ids
     from helpers.model import load_model_and_processor
+    from helpers.runtime.device import model_for_inference
 
     model, processor = load_model_and_processor(str(small_shaped), "sinhalese", "transcribe")
     with torch.no_grad():
@@ -245,7 +245,7 @@ def test_lora_through_the_cli_trains_merges_and_scores_on_cuda(small_shaped, tmp
         pytest.importorskip("bitsandbytes", reason="--load-in-8bit needs bitsandbytes (pip install bitsandbytes)")
     from helpers.cli import run
     from helpers.config import get_config
-    from helpers.lora import training_method
+    from helpers.extras.lora import training_method
 
     config = get_config("t4", model=str(small_shaped), data=str(BUNDLED_CORPUS), output_dir=str(tmp_path / "run"),
                         max_steps=4, eval_steps=2, save_steps=2, logging_steps=1, max_test_samples=TEST_CLIPS,

@@ -22,9 +22,11 @@ import huggingface_hub
 import pytest
 from huggingface_hub import constants
 
-from helpers import colab, hub
 from helpers.config import REPO_ROOT, SMOKE_MODEL_DIR, get_config
-from helpers.share import course_model_card
+from helpers.extras import sharing
+from helpers.extras.sharing import course_model_card
+from helpers.runtime import colab
+from helpers.services import hub
 from tests.standins import HubStandIn, install_colab
 
 TOKEN = "hf_" + "".join(random.Random().choices(string.ascii_letters, k=34))
@@ -45,7 +47,7 @@ def online_hub(monkeypatch):
         monkeypatch.setattr(constants, "ENDPOINT", server.url)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr("helpers.hub._cached_token", lambda: None)  # huggingface_hub's login cache: none
+        monkeypatch.setattr("helpers.services.hub._cached_token", lambda: None)  # huggingface_hub's login cache: none
         yield server
 
 
@@ -59,7 +61,7 @@ def test_push_uploads_the_folder_and_its_card_and_no_token(online_hub, tmp_path)
     model_dir = smoke_model(tmp_path)
     card = course_model_card(get_config("smoke"), REPO_ID, SCORES, model_dir)
     card.save(str(model_dir / "README.md"))
-    message = hub.push_model(model_dir, REPO_ID, token=TOKEN)
+    message = sharing.push_model(model_dir, REPO_ID, token=TOKEN)
     assert message == f"Pushed to {online_hub.url}/{REPO_ID}"
     [files] = online_hub.commits[REPO_ID]
     assert files == {p.name: p.read_bytes() for p in model_dir.iterdir()}  # every file, byte for byte
@@ -70,7 +72,7 @@ def test_push_uploads_the_folder_and_its_card_and_no_token(online_hub, tmp_path)
 def test_a_refused_commit_leaves_the_model_and_says_how_to_push_later(online_hub, tmp_path):
     model_dir = smoke_model(tmp_path)
     online_hub.refuse_commits = True  # a read-only token
-    message = hub.push_model(model_dir, REPO_ID, token=TOKEN)
+    message = sharing.push_model(model_dir, REPO_ID, token=TOKEN)
     assert message.startswith("Push failed (") and "403 Forbidden" in message and TOKEN not in message
     assert f"python -m helpers push --model-dir {model_dir} --repo-id {REPO_ID}" in message
     assert sorted(p.name for p in model_dir.iterdir()) == sorted(p.name for p in SMOKE_MODEL_DIR.iterdir())
@@ -81,7 +83,7 @@ def test_the_hub_probe_honours_hf_endpoint_and_offline_mode(online_hub, monkeypa
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert not hub.hub_reachable()
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(REPO_ROOT)}
-    probe = [sys.executable, "-c", "from helpers.hub import hub_reachable; print(hub_reachable())"]
+    probe = [sys.executable, "-c", "from helpers.services.hub import hub_reachable; print(hub_reachable())"]
     for endpoint, expected in ((online_hub.url, "True"), ("http://127.0.0.1:9", "False")):  # port 9: nobody
         said = subprocess.run(probe, env={**env, "HF_ENDPOINT": endpoint}, capture_output=True, text=True, timeout=120,
                                check=False)
@@ -103,7 +105,7 @@ def test_a_colab_secret_token_is_used_and_one_not_granted_says_how_to_grant_it(o
     out = capsys.readouterr().out
     assert "The Colab secret HF_TOKEN exists but this notebook may not read it" in out and "'Notebook access'" in out
     assert len(prompted) == 1  # then, in Colab, the login prompt as without a token
-    message = hub.push_model(smoke_model(tmp_path), REPO_ID)
+    message = sharing.push_model(smoke_model(tmp_path), REPO_ID)
     assert "HF_TOKEN exists but this notebook may not read it" in message and "python -m helpers push" in message
     assert online_hub.commits == {}
 

@@ -3,8 +3,8 @@
 import pytest
 
 from helpers.config import get_config
-from helpers.model import load_model_and_processor
 from helpers.evaluation import evaluate_model
+from helpers.model import load_model_and_processor
 from helpers.training import build_trainer, train
 
 CLIPS, STEPS, LR = 8, 60, 5e-3

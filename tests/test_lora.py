@@ -1,4 +1,4 @@
-"""LoRA (``helpers.lora``, ``--peft lora``): only the adapter trains, it learns, a killed run resumes, and
+"""LoRA (``helpers.extras.lora``, ``--peft lora``): only the adapter trains, it learns, a killed run resumes, and
 the merged model is a plain Whisper that transcribes exactly as the adapter-wrapped one.
 
 Learning is measured on OpenAI's real tiny.en (``tools/pretrained_whisper.py``) with English clips: LoRA
@@ -20,14 +20,9 @@ import pytest
 import torch
 
 from helpers.cli import main
-from helpers.config import SMOKE_MODEL_DIR, CourseError, get_config
-from helpers.lora import (
-    apply_lora,
-    load_base_in_8bit,
-    merge_and_save,
-    trainable_share,
-    training_method,
-)
+from helpers.config import SMOKE_MODEL_DIR, get_config
+from helpers.extras.lora import apply_lora, load_base_in_8bit, merge_and_save, trainable_share, training_method
+from helpers.runtime.errors import CourseError
 from helpers.training import checkpoint_is_complete
 from tests.support import kill_after_first_checkpoint, pretrained_model
 
@@ -117,9 +112,9 @@ def test_gradient_checkpointing_still_trains_the_encoder_adapters(processor, pre
 def learned(tmp_path_factory, corpus):
     from helpers.data import load_common_voice
     from helpers.evaluation import evaluate_model
-    from helpers.features import prepare_dataset
-    from helpers.lora import lora_from_config
+    from helpers.extras.lora import lora_from_config
     from helpers.model import load_model_and_processor
+    from helpers.preparation import prepare_dataset
     from helpers.training import build_trainer, train
 
     folder = str(_tiny_en())
@@ -296,7 +291,7 @@ def test_run_saves_adapter_and_a_merged_plain_whisper(reference):
 
 
 def test_model_card_names_the_method_share_and_adapter_size(reference):
-    from helpers.hub import model_card
+    from helpers.extras.sharing import model_card
 
     out, _ = reference
     method = training_method(out / "model", out / "adapter")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.colab import SecretNotGranted
-from helpers.data import DataSourceError, find_common_voice, load_common_voice
+from helpers.data import DataSourceError, load_common_voice
+from helpers.runtime.colab import SecretNotGranted
+from helpers.services.mdc import find_common_voice
 from tests.standins import MdcStandIn, common_voice_archive, install_colab
 from tests.test_data import tsv_rows
 

@@ -229,7 +229,7 @@ def test_course_evaluate_wer_offline_says_why_it_was_skipped(monkeypatch):
 
 
 def hub_allowed() -> bool:
-    from helpers.hub import hub_reachable
+    from helpers.services.hub import hub_reachable
 
     return hub_reachable()  # offline mode on counts as unreachable
 

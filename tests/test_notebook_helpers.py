@@ -1,5 +1,5 @@
-"""What the notebooks call: helpers.workspace (the hand-off), helpers.colab (set-up, login), helpers.display
-(tables, the helpers' own source, named metrics), helpers.share (card labels, export, a long recording)."""
+"""What the notebooks call: helpers.runtime.workspace (the hand-off), helpers.runtime.colab (set-up, login), helpers.notebook.display
+(tables, the helpers' own source, named metrics), helpers.extras.sharing (card labels, export, a long recording)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from helpers import colab, display, share
-from helpers import workspace as ws
-from helpers.config import CourseError, get_config
-from helpers.course import COURSE_FIGURES, colab_badge, colab_url
+from helpers.config import get_config
 from helpers.data import load_common_voice, read_cv_tsv, subsample
-from helpers.features import prepare_dataset, prepare_example
+from helpers.extras import sharing
+from helpers.notebook import display
+from helpers.notebook.course import COURSE_FIGURES, colab_badge, colab_url
+from helpers.preparation import prepare_dataset, prepare_example
+from helpers.runtime import colab
+from helpers.runtime import workspace as ws
+from helpers.runtime.errors import CourseError
 from helpers.training import training_arguments
 
 
@@ -183,7 +186,7 @@ def test_the_helpers_own_source_is_shown_with_the_lines_that_matter_marked():
     text = repr(source)
     marked = [line for line in text.splitlines() if line.startswith(">>")]
     assert len(marked) == 1 and "duration > MAX_AUDIO_SECONDS" in marked[0]
-    assert text.splitlines()[0] == "# helpers.features.prepare_example" and "the course's filter" in text
+    assert text.splitlines()[0] == "# helpers.preparation.prepare_example" and "the course's filter" in text
     page = source._repr_html_()
     assert "prepare_example" in page and "<b>line 13</b>: the course&#x27;s filter" in page
     highlighted = page.split('<span style="background-color: #ffffcc">')  # the default style's highlight
@@ -196,14 +199,14 @@ def test_the_helpers_own_source_is_shown_with_the_lines_that_matter_marked():
 
 def test_model_card_labels_hide_local_paths_and_find_the_language():
     smoke = get_config("smoke")
-    assert share.source_label(smoke.data) == "cv-mini/si"
-    assert share.source_label("/home/someone/.cache/whisper-course/whisper-smoke", keep=1) == "whisper-smoke"
-    assert share.source_label("mdc:common-voice-dv") == "common-voice-dv"
-    assert share.source_label("openai/whisper-small") == "openai/whisper-small"
-    assert share.card_language(smoke) == "si"
-    assert share.card_language(get_config("t4", data="common-voice:dv")) == "dv"
-    assert share.card_language(get_config("t4", data="mdc:common-voice-dv")) == "dv"
-    assert share.card_language(get_config("t4", data="someone/my-speech")) == "si"  # Whisper's 'sinhalese'
+    assert sharing.source_label(smoke.data) == "cv-mini/si"
+    assert sharing.source_label("/home/someone/.cache/whisper-course/whisper-smoke", keep=1) == "whisper-smoke"
+    assert sharing.source_label("mdc:common-voice-dv") == "common-voice-dv"
+    assert sharing.source_label("openai/whisper-small") == "openai/whisper-small"
+    assert sharing.card_language(smoke) == "si"
+    assert sharing.card_language(get_config("t4", data="common-voice:dv")) == "dv"
+    assert sharing.card_language(get_config("t4", data="mdc:common-voice-dv")) == "dv"
+    assert sharing.card_language(get_config("t4", data="someone/my-speech")) == "si"  # Whisper's 'sinhalese'
 
 
 def test_export_writes_the_model_and_its_card(tmp_path):
@@ -213,14 +216,14 @@ def test_export_writes_the_model_and_its_card(tmp_path):
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
     card = ModelCard("---\nlanguage: si\n---\n# my model\n")
-    out = share.export_model(model_dir, card, tmp_path / "export" / "whisper-smoke")
+    out = sharing.export_model(model_dir, card, tmp_path / "export" / "whisper-smoke")
     assert (out / "config.json").is_file()
     assert ModelCard.load(out / "README.md").data.language == "si"
 
 
 def test_a_long_recording_is_longer_than_whispers_window_and_made_of_the_clips():
     clips = [np.full(16000 * 7, 0.1, np.float32), np.full(16000 * 5, -0.2, np.float32)]
-    wave, used = share.long_recording(clips, seconds=40.0)
+    wave, used = sharing.long_recording(clips, seconds=40.0)
     assert len(wave) >= 40 * 16000 and used == 7  # 7 s, 5 s, 7 s, ... each with half a second of silence
     assert wave[0] == np.float32(0.1) and wave[7 * 16000 + 8000] == np.float32(-0.2)
 
@@ -244,7 +247,7 @@ def test_login_offline_without_a_token_says_pushing_is_skipped_and_never_prompts
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv(colab.NONINTERACTIVE_ENV, raising=False)
-    monkeypatch.setattr("helpers.hub._cached_token", lambda: None)
+    monkeypatch.setattr("helpers.services.hub._cached_token", lambda: None)
     monkeypatch.setattr(colab, "interactive", lambda: True)  # a person is looking
 
     def prompt(**kwargs):
@@ -261,7 +264,7 @@ def test_login_offline_without_a_token_says_pushing_is_skipped_and_never_prompts
 def test_login_online_in_a_batch_run_goes_on_without_asking(monkeypatch, capsys, hub_online):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv(colab.NONINTERACTIVE_ENV, "1")
-    monkeypatch.setattr("helpers.hub._cached_token", lambda: None)
+    monkeypatch.setattr("helpers.services.hub._cached_token", lambda: None)
     assert not colab.interactive()
     colab.login()
     assert "continuing without logging in" in capsys.readouterr().out

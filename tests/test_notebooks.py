@@ -26,7 +26,7 @@ from packaging.version import Version
 
 import helpers
 from helpers.config import REPO_ROOT, describe, get_config
-from helpers.course import (
+from helpers.notebook.course import (
     BLOG_POST,
     COLAB_CHECKOUT,
     COLLATOR_ISSUE,
@@ -42,7 +42,7 @@ from helpers.course import (
     colab_url,
     setup_cell,
 )
-from helpers.workspace import ARTIFACTS
+from helpers.runtime.workspace import ARTIFACTS
 from tools import sync_notebooks
 from tools.constraints import read as read_constraints
 
@@ -132,7 +132,7 @@ def test_nbstripout_would_change_nothing():
 
 @pytest.mark.parametrize("name", ALL)
 def test_notebook_is_what_its_source_builds(name):
-    # Badges, the set-up cell and the links come from helpers.course; a hand edit here would drift from them.
+    # Badges, the set-up cell and the links come from helpers.notebook.course; a hand edit here would drift from them.
     assert (NOTEBOOK_DIR / name).read_text(encoding="utf-8") == sync_notebooks.render(name), (
         "edit notebooks/src/ and run python tools/sync_notebooks.py instead of editing the notebook")
 
@@ -191,7 +191,7 @@ REINSTALLING = {"-U", "--upgrade", "--force-reinstall", "-I", "--ignore-installe
 SETUP_RUNNER = r"""
 import json, subprocess, sys, types
 source_file, colab, report = sys.argv[1:4]
-install, found, rest = open(source_file, encoding="utf-8").read().partition("from helpers.colab import setup")
+install, found, rest = open(source_file, encoding="utf-8").read().partition("from helpers.runtime.colab import setup")
 if colab == "1":
     sys.modules["google.colab"] = types.ModuleType("google.colab")
 calls, real_run = [], subprocess.run
@@ -369,7 +369,7 @@ def test_the_setup_cell_installs_the_pinned_release_and_says_how_long_it_took():
 
 def test_the_setup_cell_fails_loudly_when_the_release_cannot_be_fetched(tmp_path, monkeypatch, capsys):
     """The install part of the cell, run as in Colab, against a repository that does not exist."""
-    install = setup_cell().split("from helpers.colab import setup")[0]
+    install = setup_cell().split("from helpers.runtime.colab import setup")[0]
     install = install.replace(REPO_URL, (tmp_path / "no-such-repo").as_uri())
     install = install.replace(COLAB_CHECKOUT, str(tmp_path / "c"))
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
@@ -451,7 +451,7 @@ def test_stages_only_need_what_earlier_stages_make(name):
 def test_the_workshop_is_the_seven_stages_in_order_with_one_setup():
     workshop = load(WORKSHOP)
     cells = code_cells(workshop)
-    assert cells[2] == "from helpers.workshop import preflight\n\nchecks = preflight(config)"
+    assert cells[2] == "from helpers.notebook.workshop import preflight\n\nchecks = preflight(config)"
     expected, loaded, left_out, added = [], set(), 0, 0
     for name in NOTEBOOKS:
         for cell in sync_notebooks.read_source(name).cells[1:]:
@@ -495,7 +495,7 @@ def test_jupytext_reads_the_sources_as_the_sync_script_does():
 @pytest.fixture
 def run_04(tmp_path, monkeypatch):
     """Execute 04's cells that write out the training arguments, as the notebook does, for a config."""
-    from helpers import workspace
+    from helpers.runtime import workspace
 
     monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path))
 
@@ -510,8 +510,8 @@ def run_04(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("profile", ["smoke", "t4", "offline"])
 def test_04_writes_out_the_same_training_arguments_as_the_helpers(run_04, profile):
+    from helpers.runtime.workspace import runtime_dir
     from helpers.training import training_arguments
-    from helpers.workspace import runtime_dir
 
     config = get_config(profile, max_steps=40)
     notebook_args = run_04(config)["training_args"]
@@ -525,10 +525,10 @@ def test_04_writes_out_the_same_training_arguments_as_the_helpers(run_04, profil
 def test_04_trainer_is_the_one_build_trainer_makes(run_04, prepared, tmp_path):
     import torch
 
-    from helpers.mirror import find_mirror
     from helpers.model import load_model_and_processor
+    from helpers.runtime.mirror import find_mirror
+    from helpers.runtime.workspace import artifact_path
     from helpers.training import build_trainer
-    from helpers.workspace import artifact_path
 
     config = get_config("smoke", max_steps=2)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
@@ -615,7 +615,7 @@ def test_the_workshop_speaks_for_one_runtime_and_a_teacher():
     for words in ONE_RUNTIME_FALSE:
         assert words not in text, words
     assert "<!--" not in text and "notebook-only" not in str(workshop.cells)
-    from helpers.workshop import agenda_table
+    from helpers.notebook.workshop import agenda_table
 
     assert agenda_table() in workshop.cells[0].source  # the agenda with times, at the top
     assert text.count("**In the workshop:**") == len(NOTEBOOKS)  # each stage's own time and words
@@ -771,7 +771,7 @@ def test_the_cells_after_an_editable_cell_use_the_notebook_s_definition_and_no_b
 def test_the_notebook_s_edited_preparation_function_is_what_prepares_the_clips(prepared, processor, tmp_path):
     from datasets import load_from_disk
 
-    from helpers.features import prepare_split
+    from helpers.preparation import prepare_split
 
     cell = next(c for c in load("02_preprocess.ipynb").cells if loaded_name(c) == "prepare_example")
     # On disk, as 02 loads it: datasets then caches each map's result beside it, under the map's fingerprint.

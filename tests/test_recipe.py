@@ -7,7 +7,8 @@ import pytest
 
 from helpers import config as config_module
 from helpers.cli import _parser, config_from_args
-from helpers.config import RECIPES, CourseError, choose_profile, describe, get_config, is_random_init, workspace_dir
+from helpers.config import RECIPES, choose_profile, describe, get_config, is_random_init, workspace_dir
+from helpers.runtime.errors import CourseError
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_the_smoke_model_gets_its_own_recipe_and_a_pretrained_one_the_course_rec
 
 
 def test_a_model_fine_tuned_from_the_smoke_model_keeps_its_recipe(tmp_path):
-    from helpers.model import build_smoke_model
+    from tools.smoke_model import build_smoke_model
 
     folder = build_smoke_model(tmp_path / "smoke-copy")
     assert get_config("smoke", model=str(folder)).recipe == "random-init"
@@ -64,7 +65,7 @@ def test_colab_without_a_gpu_keeps_the_real_run_and_the_gpu_stages_say_what_to_d
     monkeypatch.setattr(config_module, "in_colab", lambda: True)
     profile, reason = choose_profile()
     assert profile == "t4" and "Colab" in reason and "no GPU" in reason
-    from helpers import colab
+    from helpers.runtime import colab
 
     monkeypatch.setattr(colab, "in_colab", lambda: True)
     monkeypatch.setattr(colab, "mount_drive", lambda: None)

@@ -176,7 +176,7 @@ def test_checkpoint_files_cut_short_are_detected(reference, tmp_path):
 
 
 def test_baseline_and_results_files_are_replaced_whole(tmp_path):
-    from helpers.files import read_json, write_json
+    from helpers.runtime.workspace import read_json, write_json
 
     write_json(tmp_path / "results.json", {"wer": 1.0})
     write_json(tmp_path / "results.json", {"wer": 2.0})
@@ -192,10 +192,11 @@ def test_a_baseline_or_results_file_from_before_the_metrics_were_renamed_is_neve
     # course's: a file from then, read today, would put our number under the course's name.
     from datasets import Dataset
 
-    from helpers.config import CourseError, get_config
+    from helpers.config import get_config
     from helpers.evaluation import evaluation_key, read_results, results_record, reuse_or_evaluate
-    from helpers.files import write_json
     from helpers.metrics import wer_scores
+    from helpers.runtime.errors import CourseError
+    from helpers.runtime.workspace import write_json
 
     config = get_config("smoke")
     test = Dataset.from_dict({"sentence": ["the cat sat on the mat", "ආයුබෝවන් ඔබට කොහොමද"]})

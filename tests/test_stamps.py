@@ -5,9 +5,9 @@ import json
 import pytest
 from datasets import Dataset, DatasetDict
 
-from helpers import workspace
 from helpers.config import get_config
-from helpers.stamps import RunMismatch, read_stamp, run_stamp, tokenizer_fingerprint
+from helpers.runtime import workspace
+from helpers.runtime.workspace import RunMismatch, read_stamp, run_stamp, tokenizer_fingerprint
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_the_savers_and_loaders_stamp_and_check_by_themselves(ws, processor):
 
 
 def test_the_drive_copies_of_another_run_stop_training_before_it_starts(ws, processor):
-    from helpers.mirror import CheckpointMirror
+    from helpers.runtime.mirror import CheckpointMirror
 
     workspace.set_run(get_config("smoke"))
     mirror = workspace.checkpoint_copies_on_drive(processor)

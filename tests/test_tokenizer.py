@@ -3,7 +3,7 @@
 import pytest
 from transformers import WhisperProcessor
 
-from helpers.model import build_whisper_tokenizer, whisper_generation_config
+from tools.smoke_model import build_whisper_tokenizer, whisper_generation_config
 
 TEXTS = {
     "english": "Hello world, this is a test of Whisper's tokenizer!",
@@ -81,7 +81,7 @@ def test_generation_config_like_whisper_small(tokenizer, reference_tokenizer):
 
 def test_english_only_tokenizer_matches_openai_whisper(openai_whisper):
     """The *.en stand-in: GPT-2 ranks with the specials one id lower, as in whisper-small.en."""
-    from helpers.model import build_whisper_tokenizer, multilingual_tiktoken_path
+    from tools.smoke_model import build_whisper_tokenizer, multilingual_tiktoken_path
 
     reference = openai_whisper("tokenizer").get_tokenizer(multilingual=False)
     ours = build_whisper_tokenizer(multilingual_tiktoken_path("gpt2"))
@@ -97,7 +97,7 @@ def test_outdated_smoke_model_is_detected(tmp_path):
     import json
 
     from helpers.config import SMOKE_MODEL_DIR
-    from helpers.model import smoke_model_is_current
+    from tools.smoke_model import smoke_model_is_current
 
     assert smoke_model_is_current(SMOKE_MODEL_DIR)
     saved = json.loads((SMOKE_MODEL_DIR / "config.json").read_text())

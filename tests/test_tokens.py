@@ -105,18 +105,18 @@ def test_push_command_fails_with_exit_code_and_retry_hint(tmp_path, capfd, monke
 
 
 def test_push_without_token_says_how_to_log_in(tmp_path, monkeypatch):
-    from helpers import hub
+    from helpers.extras import sharing
 
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("helpers.hub._cached_token", lambda: None)  # huggingface_hub finds no login either
-    message = hub.push_model(tmp_path, REPO_ID)
+    monkeypatch.setattr("helpers.services.hub._cached_token", lambda: None)  # huggingface_hub finds no login either
+    message = sharing.push_model(tmp_path, REPO_ID)
     assert "No Hub token" in message and f"--model-dir {tmp_path}" in message
 
 
 def test_push_error_names_the_error_type_not_its_text(tmp_path, monkeypatch):
     """Hub errors can quote the request, headers included: what is shown of one has the token masked."""
-    from helpers import hub
+    from helpers.extras import sharing
 
     class LeakyApi:
         def __init__(self, token):
@@ -126,11 +126,11 @@ def test_push_error_names_the_error_type_not_its_text(tmp_path, monkeypatch):
             raise PermissionError(f"403 for request with Authorization: Bearer {self.token}")
 
     (tmp_path / "config.json").write_text("{}")
-    monkeypatch.setattr(hub, "HfApi", LeakyApi)
-    message = hub.push_model(tmp_path, REPO_ID, token=FAKE_TOKEN)
+    monkeypatch.setattr(sharing, "HfApi", LeakyApi)
+    message = sharing.push_model(tmp_path, REPO_ID, token=FAKE_TOKEN)
     assert message.startswith("Push failed (PermissionError)") and FAKE_TOKEN not in message
-    with pytest.raises(hub.PushError) as caught:
-        hub.push_model(tmp_path, REPO_ID, token=FAKE_TOKEN, raise_on_failure=True)
+    with pytest.raises(sharing.PushError) as caught:
+        sharing.push_model(tmp_path, REPO_ID, token=FAKE_TOKEN, raise_on_failure=True)
     assert FAKE_TOKEN not in str(caught.value)
 
 

@@ -1,4 +1,4 @@
-"""The private parts of transformers' Trainer that helpers/trainer_internals.py relies on still exist and still
+"""The private parts of transformers' Trainer that helpers/runtime/trainer_internals.py relies on still exist and still
 do what we use them for. A transformers release that changes one fails here, naming it, rather than in a
 learner's notebook (scripts/try_newest.sh runs this file first)."""
 
@@ -12,9 +12,9 @@ import torch
 import transformers
 from transformers import Seq2SeqTrainer, Trainer
 
-from helpers import trainer_internals
 from helpers.config import get_config
 from helpers.model import load_model_and_processor
+from helpers.runtime import trainer_internals
 from helpers.training import build_trainer
 
 
@@ -25,7 +25,7 @@ def private_api(name: str):
         yield
     except (AttributeError, TypeError) as error:
         pytest.fail(f"transformers {transformers.__version__} changed {name} ({type(error).__name__}: {error}); "
-                    "helpers/trainer_internals.py uses it: adapt it there before moving the pins.")
+                    "helpers/runtime/trainer_internals.py uses it: adapt it there before moving the pins.")
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_seq2seq_evaluation_gathers_through_gather_function_and_ours_drops_repea
         metrics = trainer.evaluate()
     assert "eval_wer" in metrics
     assert calls, ("evaluation_loop no longer gathers through Trainer.gather_function: the exact-once scoring of "
-                   "helpers.distributed.ExactEvalSeq2SeqTrainer (helpers/trainer_internals.py) needs another way")
+                   "helpers.runtime.distributed.ExactEvalSeq2SeqTrainer (helpers/runtime/trainer_internals.py) needs another way")
 
     plain = Seq2SeqTrainer(model=trainer.model, args=trainer.args, eval_dataset=trainer.eval_dataset,
                            data_collator=trainer.data_collator, compute_metrics=trainer.compute_metrics,
@@ -100,4 +100,4 @@ def test_seq2seq_evaluation_gathers_through_gather_function_and_ours_drops_repea
     calls = recorded_gather_for_metrics(plain)
     plain.evaluate()
     assert not calls, ("Seq2SeqTrainer.evaluate now gathers with gather_for_metrics itself (transformers PR #27025 "
-                       "undone): helpers.distributed.ExactEvalSeq2SeqTrainer may no longer be needed")
+                       "undone): helpers.runtime.distributed.ExactEvalSeq2SeqTrainer may no longer be needed")

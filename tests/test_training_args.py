@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers.trainer_utils import IntervalStrategy, SchedulerType
 
-from helpers.config import CourseError, get_config
+from helpers.config import get_config
+from helpers.runtime.errors import CourseError
 from helpers.training import build_trainer, train, training_arguments
 
 
@@ -62,8 +63,8 @@ def test_no_test_clip_is_seen_before_the_final_score(prepared, tmp_path):
 
 
 def test_prepared_data_without_a_validation_split_says_to_prepare_again(prepared, tmp_path):
-    from helpers.config import CourseError
     from helpers.model import load_model_and_processor
+    from helpers.runtime.errors import CourseError
 
     _, data, _ = prepared
     config = get_config("smoke")

@@ -7,12 +7,11 @@ import shutil
 
 import pytest
 
-from helpers import workshop
-from helpers.colab import setup
 from helpers.config import BUNDLED_CORPUS, REPO_ROOT, get_config
 from helpers.evaluation import evaluation_key, reuse_or_evaluate
-from helpers.files import read_json
-from helpers.workspace import artifact_path, set_run
+from helpers.notebook import workshop
+from helpers.runtime.colab import setup
+from helpers.runtime.workspace import artifact_path, read_json, set_run
 
 
 @pytest.fixture

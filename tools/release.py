@@ -4,8 +4,8 @@
     python -m tools.release 0.2.0 --repo-url https://github.com/<owner>/<name>   # a fork, under its own name
     python -m tools.release --check v0.2.0              # only check an existing tag
 
-It writes the version in ``helpers/__init__.py`` (the one place: pyproject.toml and ``helpers.course.RELEASE``
-read it) and, with ``--repo-url``, where the course is published (``helpers.course.REPO_URL``); rebuilds
+It writes the version in ``helpers/__init__.py`` (the one place: pyproject.toml and ``helpers.notebook.course.RELEASE``
+read it) and, with ``--repo-url``, where the course is published (``helpers.notebook.course.REPO_URL``); rebuilds
 every notebook with ``tools/sync_notebooks.py``, so that their badges, links and set-up cells name the new
 tag, and points the Markdown pages' links to the old release (README, docs/) at the new one; commits that,
 tags it ``v<version>`` and checks that the tag holds every file the notebooks link to and what their set-up
@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VERSION_FILE = "helpers/__init__.py"
-COURSE_FILE = "helpers/course.py"
+COURSE_FILE = "helpers/notebook/course.py"
 _VERSION = re.compile(r'^__version__ = "(?P<version>[^"]+)"$', re.M)
 _REPO_URL = re.compile(r'^REPO_URL = "(?P<url>[^"]+)"$', re.M)
 _GITHUB = re.compile(r"^https://github\.com/[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
@@ -52,7 +52,7 @@ def _course_at(root: Path, tag: str) -> tuple[str, str]:
 def check_tag(tag: str, root: Path = REPO_ROOT) -> list[str]:
     """What is wrong with the release ``tag`` of ``root``: each notebook it links to and each file its set-up
     cells install must be in the tag, every link must name this tag, and the tag must be the version."""
-    from helpers.course import CONSTRAINTS, NOTEBOOK_FOLDER, NOTEBOOKS, WORKSHOP
+    from helpers.notebook.course import CONSTRAINTS, NOTEBOOK_FOLDER, NOTEBOOKS, WORKSHOP
 
     url, version = _course_at(root, tag)
     problems = [] if tag == f"v{version}" else [f"{tag} holds version {version}, so its notebooks link to v{version}"]
@@ -134,7 +134,7 @@ def release(version: str, repo_url: str | None = None, root: Path = REPO_ROOT) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version", nargs="?", help="the new version, e.g. 0.2.0 (the tag is v0.2.0)")
-    parser.add_argument("--repo-url", help="publish under this GitHub repository (a fork), in helpers/course.py")
+    parser.add_argument("--repo-url", help="publish under this GitHub repository (a fork), in helpers/notebook/course.py")
     parser.add_argument("--check", metavar="TAG", help="only check an existing tag")
     args = parser.parse_args(argv)
     if bool(args.version) == bool(args.check):

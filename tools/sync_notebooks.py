@@ -4,11 +4,11 @@
     python tools/sync_notebooks.py --check    # exit 1 if a committed notebook differs from its source
 
 The sources are the reviewable, linted code of the course: edit them (in an editor, or in Jupyter with
-jupytext), never the ``.ipynb`` files. What every notebook shares is added here from ``helpers.course``,
+jupytext), never the ``.ipynb`` files. What every notebook shares is added here from ``helpers.notebook.course``,
 never typed seven times: the "Open in Colab" badge, the set-up cell (installing the pinned release), a
 note before it, links between notebooks as Colab links, and a footer linking the next notebook and the
 troubleshooting section. A source marks its set-up cell with the tag ``setup`` and holds only its last
-two lines (``from helpers.colab import setup`` and ``config = setup(...)``); the arguments it passes are
+two lines (``from helpers.runtime.colab import setup`` and ``config = setup(...)``); the arguments it passes are
 kept, and a notebook whose set-up asks for a GPU (``needs_gpu=True``) asks Colab for one in its metadata.
 
 The course's own code (the preparation function, the collator, ``compute_metrics``) is in the notebooks as
@@ -21,7 +21,7 @@ fails when a notebook's cell and the helpers' code disagree. In the workshop, on
 earlier stage loaded is not loaded again (that would undo the learner's change): a note points back to it.
 
 ``workshop.ipynb`` is the seven stages in one notebook and one runtime, from the same sources: one
-badge, the teacher's agenda (``helpers.workshop.AGENDA``), one set-up (with the optional short run and a
+badge, the teacher's agenda (``helpers.notebook.workshop.AGENDA``), one set-up (with the optional short run and a
 data choice for learners without a Mozilla Data Collective key), a pre-flight check, each stage's cells
 after its header, headings one level down. What holds for one of the two only is marked in the sources: a
 cell tagged ``notebook-only`` (or ``workshop-only``) goes only into the stage's own notebook (or only into
@@ -45,7 +45,7 @@ import nbformat
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from helpers.course import (  # noqa: E402
+from helpers.notebook.course import (
     NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
@@ -58,7 +58,7 @@ from helpers.course import (  # noqa: E402
     setup_call,
     setup_cell,
 )
-from helpers.workshop import agenda_table  # noqa: E402
+from helpers.notebook.workshop import agenda_table  # noqa: E402
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SOURCE_DIR = NOTEBOOK_DIR / "src"
@@ -89,7 +89,7 @@ STUCK = (f"**Stuck?** [Troubleshooting]({TROUBLESHOOTING_URL}): out of GPU memor
 
 
 def more(name: str) -> str:
-    """The footer's links to the docs pages on notebook ``name``'s topic (``helpers.course.NOTEBOOK_DOCS``)."""
+    """The footer's links to the docs pages on notebook ``name``'s topic (``helpers.notebook.course.NOTEBOOK_DOCS``)."""
     links = []
     for page, label in NOTEBOOK_DOCS[name]:
         path, _, anchor = page.partition("#")
@@ -388,7 +388,7 @@ def build_workshop() -> nbformat.NotebookNode:
         _cell("code", WORKSHOP_CHOICES),
         _cell("code", setup_cell(WORKSHOP_SETUP), ["setup"]),
         _cell("markdown", PREFLIGHT_NOTE),
-        _cell("code", "from helpers.workshop import preflight\n\nchecks = preflight(config)"),
+        _cell("code", "from helpers.notebook.workshop import preflight\n\nchecks = preflight(config)"),
     ]
     loaded: set[str] = set()
     for name in NOTEBOOKS:
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sources = sorted(p.stem for p in SOURCE_DIR.glob("*.py"))
     if sources != [Path(name).stem for name in NOTEBOOKS]:
-        parser.error(f"notebooks/src holds {sources}; helpers.course.NOTEBOOKS lists {list(NOTEBOOKS)}")
+        parser.error(f"notebooks/src holds {sources}; helpers.notebook.course.NOTEBOOKS lists {list(NOTEBOOKS)}")
     stale = []
     for name in (*NOTEBOOKS, WORKSHOP):
         path = NOTEBOOK_DIR / name

@@ -24,7 +24,7 @@
 # · **In the blog post:** [Load Dataset](https://huggingface.co/blog/fine-tune-whisper#load-dataset)
 
 # %% tags=["setup"]
-from helpers.colab import setup
+from helpers.runtime.colab import setup
 
 config = setup()
 
@@ -56,7 +56,8 @@ config = setup()
 # newest release.
 
 # %%
-from helpers.data import DataSourceError, find_common_voice
+from helpers.data import DataSourceError
+from helpers.services.mdc import find_common_voice
 
 try:
     release = find_common_voice("dv")  # the MDC's public catalogue: name, version, size, licence, id
@@ -95,7 +96,7 @@ splits
 # (about 3 hours). A few rows of this run's training split:
 
 # %%
-from helpers.display import rows_table
+from helpers.notebook.display import rows_table
 
 rows_table(splits["train"], n=5)
 
@@ -123,7 +124,7 @@ Audio(wave, rate=SAMPLING_RATE)
 # disconnect, when the download on the runtime's disk is gone.
 
 # %%
-from helpers.workspace import embed_audio, save_to_workspace
+from helpers.runtime.workspace import embed_audio, save_to_workspace
 
 print("Saved to", save_to_workspace(embed_audio(splits), "loaded"))
 

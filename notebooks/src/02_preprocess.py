@@ -23,12 +23,12 @@
 # · **In the blog post:** [Prepare Feature Extractor, Tokenizer and Data](https://huggingface.co/blog/fine-tune-whisper#prepare-feature-extractor-tokenizer-and-data)
 
 # %% tags=["setup"]
-from helpers.colab import setup
+from helpers.runtime.colab import setup
 
 config = setup()
 
 # %%
-from helpers.workspace import load_from_workspace
+from helpers.runtime.workspace import load_from_workspace
 
 loaded = load_from_workspace("loaded")
 loaded
@@ -106,8 +106,8 @@ print(f"stored: {info.samplerate} Hz, {info.channels} channel(s), {info.frames} 
 # and then every clip, run your version.
 
 # %%
-# %load -s prepare_example helpers/features.py
-from helpers.features import prepare_example
+# %load -s prepare_example helpers/preparation.py
+from helpers.preparation import prepare_example
 
 # isort: split
 
@@ -133,7 +133,7 @@ print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labe
 # unchanged one reuses what the last run saved in the `datasets` cache.)
 
 # %%
-from helpers.features import format_report, prepare_dataset
+from helpers.preparation import format_report, prepare_dataset
 
 prepared, report = prepare_dataset(loaded, processor, max_label_tokens=max_tokens, num_proc=config.num_proc,
                                    prepare=prepare_example)
@@ -146,8 +146,8 @@ print(format_report(report))
 # (the dashed line marks where the speech ends), so the model learns to ignore the padding.
 
 # %%
-from helpers.features import log_mel
-from helpers.plots import plot_log_mel
+from helpers.notebook.plots import plot_log_mel
+from helpers.preparation import log_mel
 
 first = prepared["train"][0]
 plot_log_mel(log_mel(first["audio_16k"], processor.feature_extractor), duration=first["duration"],
@@ -160,7 +160,7 @@ plot_log_mel(log_mel(first["audio_16k"], processor.feature_extractor), duration=
 # dropped above and are counted in the report.
 
 # %%
-from helpers.plots import plot_lengths
+from helpers.notebook.plots import plot_lengths
 
 durations = [d for split in prepared.values() for d in split["duration"]]
 label_lengths = [len(ids) for split in prepared.values() for ids in split["labels"]]
@@ -170,8 +170,8 @@ plot_lengths(durations, label_lengths, max_tokens=max_tokens)
 # ## Save for the next stages
 
 # %%
-from helpers.display import disk_size
-from helpers.workspace import save_to_workspace
+from helpers.notebook.display import disk_size
+from helpers.runtime.workspace import save_to_workspace
 
 path = save_to_workspace(prepared, "prepared", processor)  # marked as this run's: model, data and tokenizer
 save_to_workspace(report, "report", processor)

@@ -23,7 +23,7 @@
 # · **In the blog post:** [Define a Data Collator](https://huggingface.co/blog/fine-tune-whisper#define-a-data-collator)
 
 # %% tags=["setup"]
-from helpers.colab import setup
+from helpers.runtime.colab import setup
 
 config = setup()
 
@@ -31,7 +31,7 @@ config = setup()
 from transformers import WhisperConfig
 
 from helpers.model import load_processor
-from helpers.workspace import load_from_workspace
+from helpers.runtime.workspace import load_from_workspace
 
 prepared = load_from_workspace("prepared")
 processor = load_processor(config.model, config.language, config.task)
@@ -96,7 +96,7 @@ print(f"row {row} around its end: {labels[row, end - 3:end + 3].tolist()}  (5025
 # %%
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
-from helpers.display import first_tokens
+from helpers.notebook.display import first_tokens
 
 
 def decoder_input(labels):  # what the model feeds its decoder, from the labels (the model's own shift)

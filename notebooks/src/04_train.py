@@ -25,7 +25,7 @@
 # · **In the blog post:** [Define the Training Configuration](https://huggingface.co/blog/fine-tune-whisper#define-the-training-configuration)
 
 # %% tags=["setup"]
-from helpers.colab import setup
+from helpers.runtime.colab import setup
 
 config = setup(needs_gpu=True)
 
@@ -81,7 +81,7 @@ config = setup(needs_gpu=True)
 import torch
 from transformers import Seq2SeqTrainingArguments
 
-from helpers.workspace import runtime_dir
+from helpers.runtime.workspace import runtime_dir
 
 cuda = torch.cuda.is_available()  # fp16 needs a GPU; on a CPU the same run goes in fp32
 training_args = Seq2SeqTrainingArguments(
@@ -120,7 +120,7 @@ training_args = Seq2SeqTrainingArguments(
 # Each argument with this run's value, and what it does and costs on a T4:
 
 # %%
-from helpers.display import explain_training_arguments
+from helpers.notebook.display import explain_training_arguments
 
 explain_training_arguments(training_args)
 
@@ -161,7 +161,7 @@ from helpers.metrics import make_compute_metrics
 
 # %%
 from helpers.model import load_model_and_processor
-from helpers.workspace import load_from_workspace
+from helpers.runtime.workspace import load_from_workspace
 
 model, processor = load_model_and_processor(config.model, config.language, config.task)
 if config.gradient_checkpointing:
@@ -184,7 +184,7 @@ prepared = load_from_workspace("prepared", processor)
 # switch between full fine-tuning and LoRA, set `RESUME = False` below: their checkpoints differ.
 
 # %%
-from helpers.lora import lora_from_config
+from helpers.extras.lora import lora_from_config
 
 if config.peft:  # set in the set-up cell: setup(needs_gpu=True, peft="lora")
     model = lora_from_config(model, config)  # prints how many parameters train
@@ -208,8 +208,8 @@ from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
 # %% tags=["trainer"]
 from transformers import Seq2SeqTrainer
 
+from helpers.runtime.workspace import checkpoint_copies_on_drive
 from helpers.training import validation_split
-from helpers.workspace import checkpoint_copies_on_drive
 
 trainer = Seq2SeqTrainer(
     model=model,
@@ -226,7 +226,7 @@ trainer = Seq2SeqTrainer(
 # What each save of this model writes, and where:
 
 # %%
-from helpers.mirror import describe_cost
+from helpers.runtime.mirror import describe_cost
 
 print(describe_cost(trainer.model.num_parameters(), config.max_steps // config.save_steps))
 
@@ -237,7 +237,7 @@ print(describe_cost(trainer.model.num_parameters(), config.max_steps // config.s
 # `tensorboard --logdir <workspace>/training` in a terminal).
 
 # %%
-from helpers.colab import in_colab
+from helpers.runtime.colab import in_colab
 
 if in_colab():
     # %load_ext tensorboard
@@ -254,8 +254,8 @@ if in_colab():
 # %% tags=["workshop-only"]
 from IPython.display import display
 
-from helpers.display import real_run_note, scores_table
-from helpers.workshop import zero_shot_baseline
+from helpers.notebook.display import real_run_note, scores_table
+from helpers.notebook.workshop import zero_shot_baseline
 
 zero_shot = zero_shot_baseline(config, prepared["test"], processor)
 display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
@@ -299,9 +299,9 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # it). Every evaluation, with the course's normalised WER (`wer`) beside ours (`wer_words`):
 
 # %%
-from helpers.display import evaluations_table, real_run_note
-from helpers.lora import merge_and_save
-from helpers.workspace import saving_to_workspace
+from helpers.extras.lora import merge_and_save
+from helpers.notebook.display import evaluations_table, real_run_note
+from helpers.runtime.workspace import saving_to_workspace
 
 with saving_to_workspace("model", "adapter", processor=processor) as (model_dir, adapter_dir):
     if config.peft:  # the adapter alone, and the model with the adapter merged into its weights
@@ -322,7 +322,7 @@ real_run_note(config)
 # rates every `eval_steps`.
 
 # %%
-from helpers.plots import plot_training
+from helpers.notebook.plots import plot_training
 
 plot_training(trainer.state.log_history)
 

@@ -33,7 +33,7 @@
 # · **In the blog post:** [Evaluation Metrics](https://huggingface.co/blog/fine-tune-whisper#evaluation-metrics)
 
 # %% tags=["setup"]
-from helpers.colab import setup
+from helpers.runtime.colab import setup
 
 config = setup(needs_gpu=True)
 
@@ -50,8 +50,8 @@ config = setup(needs_gpu=True)
 # `evaluate.load("wer")` does, after three treatments of the text.
 
 # %%
-from helpers.display import show_source
 from helpers.evaluation import transcribe_ids
+from helpers.notebook.display import show_source
 
 show_source(transcribe_ids, marks={
     "order.sort(": "clips of similar length together, so a batch stops generating together",
@@ -73,7 +73,7 @@ show_source(wer_scores, marks={
 # %%
 from helpers.evaluation import evaluate_model, evaluation_key
 from helpers.model import load_model_and_processor, load_processor
-from helpers.workspace import evaluate_once, load_from_workspace, saved_path
+from helpers.runtime.workspace import evaluate_once, load_from_workspace, saved_path
 
 test = load_from_workspace("prepared")["test"]
 fine_tuned_dir = saved_path("model")
@@ -112,13 +112,13 @@ fine_tuned = score(str(fine_tuned_dir))
 # %%
 from IPython.display import display
 
-from helpers.display import real_run_note, scores_table
+from helpers.notebook.display import real_run_note, scores_table
 
 results = {"zero-shot": zero_shot["scores"], "fine-tuned": fine_tuned["scores"]}
 display(scores_table(results), real_run_note(config))
 
 # %%
-from helpers.plots import plot_metrics
+from helpers.notebook.plots import plot_metrics
 
 plot_metrics(results)
 
@@ -203,7 +203,7 @@ Audio(from_int16(test[worst]["audio_16k"]), rate=SAMPLING_RATE)
 
 # %%
 from helpers.evaluation import beam_search_record, predictions_record, results_record
-from helpers.workspace import save_to_workspace
+from helpers.runtime.workspace import save_to_workspace
 
 results_file = save_to_workspace(results_record(config, zero_shot["scores"], fine_tuned["scores"],
                                                 beam_search_record(fine_tuned, beams, config.eval_num_beams)),
@@ -221,7 +221,7 @@ print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tun
 # - **Generation settings.** Score the fine-tuned model with `generation_max_length` 64 instead of 225
 #   (`setup(needs_gpu=True, generation_max_length=64)`): what changes, and how long does each pass take?
 # - **Another checkpoint.** `score(str(runtime_dir("training") / "checkpoint-300"))` (import `runtime_dir`
-#   from `helpers.workspace`) scores an earlier checkpoint kept on the runtime's disk; Drive keeps the newest
+#   from `helpers.runtime.workspace`) scores an earlier checkpoint kept on the runtime's disk; Drive keeps the newest
 #   and the best, in fp16. Choosing among them by this table would make the test split choose again: compare
 #   them on the validation split if you want to pick one.
 
@@ -242,7 +242,7 @@ print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tun
 #   best; after a new runtime, only Drive's fp16 copies):
 #
 #   ```python
-#   from helpers.workspace import runtime_dir
+#   from helpers.runtime.workspace import runtime_dir
 #
 #   print(sorted(p.name for p in runtime_dir("training").glob("checkpoint-*")))
 #   score(str(runtime_dir("training") / "checkpoint-100"))["scores"]  # a name from that list

@@ -27,7 +27,7 @@
 # · **In the blog post:** [Building a Demo](https://huggingface.co/blog/fine-tune-whisper#building-a-demo)
 
 # %% tags=["setup"]
-from helpers.colab import setup
+from helpers.runtime.colab import setup
 
 config = setup()
 
@@ -39,7 +39,7 @@ config = setup()
 # to the workspace, ready to push later).
 
 # %% tags=["notebook-only"]
-from helpers.colab import login
+from helpers.runtime.colab import login
 
 login()
 
@@ -54,9 +54,9 @@ login()
 from pathlib import Path
 
 from helpers.evaluation import read_results
-from helpers.hub import who_am_i
-from helpers.share import course_model_card
-from helpers.workspace import saved_path
+from helpers.extras.sharing import course_model_card
+from helpers.runtime.workspace import saved_path
+from helpers.services.hub import who_am_i
 
 model_dir, results = saved_path("model"), read_results(saved_path("results"))
 user = who_am_i()  # None without a (valid) token or without network
@@ -75,9 +75,8 @@ print(card.content)
 # export folder in the workspace, ready to upload later (`python -m helpers push --model-dir ... --repo-id ...`).
 
 # %%
-from helpers.hub import push_model
-from helpers.share import export_model
-from helpers.workspace import artifact_path
+from helpers.extras.sharing import export_model, push_model
+from helpers.runtime.workspace import artifact_path
 
 if user:
     card.save(str(model_dir / "README.md"))
@@ -95,7 +94,7 @@ else:
 # %%
 from transformers import pipeline
 
-from helpers.device import pipeline_placement
+from helpers.runtime.device import pipeline_placement
 
 # On the GPU in fp16 when there is one (as in 05), else on the CPU in fp32.
 asr = pipeline("automatic-speech-recognition", model=model_source, **pipeline_placement(config.fp16))
@@ -105,8 +104,8 @@ asr.model.generation_config.max_length = config.generation_max_length  # as in e
 from IPython.display import Audio, display
 
 from helpers.audio import SAMPLING_RATE, from_int16
-from helpers.display import real_run_note
-from helpers.workspace import load_from_workspace
+from helpers.notebook.display import real_run_note
+from helpers.runtime.workspace import load_from_workspace
 
 test = load_from_workspace("prepared")["test"]
 wave = from_int16(test[0]["audio_16k"])
@@ -127,8 +126,8 @@ display(Audio(wave, rate=SAMPLING_RATE), real_run_note(config, about="transcript
 # CTranslate2 warns that it computes the float16 weights in float32: expected, and harmless.)
 
 # %%
-from helpers.export_ct2 import export_ctranslate2, transcribe_ct2
-from helpers.workspace import saving_to_workspace
+from helpers.extras.ctranslate2 import export_ctranslate2, transcribe_ct2
+from helpers.runtime.workspace import saving_to_workspace
 
 with saving_to_workspace("ct2") as ct2_dir:
     export_ctranslate2(model_dir, ct2_dir, quantization="float16")
@@ -155,7 +154,7 @@ print("CTranslate2:", transcribe_ct2(ct2_dir, wave, config.language, config.task
 # recording of about 40 s, made of test clips joined with short silences:
 
 # %%
-from helpers.share import long_recording
+from helpers.extras.sharing import long_recording
 
 long_wave, used = long_recording([from_int16(test[i]["audio_16k"]) for i in range(min(len(test), 40))])
 print(f"{len(long_wave) / SAMPLING_RATE:.1f} s: {used} test clips, one after another")
@@ -172,8 +171,8 @@ Audio(long_wave, rate=SAMPLING_RATE)
 # nothing outside Colab.
 
 # %%
-from helpers.colab import in_colab
-from helpers.share import gradio_demo
+from helpers.extras.sharing import gradio_demo
+from helpers.runtime.colab import in_colab
 
 if in_colab():
     # !pip install -q gradio
@@ -199,7 +198,7 @@ if in_colab():
 # - **Your own voice.** See 01's solution for the folder layout; start again from stage 1 with
 #   `setup(data="/content/drive/MyDrive/my-recordings")` (your language in `language=`).
 # - **A longer run.** In 04's set-up: `max_steps=4000, lr_scheduler_type="linear"`; then push under another
-#   name: `push_model(model_dir, "<you>/whisper-small-dv-4000")` (`from helpers.hub import push_model`).
+#   name: `push_model(model_dir, "<you>/whisper-small-dv-4000")` (`from helpers.services.hub import push_model`).
 # - **int8.**
 #
 #   ```python

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CourseError
+from helpers.runtime.errors import CourseError
 
 # What TransformersConverter accepts; None keeps the checkpoint's own precision (float32 for ours).
 QUANTIZATIONS = ("float16", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "bfloat16", "float32")
@@ -99,7 +99,7 @@ class CT2Whisper:
         CTranslate2's Whisper generates at most half its ``max_length`` (openai-whisper's ``sample_len``), hence
         the doubling. A multilingual model without ``language`` detects it per clip, as ``generate`` does.
         """
-        from .collator import log_mel_batch
+        from helpers.collator import log_mel_batch
 
         ctranslate2 = _ctranslate2()
         features = ctranslate2.StorageView.from_array(

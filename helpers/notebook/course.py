@@ -8,7 +8,7 @@ pinned release every set-up cell installs and every badge opens (:data:`RELEASE`
 
 from __future__ import annotations
 
-from . import __version__
+from helpers import __version__
 
 # Where the course is published: every badge, link and set-up cell points here. A fork publishes under its own
 # name with `python -m tools.release VERSION --repo-url https://github.com/OWNER/NAME` (docs/versions-and-releases.md).
@@ -118,7 +118,7 @@ if "google.colab" in sys.modules:
 
 def setup_call(args: str = "") -> str:
     """The lines a notebook's source holds in its set-up cell: the import and ``config = setup(args)``."""
-    return f"from helpers.colab import setup\n\nconfig = setup({args})"
+    return f"from helpers.runtime.colab import setup\n\nconfig = setup({args})"
 
 
 def setup_cell(args: str = "") -> str:

@@ -13,7 +13,7 @@ exists and still does what we rely on, and fails naming it when it does not. Mov
   its end with ``load_best_model_at_end``; same case.
 - ``Trainer.gather_function``: how ``evaluation_loop`` gathers predictions across processes.
   ``Seq2SeqTrainer.evaluate``/``predict`` set it to ``Accelerator.gather``, which keeps the clips the
-  distributed sampler repeats; :class:`helpers.distributed.ExactEvalSeq2SeqTrainer` sets it back to
+  distributed sampler repeats; :class:`helpers.runtime.distributed.ExactEvalSeq2SeqTrainer` sets it back to
   ``gather_for_metrics`` (what ``Trainer.__init__`` sets), which drops them.
 """
 

@@ -3,22 +3,138 @@
 Each profile has its own folder (:func:`helpers.config.workspace_dir`; in Colab on Google Drive, so a
 disconnect loses nothing). Artifacts are named in :data:`ARTIFACTS`; :func:`load_from_workspace` (or
 :func:`saved_path`) finds one or says which notebook makes it. Every artifact is stamped with the run that
-made it (:mod:`helpers.stamps`): saving stamps it, loading it checks the stamp against the run set up in this
-notebook (:func:`set_run`, called by ``helpers.colab.setup``), so a stage never reads another run's files
+made it (:mod:`helpers.runtime.workspace`): saving stamps it, loading it checks the stamp against the run set up in this
+notebook (:func:`set_run`, called by ``helpers.runtime.colab.setup``), so a stage never reads another run's files
 without a word. The savers and loaders do this themselves, so the notebooks' cells show no bookkeeping.
+
+Three layers, in this order below: JSON files written atomically (a killed session never leaves half of
+one); run stamps (which run made each artifact: profile, model, data, language, task, training method,
+tokenizer fingerprint, helpers version, in a ``.stamps`` folder beside it, where neither ``from_pretrained``
+nor a Hub push looks); and the workspace's artifacts, their savers and loaders.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+from importlib import metadata
 from pathlib import Path
 
-from .config import CourseConfig, CourseError, in_colab, workspace_dir
-from .files import write_json
-from .stamps import check_stamp, run_stamp, write_stamp
+from helpers.config import CourseConfig, in_colab, workspace_dir
+from helpers.runtime.errors import CourseError
+
+
+def write_json(path: str | Path, data) -> None:
+    """Write ``data`` as JSON atomically: a kill mid-write leaves the old file (or none), never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)  # atomic on POSIX and Windows when both are on the same file system
+
+
+def read_json(path: str | Path):
+    """The JSON in ``path``, or ``None`` when it is missing or unreadable (then it is simply recomputed)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# Run stamps. Each Colab notebook is its own runtime and chooses its settings anew; a learner whose 02 ran on
+# a CPU runtime with other settings must not have 04 fine-tune whisper-small on the wrong data without a word.
+# So every artifact gets a stamp (profile, model, data source, language, task, training method, tokenizer
+# fingerprint, helpers version) in a ``.stamps`` folder beside it, where neither ``from_pretrained`` nor a Hub
+# push sees it, and a stage that reads an artifact compares the stamp with its own run: one sentence says what
+# differs and how to start over.
+STAMP_DIR = ".stamps"
+# A different helpers version is worth a note, not a stop: the files' format has not changed within a release.
+_NOTED_ONLY = ("helpers",)
+
+
+class RunMismatch(CourseError):
+    """An artifact was made by a run with other settings than the current one."""
+
+
+def helpers_version() -> str:
+    """The installed version of this project (``whisper-course-helpers``)."""
+    try:
+        return metadata.version("whisper-course-helpers")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of the tokenizer's vocabulary and label prefix (language and task tokens)."""
+    vocabulary = sorted(tokenizer.get_vocab().items())
+    text = json.dumps([list(tokenizer.prefix_tokens), vocabulary], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def training_method(config: CourseConfig) -> str:
+    """Full fine-tuning, or LoRA with its shape: adapter checkpoints cannot resume a full run, nor another rank's."""
+    if not config.peft:
+        return "full"
+    return (f"lora r={config.lora_rank} alpha={config.lora_alpha} on {','.join(config.lora_target_modules)}"
+            + (" 8-bit" if config.load_in_8bit else ""))
+
+
+def run_stamp(config: CourseConfig, processor=None) -> dict:
+    """The stamp of the current run; with ``processor``, its tokenizer's fingerprint too."""
+    stamp = {"profile": config.profile, "model": str(config.model), "data": str(config.data),
+             "language": config.language, "task": config.task, "method": training_method(config),
+             "helpers": helpers_version()}
+    if processor is not None:
+        stamp["tokenizer"] = tokenizer_fingerprint(processor.tokenizer)
+    return stamp
+
+
+def stamp_path(artifact: str | Path) -> Path:
+    """Where the stamp of ``artifact`` (a file or folder) lives."""
+    artifact = Path(artifact)
+    return artifact.parent / STAMP_DIR / f"{artifact.name}.stamp.json"
+
+
+def write_stamp(artifact: str | Path, stamp: dict) -> None:
+    """Record that ``artifact`` was made by the run ``stamp`` describes."""
+    write_json(stamp_path(artifact), stamp)
+
+
+def read_stamp(artifact: str | Path) -> dict | None:
+    """The stamp of ``artifact``, or ``None`` when it has none."""
+    try:
+        return json.loads(stamp_path(artifact).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def differences(made: dict, now: dict) -> list[str]:
+    """The fields both stamps have and that differ, as "field 'there' (now 'here')" phrases."""
+    return [f"{key} {made[key]!r} (this run: {now[key]!r})"
+            for key in made if key in now and key not in _NOTED_ONLY and made[key] != now[key]]
+
+
+def check_stamp(artifact: str | Path, stamp: dict, start_over: str) -> None:
+    """Stop with :class:`RunMismatch` when ``artifact`` was made by a run other than ``stamp``'s.
+
+    ``start_over`` completes the sentence: what to run (or delete) to remake the artifact for this run. An
+    artifact without a stamp (made before stamps existed) passes with a note.
+    """
+    artifact = Path(artifact)
+    made = read_stamp(artifact)
+    if made is None:
+        print(f"Note: {artifact.name} has no run stamp, so it cannot be checked against this run's settings.")
+        return
+    changed = differences(made, stamp)
+    if changed:
+        raise RunMismatch(f"{artifact.name} in {artifact.parent} was made by another run: "
+                          f"{'; '.join(changed)}. {start_over}")
+    if made.get("helpers") != stamp.get("helpers"):
+        print(f"Note: {artifact.name} was made with helpers {made.get('helpers')}; this is {stamp.get('helpers')}.")
+
 
 # artifact -> (path inside the workspace, notebook that makes it, what it is)
 ARTIFACTS: dict[str, tuple[str, str, str]] = {
@@ -189,7 +305,7 @@ def saving_to_workspace(*names: str, processor=None):
 
 def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict, bool]:
     """:func:`helpers.evaluation.reuse_or_evaluate` on artifact ``name``, stamped: ``(result, reused)``."""
-    from .evaluation import reuse_or_evaluate
+    from helpers.evaluation import reuse_or_evaluate
 
     result = reuse_or_evaluate(artifact_path(name), key, evaluate)
     stamp(name, processor)
@@ -197,11 +313,11 @@ def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict,
 
 
 def checkpoint_copies_on_drive(processor=None):
-    """The :class:`~helpers.mirror.CheckpointMirror` that keeps small copies of each save in the workspace.
+    """The :class:`~helpers.runtime.mirror.CheckpointMirror` that keeps small copies of each save in the workspace.
 
     The copies already there, if any, must be this run's (a new runtime resumes from them): checked first.
     """
-    from .mirror import CheckpointMirror
+    from helpers.runtime.mirror import CheckpointMirror
 
     return CheckpointMirror(claim("training", processor))
 

@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from .config import CourseConfig, CourseError
+from helpers.config import CourseConfig
+from helpers.runtime.errors import CourseError
 
 # The LoRA paper (Hu et al. 2021, section 7.1) found adapting the query and value projections the best use
 # of a fixed budget of trainable parameters, and PEFT's Whisper example (int8 whisper-large-v2 on Common

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import BUNDLED_CORPUS, SINHALA_CORPUS, CourseConfig, CourseError, is_random_init
-from .course import COURSE_FIGURES
-from .metrics import CHECKPOINT_METRIC
+from helpers.config import BUNDLED_CORPUS, SINHALA_CORPUS, CourseConfig, is_random_init
+from helpers.metrics import CHECKPOINT_METRIC
+from helpers.notebook.course import COURSE_FIGURES
+from helpers.runtime.errors import CourseError
 
 # Every error rate with its name, wherever one is printed, so that nobody compares unlike numbers: the
 # course's names mean the course's metrics (wer: 14 % after 500 steps), ours have their own (wer_words).

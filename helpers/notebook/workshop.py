@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import CourseConfig, in_colab, is_random_init, workspace_dir
+from helpers.config import CourseConfig, in_colab, is_random_init, workspace_dir
 
 # (start, what, what runs and for how long on a free T4 with SHORT_RUN = True, what to teach meanwhile).
 # The compute times are estimates from the course's 45 minutes for 500 steps, not measured on a T4.
@@ -107,7 +107,8 @@ def check_disk(path: Path | None = None, need_gb: float | None = None, config: C
 
 def check_mdc(config: CourseConfig) -> Check:
     """Whether this run's data needs the Mozilla Data Collective, and if so its key and the catalogue."""
-    from .data import DataSourceError, _mdc_api_key, find_common_voice
+    from helpers.data import DataSourceError
+    from helpers.services.mdc import _mdc_api_key, find_common_voice
 
     source = config.data
     if not source.startswith(("mdc:", "common-voice:")):
@@ -127,7 +128,7 @@ def check_mdc(config: CourseConfig) -> Check:
 
 def check_hub_token() -> Check:
     """A Hugging Face token for pushing in stage 6 (optional: without one, stage 6 exports instead)."""
-    from .hub import find_token
+    from helpers.services.hub import find_token
 
     if find_token():
         return Check("Hub token", True, "found (not shown); stage 6 can push")
@@ -151,9 +152,9 @@ def zero_shot_baseline(config: CourseConfig, test, processor) -> dict:
 
     The same key, file and stamp as stage 5's, so stage 5 reuses this score instead of computing it again.
     """
-    from .evaluation import evaluate_model, evaluation_key
-    from .model import load_model_and_processor
-    from .workspace import evaluate_once
+    from helpers.evaluation import evaluate_model, evaluation_key
+    from helpers.model import load_model_and_processor
+    from helpers.runtime.workspace import evaluate_once
 
     def score() -> dict:
         model, model_processor = load_model_and_processor(config.model, config.language, config.task)

@@ -16,7 +16,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-from .trainer_internals import gather_for_metrics
+from helpers.runtime.trainer_internals import gather_for_metrics
 
 T = TypeVar("T")
 

@@ -1,9 +1,9 @@
 """The runtime a notebook runs in: its set-up, Google Drive, Colab secrets and the Hub login.
 
-Every notebook's set-up cell (``helpers.course.setup_cell``) installs the course in Colab and then calls
+Every notebook's set-up cell (``helpers.notebook.course.setup_cell``) installs the course in Colab and then calls
 :func:`setup`: readable outputs (quiet libraries, progress bars that a saved copy shows finished), Google
 Drive mounted once with a sentence saying why, the profile and recipe in use and why, and this notebook's
-run for the stamps :mod:`helpers.workspace` checks. The same code runs in a plain Jupyter kernel, offline
+run for the stamps :mod:`helpers.runtime.workspace` checks. The same code runs in a plain Jupyter kernel, offline
 and without a token, with no project-specific switch.
 """
 
@@ -15,19 +15,19 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import (
+from helpers.config import (
     CPU_PROFILES,
     PROFILE_ENV,
     REPO_ROOT,
     WORKSPACE_ENV,
     CourseConfig,
-    CourseError,
     describe,
     get_config,
     in_colab,
     workspace_dir,
 )
-from .workspace import set_run
+from helpers.runtime.errors import CourseError
+from helpers.runtime.workspace import set_run
 
 # Set by batch runners (scripts/run_notebooks.py) that execute notebooks online with nobody to log in:
 # login() then goes on without showing the login prompt. Notebooks never need it.
@@ -179,7 +179,7 @@ def setup(drive: bool = True, needs_gpu: bool = False, short_run: bool = False, 
                 raise CourseError(message)
             print(f"Warning: {message}")
     set_run(config)
-    from .stamps import helpers_version
+    from helpers.runtime.workspace import helpers_version
 
     print(f"Course code: helpers {helpers_version()} in {REPO_ROOT}")
     print(f"Workspace: {workspace_dir(config.profile)}")
@@ -220,7 +220,7 @@ def login() -> None:
     Offline, or in a batch run with nobody to log in, it says that pushing will be skipped and goes on.
     The token itself is never printed.
     """
-    from .hub import find_token, hub_reachable
+    from helpers.services.hub import find_token, hub_reachable
 
     try:
         token = find_token()

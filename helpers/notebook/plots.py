@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .features import MAX_AUDIO_SECONDS
-from .metrics import SCORE_NAMES
+from helpers.metrics import SCORE_NAMES
+from helpers.preparation import MAX_AUDIO_SECONDS
 
 MEL_FRAMES_PER_SECOND = 100  # Whisper's feature extractor: hop of 160 samples at 16 kHz
 MAX_LABEL_TOKENS = 448  # whisper's max_target_positions: the decoder cannot attend further

@@ -30,8 +30,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import TrainerCallback
 
-from .config import first_line
-from .training import checkpoint_is_complete, last_checkpoint
+from helpers.runtime.errors import first_line
+from helpers.training import checkpoint_is_complete, last_checkpoint
 
 OPTIMIZER = "optimizer.pt"
 STATE = "trainer_state.json"  # written last: checkpoint_is_complete reads a copy without it as unfinished
