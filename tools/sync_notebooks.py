@@ -62,7 +62,7 @@ from helpers.notebook.workshop import agenda_table  # noqa: E402
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SOURCE_DIR = NOTEBOOK_DIR / "src"
-_SETUP_CALL = re.compile(r"from helpers\.colab import setup\n\nconfig = setup\((?P<args>.*)\)")
+_SETUP_CALL = re.compile(r"from helpers\.runtime\.colab import setup\n\nconfig = setup\((?P<args>.*)\)")
 _SIBLING_LINK = re.compile(r"\]\((\d\d_\w+\.ipynb)\)")
 _REPO_LINK = re.compile(r"\]\(\.\./(?P<path>[^)#\s]+)(?:#(?P<anchor>[^)\s]+))?\)")  # ](../docs/x.md#y)
 ONLY = {False: "notebook-only", True: "workshop-only"}  # the marker or tag of text for one of the two only
