@@ -163,7 +163,7 @@ def prepare(config: CourseConfig) -> dict:
 
 def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = False,
         push_to: str | None = None, export_ct2: bool = False, ct2_quantization: str | None = "float16") -> dict:
-    """The whole path; see the module docstring. Returns what it writes to results.json.
+    """The whole path, stage by stage; see the module docstring. Returns what it writes to results.json.
 
     With ``config.peft == "lora"`` only LoRA adapters train (``helpers.extras.lora``); checkpoints hold the adapter,
     and at the end O/adapter gets the adapter alone and O/model the merged model, a plain Whisper folder, so
@@ -174,18 +174,8 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     is shared between them; only the main process scores the zero-shot and the final model, prints and
     writes files, while the others wait. Every process returns the main process's record.
     """
-    from helpers.evaluation import (
-        beam_search_record,
-        evaluate_model,
-        evaluation_key,
-        predictions_record,
-        results_record,
-        reuse_or_evaluate,
-    )
     from helpers.model import load_model_and_processor
-    from helpers.runtime.distributed import from_main_process, is_main_process, wait_for_everyone
-    from helpers.runtime.workspace import check_stamp, run_stamp, write_json, write_stamp
-    from helpers.training import build_trainer, last_checkpoint, train
+    from helpers.runtime.distributed import from_main_process, is_main_process
 
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
@@ -193,70 +183,131 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
-    stamp, checkpoints = run_stamp(config, processor), output_dir / "checkpoints"
-    if resume and last_checkpoint(output_dir, verbose=False):
-        check_stamp(checkpoints, stamp, f"Use another --output-dir, or --no-resume to start over in {output_dir}.")
-    prepared, _ = load_and_prepare(config, processor, output_dir)
-    test = prepared["test"]
-
-    def score(scored_model, num_beams: int = 1) -> dict:
-        return evaluate_model(scored_model, processor, test, config.eval_batch_size, config.generation_max_length,
-                              fp16=config.fp16, num_beams=num_beams, fast=config.fast_generate)
-
-    baseline_file = output_dir / "baseline.json"
+    check_checkpoints(config, processor, output_dir, resume)
+    prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
+    zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume)   # 5's baseline
+    trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
+    final_model = save_model(config, trainer, processor, output_dir)
+    results = None
     if main:
+        results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
+        if export_ct2:
+            export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
+                           config)
+        if push_to:
+            push(config, push_to, results["finetuned"], output_dir)                   # stage 6
+    return from_main_process(results)  # also keeps the others until the main process is done
+
+
+def _score(config: CourseConfig, model, processor, test, num_beams: int = 1) -> dict:
+    from helpers.evaluation import evaluate_model
+
+    return evaluate_model(model, processor, test, config.eval_batch_size, config.generation_max_length,
+                          fp16=config.fp16, num_beams=num_beams, fast=config.fast_generate)
+
+
+def check_checkpoints(config: CourseConfig, processor, output_dir: Path, resume: bool) -> None:
+    """Stop before resuming checkpoints another run (other model, data, language...) left in ``output_dir``."""
+    from helpers.runtime.workspace import check_stamp, run_stamp
+    from helpers.training import last_checkpoint
+
+    if resume and last_checkpoint(output_dir, verbose=False):
+        check_stamp(output_dir / "checkpoints", run_stamp(config, processor),
+                    f"Use another --output-dir, or --no-resume to start over in {output_dir}.")
+
+
+def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Path, resume: bool) -> dict | None:
+    """The model before training, on the test split: from baseline.json when this run has scored it already.
+
+    On the main process only (``None`` elsewhere), which also stamps the checkpoints folder as this run's.
+    """
+    from helpers.evaluation import evaluation_key, reuse_or_evaluate
+    from helpers.runtime.distributed import is_main_process, wait_for_everyone
+    from helpers.runtime.workspace import run_stamp, write_stamp
+
+    zero_shot = None
+    if is_main_process():
+        baseline_file = output_dir / "baseline.json"
         if not resume:
             baseline_file.unlink(missing_ok=True)
         # Computed once per model, data and generation settings: a resumed or repeated run reuses it.
         zero_shot, reused = reuse_or_evaluate(baseline_file, evaluation_key(config, config.model, test, processor),
-                                              lambda: score(model))
-        baseline = zero_shot["scores"]
-        print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {baseline}")
-        write_stamp(checkpoints, stamp)
+                                              lambda: _score(config, model, processor, test))
+        print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {zero_shot['scores']}")
+        write_stamp(output_dir / "checkpoints", run_stamp(config, processor))
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
+    return zero_shot
+
+
+def train_model(config: CourseConfig, model, processor, prepared, output_dir: Path, resume: bool,
+                auto_find_batch_size: bool = False):
+    """LoRA adapters when ``config.peft``, the course's trainer, and training (resumed when it can be)."""
+    from helpers.training import build_trainer, train
+
     if config.peft:  # after the zero-shot score, which is the full-precision model's as for full fine-tuning
         from helpers.extras.lora import lora_from_config
 
         model = lora_from_config(model, config)
-    trainer = build_trainer(model, processor, prepared, config, output_dir,
-                            auto_find_batch_size=auto_find_batch_size)
+    trainer = build_trainer(model, processor, prepared, config, output_dir, auto_find_batch_size=auto_find_batch_size)
     train(trainer, resume=resume)
+    return trainer
+
+
+def save_model(config: CourseConfig, trainer, processor, output_dir: Path):
+    """The kept model with its processor in O/model (after LoRA: the adapter in O/adapter, merged into O/model),
+    stamped; returns the model to score."""
+    from helpers.runtime.distributed import is_main_process
+    from helpers.runtime.workspace import run_stamp, write_stamp
+
     model_dir, final_model = output_dir / "model", trainer.model
     if not config.peft:
         trainer.save_model(str(model_dir))  # in every process: it writes on the main one, gathering shards if any
-    results = None
-    if main:
-        if config.peft:
-            from helpers.extras.lora import merge_and_save
+    if not is_main_process():
+        return final_model
+    stamp = run_stamp(config, processor)
+    if config.peft:
+        from helpers.extras.lora import merge_and_save
 
-            final_model = merge_and_save(trainer.model, processor, model_dir, output_dir / "adapter")
-            write_stamp(output_dir / "adapter", stamp)
-            print(f"Saved the adapter alone to {output_dir / 'adapter'} and the merged model to {model_dir}")
-        else:
-            processor.save_pretrained(str(model_dir))
-        write_stamp(model_dir, stamp)
-        greedy = score(final_model)
-        finetuned = greedy["scores"]
-        print(f"Fine-tuned: {finetuned} (greedy, the course's decoding: the score to compare with the course's)")
-        beams = score(final_model, config.eval_num_beams)
-        print(f"Fine-tuned, {config.eval_num_beams} beams: {beams['scores']} "
-              f"({beams['seconds']:.0f} s against greedy's {greedy['seconds']:.0f} s)")
-        results = results_record(config, baseline, finetuned, beam_search_record(greedy, beams, config.eval_num_beams))
-        write_json(output_dir / "results.json", results)
-        write_json(output_dir / "predictions.json", predictions_record(zero_shot, greedy))
-        print(f"Wrote {output_dir / 'results.json'}, {output_dir / 'predictions.json'} and the model to {model_dir}")
-        if export_ct2:
-            export_and_try(model_dir, output_dir / "ct2", ct2_quantization, processor, test, config)
-        if push_to:  # only now, with the model saved: a failed push leaves it and says how to retry
-            from helpers.extras.sharing import PushError, course_model_card, push_model
+        final_model = merge_and_save(trainer.model, processor, model_dir, output_dir / "adapter")
+        write_stamp(output_dir / "adapter", stamp)
+        print(f"Saved the adapter alone to {output_dir / 'adapter'} and the merged model to {model_dir}")
+    else:
+        processor.save_pretrained(str(model_dir))
+    write_stamp(model_dir, stamp)
+    return final_model
 
-            card = course_model_card(config, push_to, finetuned, model_dir, output_dir / "adapter" if config.peft else None)
-            card.save(str(model_dir / "README.md"))  # the card 06 shows, uploaded with the model
-            try:
-                print(push_model(model_dir, push_to, raise_on_failure=True))
-            except PushError as error:
-                print(f"warning: {error}", file=sys.stderr)
-    return from_main_process(results)  # also keeps the others until the main process is done
+
+def score_fine_tuned(config: CourseConfig, model, processor, test, zero_shot: dict, output_dir: Path) -> dict:
+    """Greedy (the course's decoding) and beam search on the test split; writes results.json and predictions.json."""
+    from helpers.evaluation import beam_search_record, predictions_record, results_record
+    from helpers.runtime.workspace import write_json
+
+    greedy = _score(config, model, processor, test)
+    print(f"Fine-tuned: {greedy['scores']} (greedy, the course's decoding: the score to compare with the course's)")
+    beams = _score(config, model, processor, test, config.eval_num_beams)
+    print(f"Fine-tuned, {config.eval_num_beams} beams: {beams['scores']} "
+          f"({beams['seconds']:.0f} s against greedy's {greedy['seconds']:.0f} s)")
+    results = results_record(config, zero_shot["scores"], greedy["scores"],
+                             beam_search_record(greedy, beams, config.eval_num_beams))
+    write_json(output_dir / "results.json", results)
+    write_json(output_dir / "predictions.json", predictions_record(zero_shot, greedy))
+    print(f"Wrote {output_dir / 'results.json'}, {output_dir / 'predictions.json'} and the model to "
+          f"{output_dir / 'model'}")
+    return results
+
+
+def push(config: CourseConfig, repo_id: str, scores: dict, output_dir: Path) -> None:
+    """Publish O/model with 06's card; only now, with the model saved: a failed push leaves it and says how to
+    retry (a warning, not a failed run)."""
+    from helpers.extras.sharing import PushError, course_model_card, push_model
+
+    model_dir = output_dir / "model"
+    card = course_model_card(config, repo_id, scores, model_dir, output_dir / "adapter" if config.peft else None)
+    card.save(str(model_dir / "README.md"))  # the card 06 shows, uploaded with the model
+    try:
+        print(push_model(model_dir, repo_id, raise_on_failure=True))
+    except PushError as error:
+        print(f"warning: {error}", file=sys.stderr)
 
 
 def export_and_try(model_dir: Path, ct2_dir: Path, quantization: str | None, processor, test, config) -> None:

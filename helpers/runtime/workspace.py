@@ -3,8 +3,8 @@
 Each profile has its own folder (:func:`helpers.config.workspace_dir`; in Colab on Google Drive, so a
 disconnect loses nothing). Artifacts are named in :data:`ARTIFACTS`; :func:`load_from_workspace` (or
 :func:`saved_path`) finds one or says which notebook makes it. Every artifact is stamped with the run that
-made it (:mod:`helpers.runtime.workspace`): saving stamps it, loading it checks the stamp against the run set up in this
-notebook (:func:`set_run`, called by ``helpers.runtime.colab.setup``), so a stage never reads another run's files
+made it: saving stamps it, loading it checks the stamp against the run set up in this notebook
+(:func:`set_run`, called by ``helpers.runtime.colab.setup``), so a stage never reads another run's files
 without a word. The savers and loaders do this themselves, so the notebooks' cells show no bookkeeping.
 
 Three layers, in this order below: JSON files written atomically (a killed session never leaves half of
