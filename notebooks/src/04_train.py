@@ -296,7 +296,9 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # `load_best_model_at_end` has loaded the checkpoint with the lowest `wer_words`; it is saved with its processor,
 # so `from_pretrained` and `pipeline` can load the folder alone. After LoRA, the adapter is saved alone
 # (`adapter/`, megabytes) and merged into the weights (`model/`: a plain Whisper, no PEFT needed to load
-# it). Every evaluation, with the course's normalised WER (`wer`) beside ours (`wer_words`):
+# it). `saving_to_workspace` gives the workspace's folders and, once they are written, marks them as this
+# run's, so 05 and 06 never score another run's model. Every evaluation, with the course's normalised WER
+# (`wer`) beside ours (`wer_words`):
 
 # %%
 from helpers.extras.lora import merge_and_save
