@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
         load_best_model_at_end=True,
         metric_for_best_model=CHECKPOINT_METRIC,  # wer_words: see helpers.metrics
         greater_is_better=False,
-        push_to_hub=False,  # pushing is a separate, token-safe step (helpers.services.hub)
+        push_to_hub=False,  # pushing is a separate, token-safe step (helpers.extras.sharing)
         remove_unused_columns=False,  # the collator needs audio_16k, which the model does not take
         dataloader_num_workers=config.dataloader_num_workers,
         seed=config.seed,
@@ -245,13 +246,18 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     Optimizer, scheduler, RNG states and the step counter come back from the checkpoint, so the run goes
     on as if it had never stopped. When the trainer has a :class:`~helpers.runtime.mirror.CheckpointMirror` (the
     small copies on Drive) and its output folder has nothing as new (a new Colab runtime), the copies are
-    restored first; then AdamW's moments start again. A CUDA out-of-memory error becomes ``OutOfMemory``.
+    restored first; then AdamW's moments start again. Without ``resume`` the run starts over, and an earlier
+    run's checkpoints and Drive copies are deleted first: left there, the Trainer's rotation would keep the
+    higher-numbered old ones and delete the new, and a later resume would continue the old run. A CUDA
+    out-of-memory error becomes ``OutOfMemory``.
     """
-    if resume and trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():
         from helpers.runtime.mirror import find_mirror
 
         mirror = find_mirror(trainer)
-        note = mirror.restore(trainer.args.output_dir) if mirror else None
+        if not resume:
+            _remove_earlier_checkpoints([Path(trainer.args.output_dir)] + ([mirror.folder] if mirror else []))
+        note = mirror.restore(trainer.args.output_dir) if mirror and resume else None
         if note:
             print(note)
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
@@ -270,6 +276,16 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
         fp16=bool(args.fp16 or args.bf16),
     ):
         return trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def _remove_earlier_checkpoints(folders: list[Path]) -> None:
+    """Delete the ``checkpoint-*`` folders in ``folders``, saying how many went from where."""
+    for folder in folders:
+        old = [path for path in folder.glob("checkpoint-*") if path.is_dir()]
+        for path in old:
+            shutil.rmtree(path)
+        if old:
+            print(f"Starting over: deleted {len(old)} checkpoint(s) of an earlier run from {folder}.")
 
 
 def _check_metric_names(checkpoint: str, metric: str | None) -> None:

@@ -106,6 +106,30 @@ def test_the_best_checkpoint_is_the_one_with_the_lowest_wer(prepared, tmp_path):
     with pytest.raises(CourseError, match="RESUME = False"):
         train(trainer, resume=True)
 
+def test_starting_over_deletes_an_earlier_runs_checkpoints_and_drive_copies(prepared, tmp_path, capsys):
+    """RESUME = False (--no-resume): an earlier, longer run's checkpoint-6, left on the runtime's disk and on
+    Drive, would outlive the new run's checkpoint-2 in the Trainer's rotation and be what a resume continues."""
+    from helpers.model import load_model_and_processor
+    from helpers.runtime.mirror import CheckpointMirror
+
+    _, data, _ = prepared
+    small = {"train": data["train"].select(range(4)), "validation": data["validation"].select(range(2)),
+             "test": data["test"].select(range(2))}
+    config = get_config("smoke", max_steps=2, eval_steps=2, save_steps=2, train_batch_size=2, generation_max_length=4,
+                        save_total_limit=2)  # the t4 profile's
+    output, drive = tmp_path / "runtime", tmp_path / "drive"
+    for folder in (output, drive):
+        (folder / "checkpoint-6").mkdir(parents=True)
+        (folder / "checkpoint-6" / "trainer_state.json").write_text("{}")
+    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    trainer = build_trainer(model, processor, small, config, output, callbacks=[CheckpointMirror(drive)])
+    train(trainer, resume=False)
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert sorted(p.name for p in drive.glob("checkpoint-*")) == ["checkpoint-2"]
+    out = capsys.readouterr().out
+    assert f"deleted 1 checkpoint(s) of an earlier run from {output}" in out and str(drive) in out
+
+
 def test_freeze_encoder_trains_the_decoder_only(prepared, tmp_path):
     """``freeze_encoder`` (the offline and cpu profiles) through the Trainer: two real optimizer steps leave
     every encoder weight as it was, change the decoder's, and give the optimizer no encoder parameter."""

@@ -282,7 +282,8 @@ display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 # disk is empty, so the newest copy on Drive is brought back first; training continues from that step with
 # the same learning-rate schedule, random state and order of the data, and AdamW's moments start again (a
 # restarted kernel on the same runtime still has the full checkpoints, moments included, and uses them).
-# A run that already finished is loaded, not trained again. Set `RESUME = False` to start over.
+# A run that already finished is loaded, not trained again. Set `RESUME = False` to start over: the earlier
+# run's checkpoints, here and on Drive, are deleted first, so a later resume cannot continue the old run.
 
 # %%
 from helpers.training import train
