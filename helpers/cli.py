@@ -176,6 +176,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     """
     from helpers.model import load_model_and_processor
     from helpers.runtime.distributed import from_main_process, is_main_process
+    from helpers.runtime.workspace import run_stamp
 
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
@@ -183,11 +184,12 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model, processor = load_model_and_processor(config.model, config.language, config.task)
-    check_checkpoints(config, processor, output_dir, resume)
+    stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
+    check_checkpoints(stamp, output_dir, resume)
     prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
-    zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume)   # 5's baseline
+    zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
     trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
-    final_model = save_model(config, trainer, processor, output_dir)
+    final_model = save_model(config, trainer, processor, output_dir, stamp)
     results = None
     if main:
         results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
@@ -206,24 +208,25 @@ def _score(config: CourseConfig, model, processor, test, num_beams: int = 1) -> 
                           fp16=config.fp16, num_beams=num_beams, fast=config.fast_generate)
 
 
-def check_checkpoints(config: CourseConfig, processor, output_dir: Path, resume: bool) -> None:
+def check_checkpoints(stamp: dict, output_dir: Path, resume: bool) -> None:
     """Stop before resuming checkpoints another run (other model, data, language...) left in ``output_dir``."""
-    from helpers.runtime.workspace import check_stamp, run_stamp
+    from helpers.runtime.workspace import check_stamp
     from helpers.training import last_checkpoint
 
     if resume and last_checkpoint(output_dir, verbose=False):
-        check_stamp(output_dir / "checkpoints", run_stamp(config, processor),
+        check_stamp(output_dir / "checkpoints", stamp,
                     f"Use another --output-dir, or --no-resume to start over in {output_dir}.")
 
 
-def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Path, resume: bool) -> dict | None:
+def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Path, resume: bool,
+                    stamp: dict) -> dict | None:
     """The model before training, on the test split: from baseline.json when this run has scored it already.
 
     On the main process only (``None`` elsewhere), which also stamps the checkpoints folder as this run's.
     """
     from helpers.evaluation import evaluation_key, reuse_or_evaluate
     from helpers.runtime.distributed import is_main_process, wait_for_everyone
-    from helpers.runtime.workspace import run_stamp, write_stamp
+    from helpers.runtime.workspace import write_stamp
 
     zero_shot = None
     if is_main_process():
@@ -234,7 +237,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
         zero_shot, reused = reuse_or_evaluate(baseline_file, evaluation_key(config, config.model, test, processor),
                                               lambda: _score(config, model, processor, test))
         print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {zero_shot['scores']}")
-        write_stamp(output_dir / "checkpoints", run_stamp(config, processor))
+        write_stamp(output_dir / "checkpoints", stamp)
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     return zero_shot
 
@@ -253,18 +256,17 @@ def train_model(config: CourseConfig, model, processor, prepared, output_dir: Pa
     return trainer
 
 
-def save_model(config: CourseConfig, trainer, processor, output_dir: Path):
+def save_model(config: CourseConfig, trainer, processor, output_dir: Path, stamp: dict):
     """The kept model with its processor in O/model (after LoRA: the adapter in O/adapter, merged into O/model),
     stamped; returns the model to score."""
     from helpers.runtime.distributed import is_main_process
-    from helpers.runtime.workspace import run_stamp, write_stamp
+    from helpers.runtime.workspace import write_stamp
 
     model_dir, final_model = output_dir / "model", trainer.model
     if not config.peft:
         trainer.save_model(str(model_dir))  # in every process: it writes on the main one, gathering shards if any
     if not is_main_process():
         return final_model
-    stamp = run_stamp(config, processor)
     if config.peft:
         from helpers.extras.lora import merge_and_save
 

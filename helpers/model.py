@@ -1,9 +1,8 @@
-"""Whisper models and processors: the real ones from the Hub, and an offline smoke stand-in.
+"""Whisper models and processors with the course's language and task, and loading errors in one sentence.
 
-The smoke model is a tiny randomly initialised ``WhisperForConditionalGeneration`` with Whisper's real
-multilingual vocabulary (built from openai-whisper's ``multilingual.tiktoken``) and a generation config
-like whisper-small's. It is saved as an ordinary folder, so ``load_model_and_processor`` calls the very
-same ``from_pretrained`` for it as for ``openai/whisper-small``.
+The offline smoke model CI runs (``tools/smoke_model.py``, not part of this package) is an ordinary saved
+folder, so ``load_model_and_processor`` calls the very same ``from_pretrained`` for it as for
+``openai/whisper-small``.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ _NON_SPEECH = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』') + (
 
 _MISC_SYMBOLS = "♩♪♫♬♭♮♯"
 
+
 def multilingual_tiktoken_path(name: str = "multilingual") -> Path:
     """Path of openai-whisper's ``<name>.tiktoken`` (``pip install --no-deps openai-whisper``).
 
@@ -71,6 +72,7 @@ def multilingual_tiktoken_path(name: str = "multilingual") -> Path:
         f"openai-whisper's {name}.tiktoken was not found; install it with "
         "'pip install --no-deps openai-whisper' to build the offline smoke model."
     )
+
 
 def build_whisper_tokenizer(tiktoken_file: Path | None = None) -> WhisperTokenizer:
     """Whisper's tokenizer rebuilt offline from the real BPE ranks; ids match openai-whisper's.
@@ -89,6 +91,7 @@ def build_whisper_tokenizer(tiktoken_file: Path | None = None) -> WhisperTokeniz
     tokenizer.pad_token = "<|endoftext|>"  # as in the Hub tokenizers; padding is masked by attention, not id
     tokenizer.model_max_length = 448
     return tokenizer
+
 
 def whisper_generation_config(
     tokenizer: WhisperTokenizer, max_target_positions: int = 448, multilingual: bool = True
@@ -121,6 +124,7 @@ def whisper_generation_config(
         max_length=max_target_positions,
     )
 
+
 # Small enough for a few dozen steps on 2 CPU cores, big enough to get past predicting the commonest byte
 # token: with d_model 64 the loss stalls at the unigram entropy (about 2.7) on the bundled clips.
 SMOKE_ARCHITECTURE = dict(
@@ -132,6 +136,7 @@ SMOKE_ARCHITECTURE = dict(
     encoder_ffn_dim=512,
     decoder_ffn_dim=512,
 )
+
 
 def build_smoke_model(folder: Path = SMOKE_MODEL_DIR, seed: int = 0, english_only: bool = False) -> Path:
     """Save a tiny random Whisper with the real vocabulary and processor to ``folder``; return it.
@@ -164,6 +169,7 @@ def build_smoke_model(folder: Path = SMOKE_MODEL_DIR, seed: int = 0, english_onl
     processor.save_pretrained(folder)
     return folder
 
+
 def smoke_model_is_current(folder: Path = SMOKE_MODEL_DIR) -> bool:
     """Whether ``folder`` holds a smoke model built with today's ``SMOKE_ARCHITECTURE``."""
     try:
@@ -172,6 +178,7 @@ def smoke_model_is_current(folder: Path = SMOKE_MODEL_DIR) -> bool:
         return False
     expected = {**SMOKE_ARCHITECTURE, RANDOM_INIT_MARK: True}
     return all(saved.get(key) == value for key, value in expected.items())
+
 
 def ensure_smoke_model(force: bool = False) -> Path:
     """Build the smoke model in ``SMOKE_MODEL_DIR`` when it is missing, outdated, or ``force`` asks."""

@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-)
+from huggingface_hub.errors import HfHubHTTPError
 
 from helpers.config import CourseConfig
 from helpers.runtime.errors import CourseError, first_line
@@ -190,12 +188,15 @@ asr("clip.mp3")
 """
     return ModelCard(text)
 
+
 class PushError(CourseError):
     """A push that did not happen; the message says where the model is and how to push it later."""
+
 
 def push_later_command(model_dir: Path, repo_id: str) -> str:
     """The command that pushes ``model_dir`` once the network or the token is back."""
     return f"python -m helpers push --model-dir {model_dir} --repo-id {repo_id}"
+
 
 def push_model(model_dir: Path, repo_id: str, token: str | None = None, private: bool = False,
                raise_on_failure: bool = False) -> str:

@@ -10,9 +10,11 @@ from urllib.parse import urlparse
 class CourseError(Exception):
     """A problem the learner can fix (a missing folder, an unknown language): one clear sentence, no traceback."""
 
+
 def first_line(error: BaseException) -> str:
     """The first non-empty line of ``error``'s message (its type's name when it has none), for one-sentence errors."""
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
 
 def error_chain(error: BaseException | None) -> list[BaseException]:
     """``error`` and every error it was raised from or while handling, outermost first.
@@ -25,6 +27,7 @@ def error_chain(error: BaseException | None) -> list[BaseException]:
         seen.append(error)
         error = error.__cause__ or error.__context__
     return seen
+
 
 def can_connect(url: str, timeout: float = 1.5) -> bool:
     """Whether ``url``'s host accepts a TCP connection within ``timeout`` seconds: a quick probe before a

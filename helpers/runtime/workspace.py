@@ -105,10 +105,7 @@ def write_stamp(artifact: str | Path, stamp: dict) -> None:
 
 def read_stamp(artifact: str | Path) -> dict | None:
     """The stamp of ``artifact``, or ``None`` when it has none."""
-    try:
-        return json.loads(stamp_path(artifact).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_json(stamp_path(artifact))
 
 
 def differences(made: dict, now: dict) -> list[str]:

@@ -35,6 +35,16 @@ def find_token() -> str | None:
     return _cached_token() or colab_secret("HF_TOKEN")
 
 
+_SECRET = re.compile(r"(?i)(authorization:\s*(?:bearer\s+)?|bearer\s+|token[=:]\s*)\S+|hf_[A-Za-z0-9]{8,}")
+
+
+def redact(text: str, token: str | None) -> str:
+    """``text`` without the token: Hub errors may quote a request, headers included."""
+    if token:
+        text = text.replace(token, "***").replace(token.removeprefix("hf_"), "***")
+    return _SECRET.sub(lambda m: (m.group(1) or "hf_") + "***", text)
+
+
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:[\w.-]+)?")
 
 
@@ -111,12 +121,3 @@ def login_status() -> str:
     else:
         why = "the Hub could not check it"
     return f"A token was found but {why} ({redact(first_line(error), token)}): pushing will be skipped."
-
-
-SECRET = re.compile(r"(?i)(authorization:\s*(?:bearer\s+)?|bearer\s+|token[=:]\s*)\S+|hf_[A-Za-z0-9]{8,}")
-
-def redact(text: str, token: str | None) -> str:
-    """``text`` without the token: Hub errors may quote a request, headers included."""
-    if token:
-        text = text.replace(token, "***").replace(token.removeprefix("hf_"), "***")
-    return SECRET.sub(lambda m: (m.group(1) or "hf_") + "***", text)

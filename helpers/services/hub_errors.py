@@ -39,6 +39,7 @@ def transport_errors() -> tuple[type[BaseException], ...]:
         pass
     return tuple(found)
 
+
 # What each kind of Hub failure means for the learner; {repo} and {url} are filled in.
 HUB_PROBLEMS = {
     "gated": "{repo} is gated: open {url}, accept its conditions while logged in, and use a token of that account",
@@ -52,8 +53,10 @@ HUB_PROBLEMS = {
     "unreachable": "the Hub could not be reached (no network, or offline mode)",
 }
 
+
 def _status(error: BaseException) -> int | None:
     return getattr(getattr(error, "response", None), "status_code", None)
+
 
 def hub_problem(error: BaseException) -> tuple[str, BaseException] | None:
     """``(kind, culprit)`` when a Hub failure is behind ``error``: kind is a key of ``HUB_PROBLEMS``, culprit
@@ -78,6 +81,7 @@ def hub_problem(error: BaseException) -> tuple[str, BaseException] | None:
             return ("gated" if "gated" in str(culprit) else "not_found"), culprit
     culprit = next((e for e in chain if isinstance(e, (LocalEntryNotFoundError, *transport_errors()))), None)
     return ("unreachable", culprit) if culprit is not None else None
+
 
 def explain_hub_error(error: BaseException, repo_id: str, repo_type: str = "model", downloading: bool = True) -> str | None:
     """What went wrong with the Hub behind ``error``, as a clause ending with the error's first line; else ``None``.

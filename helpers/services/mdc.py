@@ -41,6 +41,7 @@ def _mdc_api_key() -> str | None:
             os.environ["MDC_API_KEY"] = key  # where the SDK looks for it; never printed
     return os.environ.get("MDC_API_KEY") or None
 
+
 def _mdc_download_dir() -> str | None:
     """``MDC_DOWNLOAD_PATH`` if set (the SDK reads it); in Colab the runtime's own disk, ``/content/mdc``.
 
@@ -52,14 +53,17 @@ def _mdc_download_dir() -> str | None:
         return None
     return "/content/mdc" if in_colab() else None
 
+
 MDC_KEYS_PAGE = "https://mozilladatacollective.com/api-reference"
 
 # What the file system answers for a download folder that is full, read-only or not a folder.
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
                 errno.EISDIR}
 
+
 class _IncompleteArchive(Exception):
     """The downloaded archive is shorter or longer than the catalogue says."""
+
 
 def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
     """What a failed MDC request means and what to do, as the rest of a sentence; ``None`` for a bug of ours.
@@ -110,6 +114,7 @@ def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
         return f"it answered with an error ({first_line(found(requests.HTTPError))}); try again later"
     return None
 
+
 def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42,
                   validation_size: int = VALIDATION_SIZE) -> DatasetDict:
     """Download (once) a Common Voice release from the Mozilla Data Collective and load its folder.
@@ -153,9 +158,11 @@ def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 
         raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: {why}.") from error
     return load_cv_folder(Path(extracted), seed, validation_size)
 
+
 COMMON_VOICE_SOURCE = "common-voice:"  # common-voice:<locale>: the newest release in the MDC's catalogue
 
 _MDC_API = "https://mozilladatacollective.com/api"
+
 
 @dataclass
 class CommonVoiceRelease:
@@ -176,9 +183,11 @@ class CommonVoiceRelease:
                 f"{self.licence or 'not listed'}; MDC id {self.id}"
                 + (f" (slug {self.slug})" if self.slug else ""))
 
+
 def _version(name: str) -> tuple[int, ...]:
     found = re.search(r"(\d+(?:\.\d+)*)", name)
     return tuple(int(part) for part in found.group(1).split(".")) if found else ()
+
 
 def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") -> CommonVoiceRelease:
     """The newest Common Voice (scripted speech) release for ``locale`` in the MDC's public catalogue.
