@@ -167,7 +167,7 @@ def test_the_setup_cell_fetches_the_release_tag_and_notebook_00_runs(colab, note
 def test_the_project_is_installed_at_the_tested_versions_and_colabs_torch_is_kept(colab, notebook_00):
     pinned = read_constraints(REPO_ROOT / CONSTRAINTS)
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from tools.constraints import closure; "
-            "print(json.dumps({n: d.version for n, d in closure(['whisper-course-helpers', 'openai-whisper'], "
+            "print(json.dumps({n: d.version for n, d in closure(['whisper-course-helpers'], "
             "stop=('torch',)).items()}))")
     done = subprocess.run([str(colab["python"]), "-c", code, str(colab["content"] / Path(COLAB_CHECKOUT).name)],
                           env=colab["env"], capture_output=True, text=True, timeout=120)

@@ -99,9 +99,8 @@ if "google.colab" in sys.modules:
     steps = [
         (f"Fetching {{repo}} at {{release}}", f"rm -rf {{checkout}} && git init -q {{checkout}} && cd {{checkout}} && "
          f"git fetch -q --depth 1 {{repo}} {{release}} && git checkout -q FETCH_HEAD"),
-        ("Installing it with pip, at the versions it was tested with (and openai-whisper's vocabulary files)",
-         f"pip install -q -c {{checkout}}/{CONSTRAINTS} -e {{checkout}} && "
-         f"pip install -q --no-deps -c {{checkout}}/{CONSTRAINTS} openai-whisper"),
+        ("Installing it with pip, at the versions it was tested with",
+         f"pip install -q -c {{checkout}}/{CONSTRAINTS} -e {{checkout}}"),
     ]
     if not os.path.exists(f"{{checkout}}/.installed-{{release}}"):  # once per runtime
         start = time.time()
