@@ -172,14 +172,17 @@ TRAINING_ARGUMENT_NOTES: dict[str, str] = {
     "generation_max_length": "longest transcript generated in evaluation, in tokens; far above a Common Voice "
                              "sentence, it only stops runaway repetitions",
     "save_steps": "checkpoint every N steps (weights + optimizer: about 2.9 GB for whisper-small on the runtime's "
-                  "disk, 0.48 GB copied to Drive); a multiple of "
-                  "eval_steps so the best model can be found",
-    "eval_steps": "evaluate every N steps; each evaluation costs about a minute of generation on a T4",
+                  "disk, 0.48 GB copied to Drive), for a disconnect; with load_best_model_at_end it must be a "
+                  "multiple of eval_steps",
+    "eval_steps": "evaluate every N steps (the course: once, at 500); each evaluation of 300 clips costs about "
+                  "a minute of generation on a T4",
     "logging_steps": "log the training loss every N steps (TensorBoard, the progress table); costs nothing",
     "save_total_limit": "keep only the newest N checkpoints (and the best) on the runtime's disk; Drive keeps the "
                         "newest copy and the best",
     "report_to": "TensorBoard event files under output_dir/runs",
-    "load_best_model_at_end": "after training, reload the checkpoint with the best metric (not simply the last one)",
+    "load_best_model_at_end": "after training, reload the checkpoint with the best metric (not simply the last "
+                              "one); with one evaluation, at the end, there is nothing to choose (off in the real "
+                              "run, which saves between evaluations)",
     "metric_for_best_model": "the metric that picks the best checkpoint: wer_words (words kept whole, not "
                              "cut at vowel marks as the course's wer cuts them)",
     "greater_is_better": "False: a lower WER is better",

@@ -152,15 +152,15 @@ def zero_shot_baseline(config: CourseConfig, test, processor) -> dict:
 
     The same key, file and stamp as stage 5's, so stage 5 reuses this score instead of computing it again.
     """
-    from helpers.evaluation import evaluate_model, evaluation_key
+    from helpers.evaluation import describe_zero_shot, evaluate_zero_shot, evaluation_key
     from helpers.model import load_model_and_processor
     from helpers.runtime.workspace import evaluate_once
 
     def score() -> dict:
         model, model_processor = load_model_and_processor(config.model, config.language, config.task)
-        return evaluate_model(model, model_processor, test, config.eval_batch_size, config.generation_max_length,
-                              fp16=config.fp16)
+        return evaluate_zero_shot(model, model_processor, test, config)
 
     result, reused = evaluate_once("baseline", evaluation_key(config, config.model, test, processor), score, processor)
     print("Zero-shot score", "reused from baseline.json" if reused else "computed and saved to baseline.json")
+    print(describe_zero_shot(result))
     return result
