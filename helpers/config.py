@@ -261,8 +261,10 @@ def choose_profile() -> tuple[str, str]:
     if in_colab():
         # A CPU runtime (GPU quota gone) must not silently swap the course's data for the smoke clips: the
         # stages that need a GPU say so instead (see helpers.runtime.colab.setup).
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU in this runtime"
-        return "t4", f"this is Colab ({gpu}); set {PROFILE_ENV}=smoke for the offline run"
+        if torch.cuda.is_available():
+            return "t4", f"this is Colab ({torch.cuda.get_device_name(0)})"
+        return "t4", (f"this is Colab (no GPU in this runtime); for a small real run on its CPU, pass "
+                      f'profile="cpu" to setup(...) or set {PROFILE_ENV}=cpu')
     if not torch.cuda.is_available():
         return "smoke", f"no CUDA GPU found and {PROFILE_ENV} is not set"
     from helpers.services.hub import hub_reachable

@@ -198,7 +198,7 @@ if in_colab():
 # - **Your own voice.** See 01's solution for the folder layout; start again from stage 1 with
 #   `setup(data="/content/drive/MyDrive/my-recordings")` (your language in `language=`).
 # - **A longer run.** In 04's set-up: `max_steps=4000, lr_scheduler_type="linear"`; then push under another
-#   name: `push_model(model_dir, "<you>/whisper-small-dv-4000")` (`from helpers.services.hub import push_model`).
+#   name: `push_model(model_dir, "<you>/whisper-small-dv-4000")` (`from helpers.extras.sharing import push_model`).
 # - **int8.**
 #
 #   ```python
