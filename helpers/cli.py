@@ -36,6 +36,7 @@ OVERRIDES = {
     "--eval-batch-size": ("eval_batch_size", int, "evaluation batch size per device"),
     "--gradient-accumulation-steps": ("gradient_accumulation_steps", int, "batches per optimizer step"),
     "--learning-rate": ("learning_rate", float, "peak learning rate"),
+    "--dropout": ("dropout", float, "Whisper's dropout while training (default: the checkpoint's, 0.0)"),
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
     "--lr-scheduler-type": ("lr_scheduler_type", str, "learning-rate schedule after warm-up (course: constant_with_warmup)"),
     "--eval-steps": ("eval_steps", int, "evaluate every N steps"),
@@ -183,7 +184,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
     stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
     check_checkpoints(stamp, output_dir, resume)
     prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2

@@ -67,6 +67,9 @@ class CourseConfig:
     # Train the decoder only (transformers' ``model.freeze_encoder()``): no encoder gradients or optimizer
     # state, so a step costs about a third of a full one; distil-whisper trains its students this way.
     freeze_encoder: bool = False
+    # Whisper's dropout while training (its config's ``dropout``, on every attention and feed-forward block's
+    # output): None keeps the checkpoint's, 0.0 for OpenAI's; the course names it among the ways to do better.
+    dropout: float | None = None
     fp16: bool = True
     generation_max_length: int = 225
     # Decoding with one static KV cache, whose decoder step transformers compiles on a GPU (torch.compile with
@@ -307,6 +310,7 @@ def describe(config: CourseConfig) -> str:
             f"{config.warmup_steps} warm-up steps, {config.lr_scheduler_type} schedule, {config.max_steps} steps"
             + (f" (set by you: {', '.join(changed)})" if changed else "") + f"; {precision}"
             + ("; encoder frozen (the decoder trains)" if config.freeze_encoder else "")
+            + (f"; dropout {config.dropout:g}" if config.dropout is not None else "")
             + (f"; LoRA rank {config.lora_rank} on {', '.join(config.lora_target_modules)}"
                + (" over 8-bit base weights" if config.load_in_8bit else "") if config.peft else ""))
 

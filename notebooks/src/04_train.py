@@ -163,7 +163,7 @@ from helpers.metrics import make_compute_metrics
 from helpers.model import load_model_and_processor
 from helpers.runtime.workspace import load_from_workspace
 
-model, processor = load_model_and_processor(config.model, config.language, config.task)
+model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
 if config.gradient_checkpointing:
     model.config.use_cache = False  # the course's line: the cache is useless in training, and clashes with it
 if config.freeze_encoder:  # the offline and cpu profiles: only the decoder trains (see below)
