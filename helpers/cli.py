@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                              help="halve the batch size until a step fits in GPU memory")
             sub.add_argument("--push-to", metavar="REPO_ID", help="push the final model to this Hub repo")
             sub.add_argument("--load-in-8bit", action="store_true",
-                             help="with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only)")
+                             help=("with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only; "
+                                   "experimental: not yet run on a GPU)"))
             sub.add_argument("--export-ct2", action="store_true",
                              help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
             sub.add_argument("--ct2-quantization", default="float16",
