@@ -168,7 +168,7 @@ from helpers.metrics import make_compute_metrics
 from helpers.model import load_model_and_processor
 from helpers.runtime.workspace import load_from_workspace
 
-model, processor = load_model_and_processor(config.model, config.language, config.task)
+model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
 if config.gradient_checkpointing:
     model.config.use_cache = False  # the course's line: the cache is useless in training, and clashes with it
 if config.freeze_encoder:  # the offline and cpu profiles: only the decoder trains (see below)
@@ -183,9 +183,9 @@ prepared = load_from_workspace("prepared", processor)
 # at whisper-small on a T4. LoRA freezes the model and trains two small matrices beside the attention's
 # query and value projections: 1.44 % of whisper-small's parameters, an adapter of about 14 MB. Turn it on
 # in the set-up cell: `setup(needs_gpu=True, peft="lora")`; for a bigger model add
-# `model="openai/whisper-medium"`, and with `!pip install -q bitsandbytes`, `load_in_8bit=True` keeps the
-# frozen weights in 8 bits. The recipe becomes LoRA's (learning rate 1e-3, linear decay: the adapter starts
-# at zero); everything after this cell stays the same. Without `peft` this cell does nothing. When you
+# `model="openai/whisper-medium"`. Experimental, not yet run on a GPU: with `!pip install -q bitsandbytes`,
+# `load_in_8bit=True` keeps the frozen weights in 8 bits. The recipe becomes LoRA's (learning rate 1e-3,
+# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this cell does nothing. When you
 # switch between full fine-tuning and LoRA, set `RESUME = False` below: their checkpoints differ.
 
 # %%
