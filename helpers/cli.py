@@ -36,6 +36,7 @@ OVERRIDES = {
     "--eval-batch-size": ("eval_batch_size", int, "evaluation batch size per device"),
     "--gradient-accumulation-steps": ("gradient_accumulation_steps", int, "batches per optimizer step"),
     "--learning-rate": ("learning_rate", float, "peak learning rate"),
+    "--dropout": ("dropout", float, "Whisper's dropout while training (default: the checkpoint's, 0.0)"),
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
     "--lr-scheduler-type": ("lr_scheduler_type", str, "learning-rate schedule after warm-up (course: constant_with_warmup)"),
     "--eval-steps": ("eval_steps", int, "evaluate every N steps"),
@@ -85,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                              help="halve the batch size until a step fits in GPU memory")
             sub.add_argument("--push-to", metavar="REPO_ID", help="push the final model to this Hub repo")
             sub.add_argument("--load-in-8bit", action="store_true",
-                             help="with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only)")
+                             help=("with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only; "
+                                   "experimental: not yet run on a GPU)"))
             sub.add_argument("--export-ct2", action="store_true",
                              help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
             sub.add_argument("--ct2-quantization", default="float16",
@@ -184,7 +186,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
     stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
     check_checkpoints(stamp, output_dir, resume)
     prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2

@@ -67,6 +67,9 @@ class CourseConfig:
     # Train the decoder only (transformers' ``model.freeze_encoder()``): no encoder gradients or optimizer
     # state, so a step costs about a third of a full one; distil-whisper trains its students this way.
     freeze_encoder: bool = False
+    # Whisper's dropout while training (its config's ``dropout``, on every attention and feed-forward block's
+    # output): None keeps the checkpoint's, 0.0 for OpenAI's; the course names it among the ways to do better.
+    dropout: float | None = None
     fp16: bool = True
     generation_max_length: int = 225
     # Decoding with one static KV cache, whose decoder step transformers compiles on a GPU (torch.compile with
@@ -279,8 +282,10 @@ def choose_profile() -> tuple[str, str]:
     if in_colab():
         # A CPU runtime (GPU quota gone) must not silently swap the course's data for the smoke clips: the
         # stages that need a GPU say so instead (see helpers.runtime.colab.setup).
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU in this runtime"
-        return "t4", f"this is Colab ({gpu}); set {PROFILE_ENV}=smoke for the offline run"
+        if torch.cuda.is_available():
+            return "t4", f"this is Colab ({torch.cuda.get_device_name(0)})"
+        return "t4", (f"this is Colab (no GPU in this runtime); for a small real run on its CPU, pass "
+                      f'profile="cpu" to setup(...) or set {PROFILE_ENV}=cpu')
     if not torch.cuda.is_available():
         return "smoke", f"no CUDA GPU found and {PROFILE_ENV} is not set"
     from helpers.services.hub import hub_reachable
@@ -323,6 +328,7 @@ def describe(config: CourseConfig) -> str:
             f"{config.warmup_steps} warm-up steps, {config.lr_scheduler_type} schedule, {config.max_steps} steps"
             + (f" (set by you: {', '.join(changed)})" if changed else "") + f"; {precision}"
             + ("; encoder frozen (the decoder trains)" if config.freeze_encoder else "")
+            + (f"; dropout {config.dropout:g}" if config.dropout is not None else "")
             + (f"; LoRA rank {config.lora_rank} on {', '.join(config.lora_target_modules)}"
                + (" over 8-bit base weights" if config.load_in_8bit else "") if config.peft else ""))
 

@@ -268,3 +268,35 @@ def real_run_note(config: CourseConfig, about: str = "scores"):
         text = (f"**What to expect.** {course} Today's Common Voice release is not CV13 (more clips, other "
                 "speakers and test sentences), so expect figures near these, not equal to them.")
     return Markdown(f"> {text}")
+
+
+def transcripts_side_by_side(predictions: Mapping[str, Sequence[str]], test: Sequence[Mapping[str, Any]],
+                             clips: int | Sequence[int] = 5):
+    """A few test clips, each with an audio player, its reference, the zero-shot and the fine-tuned transcript.
+
+    ``predictions`` is what ``predictions.json`` holds (``references``, ``zero_shot``, ``fine_tuned``: clip for
+    clip, in the test split's order, see :func:`helpers.evaluation.predictions_record`); ``test`` is the
+    prepared test split those transcripts were made from (its ``audio_16k`` column). ``clips`` is how many
+    clips to show (the first ones with a reference) or which ones, by index. Returns an
+    ``IPython.display.HTML``: a table that Jupyter and Colab render with a player per clip.
+    """
+    from IPython.display import HTML, Audio
+
+    from helpers.audio import SAMPLING_RATE, from_int16
+
+    references, zero_shot, fine_tuned = (list(predictions[key]) for key in ("references", "zero_shot", "fine_tuned"))
+    if not len(references) == len(zero_shot) == len(fine_tuned) == len(test):
+        raise CourseError(f"These transcripts are of {len(references)} clips and the test split has {len(test)}: "
+                          "they were made from another test split. Run this stage's scoring cells again.")
+    if isinstance(clips, int):
+        clips = [i for i, reference in enumerate(references) if reference.strip()][:clips]
+    rows = []
+    for i in clips:
+        player = Audio(from_int16(test[i]["audio_16k"]), rate=SAMPLING_RATE, normalize=False).src_attr()
+        texts = "".join(f'<tr><th style="text-align:left">{name}</th><td style="text-align:left">'
+                        f"{html.escape(text)}</td></tr>"
+                        for name, text in (("reference", references[i]), ("zero-shot", zero_shot[i]),
+                                           ("fine-tuned", fine_tuned[i])))
+        rows.append(f'<tr><td style="vertical-align:top">clip {i}<br><audio controls preload="none" src="{player}">'
+                    f"</audio></td><td><table>{texts}</table></td></tr>")
+    return HTML(f'<table class="transcripts">{"".join(rows)}</table>')

@@ -235,10 +235,23 @@ from helpers.runtime.workspace import save_to_workspace
 beam_search = beam_search_record(fine_tuned, beams, config.eval_num_beams) if beams else None
 results_file = save_to_workspace(results_record(config, zero_shot["scores"], fine_tuned["scores"], beam_search),
                                  "results", processor)
-save_to_workspace(predictions_record(zero_shot, fine_tuned), "predictions", processor)
+predictions_file = save_to_workspace(predictions_record(zero_shot, fine_tuned), "predictions", processor)
 print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tuned['scores']['wer_words']:.2f} % "
       f"(zero-shot {zero_shot['scores']['wer']:.2f} %, {zero_shot['scores']['wer_words']:.2f} %); "
       f"saved {results_file}")
+
+# %% [markdown]
+# ## Side by side: what each model wrote
+#
+# `predictions.json`, saved above, holds every test clip's reference and both models' transcripts, clip for
+# clip. Here are the first five, each with its audio: listen, then read what Whisper wrote before fine-tuning
+# and after.
+
+# %%
+from helpers.notebook.display import transcripts_side_by_side
+from helpers.runtime.workspace import read_json
+
+transcripts_side_by_side(read_json(predictions_file), test, clips=5)
 
 # %% [markdown]
 # ## Try it yourself
