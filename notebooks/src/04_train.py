@@ -10,14 +10,15 @@
 # time), a small copy of each save goes to Drive, and running this stage again resumes from the last one.
 #
 # <!-- notebook-only -->
-# **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/`
-# (the small copies of the checkpoints) and `model/` (the fine-tuned model and processor) in the workspace.
-# **Runtime: a GPU** (Runtime > Change runtime type > T4 GPU). **Time on a free Colab T4:** about 50
-# minutes: 500 steps and five evaluations of 300 clips (an estimate).
+# **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/` (the small copies of
+# the checkpoints) and `model/` (the fine-tuned model and processor) in the workspace. **Runtime: a GPU** (Runtime >
+# Change runtime type > T4 GPU). **Time on a free Colab T4:** about 22-30 minutes: the set-up cell, 500 steps and one
+# evaluation of 300 validation clips, projected by [the unit's budget](../docs/benchmarks.md#the-units-budget) from
+# the course's 45 T4 minutes for its 500 steps and evaluation (not yet timed on a T4).
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
-# **In the workshop:** the zero-shot score first (about 5 minutes), so the baseline is on screen while
-# the model trains; then 200 steps with two evaluations of 100 clips (about 20 minutes with `SHORT_RUN`).
+# **In the workshop:** the zero-shot score first (about a minute), so the baseline is on screen while
+# the model trains; then 200 steps with two evaluations of 100 clips (about 12 minutes with `SHORT_RUN`).
 # <!-- /workshop-only -->
 #
 # **In the course:** [Define the Training Configuration](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#define-the-training-configuration),
@@ -267,7 +268,7 @@ zero_shot = zero_shot_baseline(config, prepared["test"], processor)
 display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 
 # %% [markdown] tags=["workshop-only"]
-# **While the next cell trains** (about 20 minutes with `SHORT_RUN`), the live table and TensorBoard above
+# **While the next cell trains** (about 12 minutes with `SHORT_RUN`), the live table and TensorBoard above
 # give the class something to read:
 #
 # - **The loss** falls fastest in the first 50 steps, the learning-rate warm-up: ask why the course warms up
