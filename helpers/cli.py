@@ -12,6 +12,9 @@ zero-shot and the final model. ``--peft lora`` trains LoRA adapters only (O/adap
 O/model the merged model); ``--export-ct2`` adds a CTranslate2 copy in O/ct2.
 
     python -m helpers export-ct2 --model-dir O/model --output-dir O/ct2 [--quantization int8]
+
+``share-data`` is the teacher's mirror (``helpers.services.data_mirror``): the Common Voice release, downloaded
+once, into a private Hub dataset (``--to-hub ORG/NAME``) or a folder to share (``--to-folder DIR``).
 """
 
 from __future__ import annotations
@@ -91,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
                              help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
             sub.add_argument("--ct2-quantization", default="float16",
                              help="weights of the CTranslate2 export: float16 (default), int8, or float32")
+    share = commands.add_parser("share-data", help="a teacher's mirror: share a Common Voice release with a class",
+                                description=("put the release you downloaded into a private Hub dataset and/or a "
+                                             "folder to share (Common Voice is CC0); learners set DATA to read it"))
+    share.add_argument("--data", required=True,
+                       help="common-voice:<locale> or mdc:<id> (downloaded once), a release folder or its archive")
+    share.add_argument("--to-hub", metavar="ORG/NAME", help="a private Hub dataset; learners set DATA='mirror:ORG/NAME'")
+    share.add_argument("--to-folder", metavar="DIR", help="a folder to share, e.g. on Google Drive")
     push = commands.add_parser("push", help="push a saved model folder to the Hub")
     push.add_argument("--model-dir", required=True)
     push.add_argument("--repo-id", required=True)
@@ -340,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
             from helpers.extras.sharing import push_model
 
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
+            return 0
+        if args.command == "share-data":
+            from helpers.services.data_mirror import share_data
+
+            print("\n".join(share_data(args.data, args.to_hub, args.to_folder)))
             return 0
         if args.command == "export-ct2":
             from helpers.extras.ctranslate2 import export_ctranslate2
