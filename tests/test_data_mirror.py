@@ -137,3 +137,26 @@ def test_a_damaged_archive_or_a_folder_of_two_is_refused_with_what_to_do(tmp_pat
         load_common_voice(str(shared))
     with pytest.raises(Exception, match="--to-hub ORG/NAME"):
         data_mirror.share_data(str(shared))
+
+
+def test_the_preflight_checks_that_the_learners_token_reads_the_mirror(tmp_path, monkeypatch, corpus):
+    from huggingface_hub import constants
+
+    from helpers.config import get_config
+    from helpers.notebook.workshop import check_mdc
+
+    archive = tmp_path / "cv-dv.tar.gz"
+    archive.write_bytes(common_voice_archive(corpus))
+    with HubStandIn(TOKEN) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.delenv("MDC_API_KEY", raising=False)
+        data_mirror.share_to_hub(archive, REPO_ID)
+        config = get_config("t4", data=f"mirror:{REPO_ID}")
+        readable = check_mdc(config)
+        assert readable.ok and "holds cv-dv.tar.gz" in readable.says and "not needed" in readable.says
+        monkeypatch.setenv("HF_TOKEN", "hf_" + "y" * 34)
+        refused = check_mdc(config)
+        assert not refused.ok and "401" in refused.says and "y" * 34 not in refused.line()
+        assert not any("/resolve/" in path for _, path, _ in hub.requests)  # checked, not downloaded

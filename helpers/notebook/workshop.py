@@ -113,9 +113,17 @@ def check_mdc(config: CourseConfig) -> Check:
     come back as what to do, the day before rather than during the class.
     """
     from helpers.data import DataSourceError
+    from helpers.services.data_mirror import MIRROR_SOURCE, fetch_from_hub
     from helpers.services.mdc import _mdc_api_key, check_access, find_common_voice
 
     source = config.data
+    if source.startswith(MIRROR_SOURCE):  # the teacher's mirror on the Hub: can this learner's token read it?
+        try:
+            archive = fetch_from_hub(source[len(MIRROR_SOURCE):].strip(), download=False)
+        except DataSourceError as error:
+            return Check("MDC access", False, str(error))
+        return Check("MDC access", True, f"not needed: the class's mirror {source} holds {archive}, readable with "
+                                         "your token")
     if not source.startswith(("mdc:", "common-voice:")):
         return Check("MDC access", True, f"not needed: the data is {source}")
     if not _mdc_api_key():

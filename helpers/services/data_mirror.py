@@ -185,21 +185,24 @@ def share_data(source: str, to_hub: str | None = None, to_folder: str | Path | N
     return done
 
 
-def fetch_from_hub(repo_id: str) -> Path:
-    """The archive of the Hub mirror ``repo_id``, downloaded once into the Hub's cache (the runtime's disk)."""
-    from huggingface_hub import hf_hub_download, list_repo_files
+def fetch_from_hub(repo_id: str, download: bool = True) -> Path | str:
+    """The archive of the Hub mirror ``repo_id``, downloaded once into the Hub's cache (the runtime's disk);
+    with ``download=False`` only its name, which checks that this token can read the mirror (the pre-flight)."""
+    from huggingface_hub import HfApi
 
     from helpers.services.hub import find_token
     from helpers.services.hub_errors import explain_hub_error, transport_errors
 
-    token = find_token() or None
+    api = HfApi(token=find_token() or None)
     try:
-        archives = [name for name in list_repo_files(repo_id, repo_type="dataset", token=token)
+        archives = [name for name in api.list_repo_files(repo_id, repo_type="dataset")
                     if name.endswith(ARCHIVE_SUFFIXES) and "/" not in name]
         if len(archives) != 1:
             raise DataSourceError(f"The Hub dataset {repo_id} holds {len(archives)} release archives, not one: it is "
                                   "not a mirror made by python -m helpers share-data.")
-        return Path(hf_hub_download(repo_id, archives[0], repo_type="dataset", token=token))
+        if not download:
+            return archives[0]
+        return Path(api.hf_hub_download(repo_id, archives[0], repo_type="dataset"))
     except (OSError, ValueError, *transport_errors()) as error:
         why = explain_hub_error(error, repo_id, repo_type="dataset") or first_line(error)
         raise DataSourceError(f"Could not fetch the class's mirror {repo_id} from the Hub: {why}. A private mirror is "
