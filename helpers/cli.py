@@ -21,8 +21,33 @@ import os
 import sys
 from pathlib import Path
 
+from helpers.audio import from_int16
 from helpers.config import PROFILES, CourseConfig, describe, get_config
+from helpers.data import load_common_voice, subsample
+from helpers.evaluation import (
+    beam_search_record,
+    evaluate_model,
+    evaluation_key,
+    predictions_record,
+    results_record,
+    reuse_or_evaluate,
+)
+from helpers.extras.ctranslate2 import export_ctranslate2, transcribe_ct2
+from helpers.extras.lora import check_peft, lora_from_config, merge_and_save
+from helpers.extras.sharing import PushError, course_model_card, push_model
+from helpers.model import load_model_and_processor, load_processor
+from helpers.preparation import format_report, prepare_dataset
+from helpers.runtime.checkpoints import last_checkpoint
+from helpers.runtime.distributed import (
+    from_main_process,
+    is_main_process,
+    local_main_process_first,
+    wait_for_everyone,
+)
 from helpers.runtime.errors import CourseError
+from helpers.runtime.workspace import check_stamp, run_stamp, write_json, write_stamp
+from helpers.services.hub import use_cache_only_if_unreachable
+from helpers.training import build_trainer, train
 
 OVERRIDES = {
     # flag: (config field, type, help)
@@ -108,8 +133,6 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
         if field in overrides and overrides[field].strip().lower() in ("none", ""):
             overrides[field] = None
     if overrides.get("peft"):
-        from helpers.extras.lora import check_peft
-
         overrides["peft"] = overrides["peft"].strip().lower()
         check_peft(overrides["peft"])
     config = get_config(args.profile, **overrides)
@@ -132,11 +155,6 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
 
 def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     """Load ``config.data``, subsample if asked, preprocess, and write ``report.json``; return (prepared, report)."""
-    from helpers.data import load_common_voice, subsample
-    from helpers.preparation import format_report, prepare_dataset
-    from helpers.runtime.distributed import is_main_process, local_main_process_first
-    from helpers.runtime.workspace import write_json
-
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
                            config.max_train_samples, config.max_test_samples)
@@ -152,8 +170,6 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
 
 
 def prepare(config: CourseConfig) -> dict:
-    from helpers.model import load_processor
-
     output_dir = Path(config.output_dir)
     processor = load_processor(config.model, config.language, config.task)
     _, report = load_and_prepare(config, processor, output_dir)
@@ -174,10 +190,6 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     is shared between them; only the main process scores the zero-shot and the final model, prints and
     writes files, while the others wait. Every process returns the main process's record.
     """
-    from helpers.model import load_model_and_processor
-    from helpers.runtime.distributed import from_main_process, is_main_process
-    from helpers.runtime.workspace import run_stamp
-
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
@@ -202,17 +214,12 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
 
 
 def _score(config: CourseConfig, model, processor, test, num_beams: int = 1) -> dict:
-    from helpers.evaluation import evaluate_model
-
     return evaluate_model(model, processor, test, config.eval_batch_size, config.generation_max_length,
                           fp16=config.fp16, num_beams=num_beams, fast=config.fast_generate)
 
 
 def check_checkpoints(stamp: dict, output_dir: Path, resume: bool) -> None:
     """Stop before resuming checkpoints another run (other model, data, language...) left in ``output_dir``."""
-    from helpers.runtime.workspace import check_stamp
-    from helpers.training import last_checkpoint
-
     if resume and last_checkpoint(output_dir, verbose=False):
         check_stamp(output_dir / "checkpoints", stamp,
                     f"Use another --output-dir, or --no-resume to start over in {output_dir}.")
@@ -224,10 +231,6 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
 
     On the main process only (``None`` elsewhere), which also stamps the checkpoints folder as this run's.
     """
-    from helpers.evaluation import evaluation_key, reuse_or_evaluate
-    from helpers.runtime.distributed import is_main_process, wait_for_everyone
-    from helpers.runtime.workspace import write_stamp
-
     zero_shot = None
     if is_main_process():
         baseline_file = output_dir / "baseline.json"
@@ -245,11 +248,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
 def train_model(config: CourseConfig, model, processor, prepared, output_dir: Path, resume: bool,
                 auto_find_batch_size: bool = False):
     """LoRA adapters when ``config.peft``, the course's trainer, and training (resumed when it can be)."""
-    from helpers.training import build_trainer, train
-
     if config.peft:  # after the zero-shot score, which is the full-precision model's as for full fine-tuning
-        from helpers.extras.lora import lora_from_config
-
         model = lora_from_config(model, config)
     trainer = build_trainer(model, processor, prepared, config, output_dir, auto_find_batch_size=auto_find_batch_size)
     train(trainer, resume=resume)
@@ -259,17 +258,12 @@ def train_model(config: CourseConfig, model, processor, prepared, output_dir: Pa
 def save_model(config: CourseConfig, trainer, processor, output_dir: Path, stamp: dict):
     """The kept model with its processor in O/model (after LoRA: the adapter in O/adapter, merged into O/model),
     stamped; returns the model to score."""
-    from helpers.runtime.distributed import is_main_process
-    from helpers.runtime.workspace import write_stamp
-
     model_dir, final_model = output_dir / "model", trainer.model
     if not config.peft:
         trainer.save_model(str(model_dir))  # in every process: it writes on the main one, gathering shards if any
     if not is_main_process():
         return final_model
     if config.peft:
-        from helpers.extras.lora import merge_and_save
-
         final_model = merge_and_save(trainer.model, processor, model_dir, output_dir / "adapter")
         write_stamp(output_dir / "adapter", stamp)
         print(f"Saved the adapter alone to {output_dir / 'adapter'} and the merged model to {model_dir}")
@@ -281,9 +275,6 @@ def save_model(config: CourseConfig, trainer, processor, output_dir: Path, stamp
 
 def score_fine_tuned(config: CourseConfig, model, processor, test, zero_shot: dict, output_dir: Path) -> dict:
     """Greedy (the course's decoding) and beam search on the test split; writes results.json and predictions.json."""
-    from helpers.evaluation import beam_search_record, predictions_record, results_record
-    from helpers.runtime.workspace import write_json
-
     greedy = _score(config, model, processor, test)
     print(f"Fine-tuned: {greedy['scores']} (greedy, the course's decoding: the score to compare with the course's)")
     beams = _score(config, model, processor, test, config.eval_num_beams)
@@ -301,8 +292,6 @@ def score_fine_tuned(config: CourseConfig, model, processor, test, zero_shot: di
 def push(config: CourseConfig, repo_id: str, scores: dict, output_dir: Path) -> None:
     """Publish O/model with 06's card; only now, with the model saved: a failed push leaves it and says how to
     retry (a warning, not a failed run)."""
-    from helpers.extras.sharing import PushError, course_model_card, push_model
-
     model_dir = output_dir / "model"
     card = course_model_card(config, repo_id, scores, model_dir, output_dir / "adapter" if config.peft else None)
     card.save(str(model_dir / "README.md"))  # the card 06 shows, uploaded with the model
@@ -314,9 +303,6 @@ def push(config: CourseConfig, repo_id: str, scores: dict, output_dir: Path) -> 
 
 def export_and_try(model_dir: Path, ct2_dir: Path, quantization: str | None, processor, test, config) -> None:
     """Export ``model_dir`` to CTranslate2 and print its transcript of the first test clip beside the reference."""
-    from helpers.audio import from_int16
-    from helpers.extras.ctranslate2 import export_ctranslate2, transcribe_ct2
-
     export_ctranslate2(model_dir, ct2_dir, quantization)
     clip = test[0]
     text = transcribe_ct2(ct2_dir, from_int16(clip["audio_16k"]), processor.tokenizer.language,
@@ -335,21 +321,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "push":
-            from helpers.extras.sharing import push_model
-
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
             return 0
         if args.command == "export-ct2":
-            from helpers.extras.ctranslate2 import export_ctranslate2
-
             out = export_ctranslate2(Path(args.model_dir), Path(args.output_dir), _quantization(args.quantization))
             print(f"Exported {args.model_dir} to CTranslate2 in {out} (faster-whisper loads this folder).")
             return 0
         config = config_from_args(args)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once (before any process group exists)
             print(describe(config))
-        from helpers.services.hub import use_cache_only_if_unreachable
-
         note = use_cache_only_if_unreachable(config.model, config.data)  # fail fast, not after minutes of retries
         if note:
             print(note)

@@ -13,7 +13,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.config import CourseConfig, in_colab, is_random_init, workspace_dir
+import torch
+
+from helpers.config import CourseConfig, is_random_init, workspace_dir
+from helpers.data import DataSourceError
+from helpers.evaluation import evaluate_model, evaluate_once, evaluation_key
+from helpers.model import load_model_and_processor
+from helpers.runtime.secrets import in_colab
+from helpers.services.hub import find_token
+from helpers.services.mdc import find_common_voice, mdc_api_key
 
 # (start, what, what runs and for how long on a free T4 with SHORT_RUN = True, what to teach meanwhile).
 # The compute times are estimates from the course's 45 minutes for 500 steps, not measured on a T4.
@@ -81,8 +89,6 @@ def _space(name: str, path: Path, need_gb: float, what_to_do: str) -> Check:
 
 def check_gpu() -> Check:
     """A CUDA GPU, named with its memory; else where to switch one on."""
-    import torch
-
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
         return Check("GPU", True, f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB")
@@ -107,13 +113,10 @@ def check_disk(path: Path | None = None, need_gb: float | None = None, config: C
 
 def check_mdc(config: CourseConfig) -> Check:
     """Whether this run's data needs the Mozilla Data Collective, and if so its key and the catalogue."""
-    from helpers.data import DataSourceError
-    from helpers.services.mdc import _mdc_api_key, find_common_voice
-
     source = config.data
     if not source.startswith(("mdc:", "common-voice:")):
         return Check("MDC access", True, f"not needed: the data is {source}")
-    if not _mdc_api_key():
+    if not mdc_api_key():
         return Check("MDC access", False, "no MDC_API_KEY: add it as a Colab secret (stage 1 lists the steps), or "
                                           'set DATA = "bundled" above the set-up cell to use the bundled clips')
     if source.startswith("common-voice:"):
@@ -128,8 +131,6 @@ def check_mdc(config: CourseConfig) -> Check:
 
 def check_hub_token() -> Check:
     """A Hugging Face token for pushing in stage 6 (optional: without one, stage 6 exports instead)."""
-    from helpers.services.hub import find_token
-
     if find_token():
         return Check("Hub token", True, "found (not shown); stage 6 can push")
     return Check("Hub token", False, "none: stage 6 will write an export folder instead of pushing; to push, add a "
@@ -152,10 +153,6 @@ def zero_shot_baseline(config: CourseConfig, test, processor) -> dict:
 
     The same key, file and stamp as stage 5's, so stage 5 reuses this score instead of computing it again.
     """
-    from helpers.evaluation import evaluate_model, evaluation_key
-    from helpers.model import load_model_and_processor
-    from helpers.runtime.workspace import evaluate_once
-
     def score() -> dict:
         model, model_processor = load_model_and_processor(config.model, config.language, config.task)
         return evaluate_model(model, model_processor, test, config.eval_batch_size, config.generation_max_length,
