@@ -185,7 +185,8 @@ prepared = load_from_workspace("prepared", processor)
 # in the set-up cell: `setup(needs_gpu=True, peft="lora")`; for a bigger model add
 # `model="openai/whisper-medium"`. Experimental, not yet run on a GPU: with `!pip install -q bitsandbytes`,
 # `load_in_8bit=True` keeps the frozen weights in 8 bits. The recipe becomes LoRA's (learning rate 1e-3,
-# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this cell does nothing. When you
+# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this cell
+# does nothing. When you
 # switch between full fine-tuning and LoRA, set `RESUME = False` below: their checkpoints differ.
 
 # %%
@@ -300,7 +301,8 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # ## Save the model
 #
 # The model is the last step's (in the real run, as in the course) or, where a profile evaluates at every save
-# (`load_best_model_at_end`), the checkpoint with the lowest `wer_words` on the validation slice; it is saved with its processor,
+# (`load_best_model_at_end`), the checkpoint with the lowest `wer_words` on the validation slice; it is saved with
+# its processor,
 # so `from_pretrained` and `pipeline` can load the folder alone. After LoRA, the adapter is saved alone
 # (`adapter/`, megabytes) and merged into the weights (`model/`: a plain Whisper, no PEFT needed to load
 # it). `saving_to_workspace` gives the workspace's folders and, once they are written, marks them as this
@@ -358,7 +360,8 @@ plot_training(trainer.state.log_history)
 #   evaluations, the sign of a rate too high for 500 steps. At 1e-6 the model barely moves from the
 #   zero-shot score in 500 steps. The course's 1e-5 is a safe middle for whisper-small.
 # - **A longer run.** It resumes at step 500 with the schedule now linear to 1000; the evaluations table
-#   gains a row at step 1000 (at 600-1000 with `eval_steps=100`). A longer run helps most when the WER was still falling at step 500.
+#   gains a row at step 1000 (at 600-1000 with `eval_steps=100`). A longer run helps most when the WER was still
+#   falling at step 500.
 # - **LoRA.** The set-up prints about 3.5 M trainable parameters of 242 M (1.44 %); checkpoints shrink from
 #   about 3 GB to tens of MB, and the WER after the same steps is usually somewhat higher than full
 #   fine-tuning's (not measured here on Dhivehi).
