@@ -108,14 +108,14 @@ def test_a_private_hub_dataset_gives_each_learner_the_release(teacher, tmp_path,
         assert "Traceback" not in refused.stderr
 
 
-def test_an_unpacked_release_folder_is_packed_as_the_mdc_lays_it_out(tmp_path, monkeypatch, corpus):
+def test_an_unpacked_release_folder_is_packed_as_the_mdc_lays_it_out(tmp_path, monkeypatch, corpus, capsys):
     monkeypatch.setenv("MDC_DOWNLOAD_PATH", str(tmp_path / "disk"))
     folder = tmp_path / "cv-corpus-23.0-2025-09-05" / "dv"
     import shutil
 
     shutil.copytree(corpus, folder)
-    [said] = data_mirror.share_data(str(tmp_path), to_folder=tmp_path / "shared")
-    assert "Copied cv-corpus-23.0-2025-09-05-dv.tar.gz" in said
+    assert main(["share-data", "--data", str(tmp_path), "--to-folder", str(tmp_path / "shared")]) == 0  # a folder above
+    assert "Copied cv-corpus-23.0-2025-09-05-dv.tar.gz" in capsys.readouterr().out
     archive = tmp_path / "shared" / "cv-corpus-23.0-2025-09-05-dv.tar.gz"
     with tarfile.open(archive) as tar:
         names = tar.getnames()

@@ -7,7 +7,7 @@ and shares it:
     python -m helpers share-data --data common-voice:dv --to-hub ORG/NAME        # a private Hub dataset
     python -m helpers share-data --data common-voice:dv --to-folder /content/drive/MyDrive/NAME   # Drive
 
-(:func:`share_data`; ``--data`` also takes an unpacked release folder or its archive). The mirror holds the
+(:func:`share_data`; ``--data`` also takes an unpacked release locale folder or its archive). The mirror holds the
 release's archive, one file, and a card saying what it is. Learners read it with ``DATA = "mirror:ORG/NAME"``
 or ``DATA = "/content/drive/MyDrive/NAME"`` (:func:`helpers.data.load_common_voice`): the archive is fetched
 once, unpacked on the runtime's own disk (:func:`unpack`), never on Drive, and read as any release folder.
@@ -18,11 +18,16 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
-from helpers.config import CACHE_DIR, in_colab
-from helpers.data import DataSourceError, find_cv_folder
-from helpers.runtime.errors import CourseError, first_line
+from huggingface_hub import CommitOperationAdd, HfApi
+
+from helpers.runtime.errors import CourseError, DataSourceError, first_line
+from helpers.runtime.secrets import in_colab
+from helpers.services.hub import find_token
+from helpers.services.hub_errors import explain_hub_error, transport_errors
+from helpers.services.mdc import COMMON_VOICE_SOURCE, download_from_mdc, find_common_voice
 
 MIRROR_SOURCE = "mirror:"  # mirror:<owner>/<name>: a teacher's mirror on the Hub
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -47,22 +52,22 @@ def _stem(archive: Path) -> str:
     return next(name[: -len(suffix)] for suffix in ARCHIVE_SUFFIXES if name.endswith(suffix))
 
 
-def unpack_dir() -> Path:
-    """Where archives are unpacked: the runtime's own disk (``/content/mdc`` in Colab, as MDC downloads),
-    ``MDC_DOWNLOAD_PATH`` when set, else the course's cache folder."""
+def unpack_dir(elsewhere: Path) -> Path:
+    """Where archives are unpacked: ``MDC_DOWNLOAD_PATH`` when set, else the runtime's own disk in Colab
+    (``/content/mdc``, where MDC downloads go too), else ``elsewhere``."""
     if os.environ.get("MDC_DOWNLOAD_PATH"):
         return Path(os.environ["MDC_DOWNLOAD_PATH"])
-    return Path("/content/mdc") if in_colab() else CACHE_DIR / "releases"
+    return Path("/content/mdc") if in_colab() else elsewhere
 
 
-def unpack(archive: Path, into: Path | None = None) -> Path:
-    """Unpack ``archive`` once into ``into`` (:func:`unpack_dir`); return the unpacked folder.
+def unpack(archive: Path, into: Path) -> Path:
+    """Unpack ``archive`` once into the folder ``into``; return the unpacked folder.
 
     It is unpacked beside its final name and renamed when complete, so an interrupted unpack is never read;
     a later call reuses the folder. Members that would land outside it (absolute paths, ``..``, links out)
     are refused by tarfile's ``data`` filter.
     """
-    target = (into or unpack_dir()) / _stem(archive)
+    target = into / _stem(archive)
     if target.is_dir():
         return target
     partial = target.with_name(target.name + ".part")
@@ -79,12 +84,11 @@ def unpack(archive: Path, into: Path | None = None) -> Path:
     return target
 
 
-def pack_release(folder: Path, into: Path) -> Path:
-    """A release folder (``cv-corpus-*/<locale>``, or a folder above it) as ``<release>-<locale>.tar.gz`` in ``into``,
-    laid out as the MDC's archives are: ``<release>/<locale>/clips/...`` and the tsv files."""
-    found = find_cv_folder(folder)
-    if found is None:
-        raise DataSourceError(f"{folder} holds no Common Voice release (clips/ and train.tsv): nothing to share.")
+def pack_release(found: Path, into: Path) -> Path:
+    """A release's locale folder (``cv-corpus-*/<locale>``) as ``<release>-<locale>.tar.gz`` in ``into``, laid out
+    as the MDC's archives are: ``<release>/<locale>/clips/...`` and the tsv files."""
+    if not (found / "train.tsv").is_file():
+        raise DataSourceError(f"{found} is not a Common Voice locale folder (clips/ and train.tsv): nothing to share.")
     release = found.parent.name or "common-voice"
     archive = into / f"{release}-{found.name}.tar.gz"
     into.mkdir(parents=True, exist_ok=True)
@@ -95,9 +99,7 @@ def pack_release(folder: Path, into: Path) -> Path:
 
 def release_archive(source: str, work_dir: Path) -> Path:
     """The archive to share for ``source``: downloaded from the MDC (``common-voice:<locale>``, ``mdc:<id>``;
-    reused when already downloaded), an archive file as it is, or an unpacked release folder packed."""
-    from helpers.services.mdc import COMMON_VOICE_SOURCE, download_from_mdc, find_common_voice
-
+    reused when already downloaded), an archive file as it is, or an unpacked locale folder packed."""
     text = source.strip()
     if text.startswith(COMMON_VOICE_SOURCE):
         release = find_common_voice(text[len(COMMON_VOICE_SOURCE):].strip())
@@ -127,11 +129,6 @@ def mirror_card(archive: Path, data_setting: str) -> str:
 
 def share_to_hub(archive: Path, repo_id: str, token: str | None = None) -> str:
     """Upload ``archive`` and its card to the private Hub dataset ``repo_id`` (made if needed), in one commit."""
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    from helpers.services.hub import find_token
-    from helpers.services.hub_errors import explain_hub_error, transport_errors
-
     token = token or find_token()
     if not token:
         raise CourseError("Sharing to the Hub needs a token with write access: set HF_TOKEN (or log in with "
@@ -167,32 +164,29 @@ def share_to_folder(archive: Path, folder: Path) -> str:
             "adds a shortcut to it in their Drive and sets DATA to its path under /content/drive/MyDrive.")
 
 
-def share_data(source: str, to_hub: str | None = None, to_folder: str | Path | None = None,
-               work_dir: Path | None = None) -> list[str]:
+def share_data(source: str, to_hub: str | None = None, to_folder: str | Path | None = None) -> list[str]:
     """Put the release ``source`` into a private Hub dataset ``to_hub`` and/or the folder ``to_folder``.
 
-    Returns one sentence per copy made, each saying what a learner sets to read it.
+    ``source`` is ``common-voice:<locale>``, ``mdc:<id>``, an archive, or a release's locale folder (the command
+    line finds it under a folder given above it). Returns one sentence per copy made, each saying what a learner
+    sets to read it.
     """
     if not to_hub and not to_folder:
         raise CourseError("Say where to share the release: --to-hub ORG/NAME (a private Hub dataset) and/or "
                           "--to-folder DIR (a folder to share, e.g. on Google Drive).")
-    archive = release_archive(source, work_dir or unpack_dir())
-    done = []
-    if to_hub:
-        done.append(share_to_hub(archive, to_hub))
-    if to_folder:
-        done.append(share_to_folder(archive, Path(to_folder).expanduser()))
+    with tempfile.TemporaryDirectory(prefix="share-data-") as work:  # a packed folder's archive, removed after
+        archive = release_archive(source, Path(work))
+        done = []
+        if to_hub:
+            done.append(share_to_hub(archive, to_hub))
+        if to_folder:
+            done.append(share_to_folder(archive, Path(to_folder).expanduser()))
     return done
 
 
 def fetch_from_hub(repo_id: str, download: bool = True) -> Path | str:
     """The archive of the Hub mirror ``repo_id``, downloaded once into the Hub's cache (the runtime's disk);
     with ``download=False`` only its name, which checks that this token can read the mirror (the pre-flight)."""
-    from huggingface_hub import HfApi
-
-    from helpers.services.hub import find_token
-    from helpers.services.hub_errors import explain_hub_error, transport_errors
-
     api = HfApi(token=find_token() or None)
     try:
         archives = [name for name in api.list_repo_files(repo_id, repo_type="dataset")
@@ -209,8 +203,9 @@ def fetch_from_hub(repo_id: str, download: bool = True) -> Path | str:
                               "read with a token of an account the teacher gave access (HF_TOKEN).") from error
 
 
-def load_mirror_folder(source: str) -> Path:
-    """The unpacked release folder of ``mirror:<owner>/<name>`` or of a folder or file holding its archive."""
+def load_mirror_folder(source: str, elsewhere: Path) -> Path:
+    """The unpacked release folder of ``mirror:<owner>/<name>`` or of a folder or file holding its archive,
+    unpacked where :func:`unpack_dir` says (``elsewhere`` outside Colab without ``MDC_DOWNLOAD_PATH``)."""
     if source.startswith(MIRROR_SOURCE):
         archive = fetch_from_hub(source[len(MIRROR_SOURCE):].strip())
     else:
@@ -218,5 +213,6 @@ def load_mirror_folder(source: str) -> Path:
         archive = path if is_archive(path) else find_archive(path)
         if archive is None:
             raise DataSourceError(f"{path} holds no release archive.")
-    print(f"Unpacking {archive.name} onto this runtime's disk ({unpack_dir()}), once.")
-    return unpack(archive)
+    into = unpack_dir(elsewhere)
+    print(f"Unpacking {archive.name} onto this runtime's disk ({into}), once.")
+    return unpack(archive, into)
