@@ -22,7 +22,10 @@ import sys
 from pathlib import Path
 
 from helpers.config import PROFILES, CourseConfig, describe, get_config
-from helpers.runtime.errors import CourseError
+from helpers.runtime.errors import CourseError, check_writable, explain_disk_error
+
+AGAIN = "then run the same command again"
+REPORT_ROOM = 2**20  # report.json lists every dropped clip: well under a megabyte
 
 OVERRIDES = {
     # flag: (config field, type, help)
@@ -154,7 +157,7 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
 def prepare(config: CourseConfig) -> dict:
     from helpers.model import load_processor
 
-    output_dir = Path(config.output_dir)
+    output_dir = check_writable(config.output_dir, REPORT_ROOM, "the report", AGAIN)  # before, not after, the work
     processor = load_processor(config.model, config.language, config.task)
     _, report = load_and_prepare(config, processor, output_dir)
     print(f"Wrote {output_dir / 'report.json'}")
@@ -176,14 +179,17 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     """
     from helpers.model import load_model_and_processor
     from helpers.runtime.distributed import from_main_process, is_main_process
+    from helpers.runtime.mirror import save_costs
     from helpers.runtime.workspace import run_stamp
 
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
-    output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = check_writable(config.output_dir, then=AGAIN)  # before minutes of loading and preparing
     model, processor = load_model_and_processor(config.model, config.language, config.task)
+    if main:  # room for a checkpoint and the final model, or the run stops at its first save
+        cost = save_costs(model.num_parameters(), model.num_parameters(only_trainable=True))
+        check_writable(output_dir, cost["full"] + cost["final_model"], "a checkpoint and the model", AGAIN)
     stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
     check_checkpoints(stamp, output_dir, resume)
     prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
@@ -332,7 +338,7 @@ def _quantization(text: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-
+    config = None
     try:
         if args.command == "push":
             from helpers.extras.sharing import push_model
@@ -361,4 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a full or read-only disk, whichever library met it, is one sentence too
+        output_dir = config.output_dir if config else getattr(args, "output_dir", None)
+        sentence = explain_disk_error(error, output_dir, then=AGAIN + ": it goes on from what was saved")
+        if sentence is None:
+            raise
+        print(f"error: {sentence}", file=sys.stderr)
         return 2

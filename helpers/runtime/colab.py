@@ -26,7 +26,9 @@ from helpers.config import (
     in_colab,
     workspace_dir,
 )
-from helpers.runtime.errors import CourseError
+from safetensors import SafetensorError
+
+from helpers.runtime.errors import CourseError, DiskError, check_writable, explain_disk_error
 from helpers.runtime.workspace import set_run
 
 # Set by batch runners (scripts/run_notebooks.py) that execute notebooks online with nobody to log in:
@@ -105,13 +107,29 @@ def _short_course_errors() -> None:
         return
 
     def handler(shell, etype, value, tb, tb_offset=None):  # IPython's custom-exception signature
-        sentence = [f"{etype.__name__}: {value}"]
+        if issubclass(etype, CourseError):
+            sentence = [f"{etype.__name__}: {value}"]
+        else:  # a full or read-only disk, in whichever library's words, is one sentence too; the rest a traceback
+            disk = explain_disk_error(value, _workspace_of_this_run(), then="then run this cell again")
+            if disk is None:
+                sentence = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+            else:
+                sentence = [f"{etype.__name__}: {disk}"]
         # Shown as the cell's error output, one line for the whole traceback: a printed message alone would
         # leave no error in the notebook, and nbmake (CI) would pass a notebook that stopped here.
         shell._showtraceback(etype, value, sentence)
         return sentence
 
-    shell.set_custom_exc((CourseError,), handler)
+    # Not every Exception: IPython hands these a cell's SyntaxError too, before its own handling of it.
+    shell.set_custom_exc((CourseError, OSError, RuntimeError, SafetensorError), handler)
+
+
+def _workspace_of_this_run() -> Path | None:
+    """Where a notebook writes (for an error that names no file), or None before a run is set up."""
+    try:
+        return workspace_dir(os.environ[PROFILE_ENV])
+    except (KeyError, OSError):
+        return None
 
 
 def mount_drive() -> None:
@@ -182,8 +200,21 @@ def setup(drive: bool = True, needs_gpu: bool = False, short_run: bool = False, 
     from helpers.runtime.workspace import helpers_version
 
     print(f"Course code: helpers {helpers_version()} in {REPO_ROOT}")
-    print(f"Workspace: {workspace_dir(config.profile)}")
+    print(f"Workspace: {_writable_workspace(config.profile)}")
     return config
+
+
+def _writable_workspace(profile: str) -> Path:
+    """The profile's workspace, checked now, not when the notebook saves what it made minutes later."""
+    then = "then run the set-up cell again"
+    try:
+        folder = workspace_dir(profile)  # makes the folder: a read-only Drive stops here
+    except OSError as error:
+        sentence = explain_disk_error(error, then=then)
+        if sentence is None:
+            raise
+        raise DiskError(sentence) from error
+    return check_writable(folder, then=then)
 
 
 class SecretNotGranted(CourseError):

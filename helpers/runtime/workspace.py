@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from helpers.config import CourseConfig, in_colab, workspace_dir
-from helpers.runtime.errors import CourseError
+from helpers.runtime.errors import CourseError, DiskError, explain_disk_error
 
 
 def write_json(path: str | Path, data) -> None:
@@ -294,10 +294,28 @@ def saving_to_workspace(*names: str, processor=None):
     model_dir: trainer.save_model(model_dir)``. With several names, a tuple of paths.
     """
     paths = tuple(artifact_path(name) for name in names)
-    yield paths[0] if len(paths) == 1 else paths
+    try:
+        yield paths[0] if len(paths) == 1 else paths
+    except Exception as error:
+        written = sum(_size_on_disk(path) for path in paths)
+        sentence = explain_disk_error(error, paths[0].parent, then=(
+            f"then run this cell again, which saves what is still in memory without training again (the save had "
+            f"written {written / 1e6:.0f} MB when it stopped)"))
+        if sentence is None:
+            raise
+        for path in paths:  # a half-written folder is no artifact: gone, with its stamp, and its space freed
+            stamp_path(path).unlink(missing_ok=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise DiskError(sentence) from error
     for name, path in zip(names, paths):
         if path.exists():
             stamp(name, processor)
+
+
+def _size_on_disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
 def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict, bool]:
