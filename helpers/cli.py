@@ -39,6 +39,7 @@ OVERRIDES = {
     "--eval-batch-size": ("eval_batch_size", int, "evaluation batch size per device"),
     "--gradient-accumulation-steps": ("gradient_accumulation_steps", int, "batches per optimizer step"),
     "--learning-rate": ("learning_rate", float, "peak learning rate"),
+    "--dropout": ("dropout", float, "Whisper's dropout while training (default: the checkpoint's, 0.0)"),
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
     "--lr-scheduler-type": ("lr_scheduler_type", str, "learning-rate schedule after warm-up (course: constant_with_warmup)"),
     "--eval-steps": ("eval_steps", int, "evaluate every N steps"),
@@ -46,7 +47,8 @@ OVERRIDES = {
     "--logging-steps": ("logging_steps", int, "log the loss every N steps"),
     "--save-total-limit": ("save_total_limit", int, "checkpoints kept on disk (older ones are deleted)"),
     "--generation-max-length": ("generation_max_length", int, "longest generated transcript, in tokens"),
-    "--eval-num-beams": ("eval_num_beams", int, "beams of the fine-tuned model's extra beam-search score (t4: 5)"),
+    "--eval-num-beams": ("eval_num_beams", int, "beams of the fine-tuned model's extra beam-search score (1: none, "
+                         "the t4 profile's; 5 costs about as long again as the greedy pass)"),
     "--max-train-samples": ("max_train_samples", int, "use only the first N training clips"),
     "--max-test-samples": ("max_test_samples", int, "use only the first N test clips"),
     "--validation-size": ("validation_size", int,
@@ -87,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                              help="halve the batch size until a step fits in GPU memory")
             sub.add_argument("--push-to", metavar="REPO_ID", help="push the final model to this Hub repo")
             sub.add_argument("--load-in-8bit", action="store_true",
-                             help="with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only)")
+                             help=("with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only; "
+                                   "experimental: not yet run on a GPU)"))
             sub.add_argument("--export-ct2", action="store_true",
                              help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
             sub.add_argument("--ct2-quantization", default="float16",
@@ -186,7 +189,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
     output_dir = check_writable(config.output_dir, then=AGAIN)  # before minutes of loading and preparing
-    model, processor = load_model_and_processor(config.model, config.language, config.task)
+    model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
     if main:  # room for a checkpoint and the final model, or the run stops at its first save
         cost = save_costs(model.num_parameters(), model.num_parameters(only_trainable=True))
         check_writable(output_dir, cost["full"] + cost["final_model"], "a checkpoint and the model", AGAIN)
@@ -230,7 +233,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
 
     On the main process only (``None`` elsewhere), which also stamps the checkpoints folder as this run's.
     """
-    from helpers.evaluation import evaluation_key, reuse_or_evaluate
+    from helpers.evaluation import describe_zero_shot, evaluate_zero_shot, evaluation_key, reuse_or_evaluate
     from helpers.runtime.distributed import is_main_process, wait_for_everyone
     from helpers.runtime.workspace import write_stamp
 
@@ -241,8 +244,9 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
             baseline_file.unlink(missing_ok=True)
         # Computed once per model, data and generation settings: a resumed or repeated run reuses it.
         zero_shot, reused = reuse_or_evaluate(baseline_file, evaluation_key(config, config.model, test, processor),
-                                              lambda: _score(config, model, processor, test))
+                                              lambda: evaluate_zero_shot(model, processor, test, config))
         print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {zero_shot['scores']}")
+        print(describe_zero_shot(zero_shot))
         write_stamp(output_dir / "checkpoints", stamp)
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     return zero_shot
@@ -286,17 +290,20 @@ def save_model(config: CourseConfig, trainer, processor, output_dir: Path, stamp
 
 
 def score_fine_tuned(config: CourseConfig, model, processor, test, zero_shot: dict, output_dir: Path) -> dict:
-    """Greedy (the course's decoding) and beam search on the test split; writes results.json and predictions.json."""
+    """Greedy (the course's decoding) and, with ``eval_num_beams`` > 1, beam search on the test split; writes
+    results.json and predictions.json."""
     from helpers.evaluation import beam_search_record, predictions_record, results_record
     from helpers.runtime.workspace import write_json
 
     greedy = _score(config, model, processor, test)
     print(f"Fine-tuned: {greedy['scores']} (greedy, the course's decoding: the score to compare with the course's)")
-    beams = _score(config, model, processor, test, config.eval_num_beams)
-    print(f"Fine-tuned, {config.eval_num_beams} beams: {beams['scores']} "
-          f"({beams['seconds']:.0f} s against greedy's {greedy['seconds']:.0f} s)")
-    results = results_record(config, zero_shot["scores"], greedy["scores"],
-                             beam_search_record(greedy, beams, config.eval_num_beams))
+    beam_search = None
+    if config.eval_num_beams > 1:  # opt-in on the t4 profile: about as long again as the greedy pass
+        beams = _score(config, model, processor, test, config.eval_num_beams)
+        print(f"Fine-tuned, {config.eval_num_beams} beams: {beams['scores']} "
+              f"({beams['seconds']:.0f} s against greedy's {greedy['seconds']:.0f} s)")
+        beam_search = beam_search_record(greedy, beams, config.eval_num_beams)
+    results = results_record(config, zero_shot["scores"], greedy["scores"], beam_search)
     write_json(output_dir / "results.json", results)
     write_json(output_dir / "predictions.json", predictions_record(zero_shot, greedy))
     print(f"Wrote {output_dir / 'results.json'}, {output_dir / 'predictions.json'} and the model to "

@@ -69,7 +69,9 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
         logging_steps=config.logging_steps,
         save_total_limit=config.save_total_limit,
         report_to=["tensorboard"],
-        load_best_model_at_end=True,
+        # Off where a profile saves more often than it evaluates (t4: saves every 100 steps, one evaluation at
+        # 500, as the course's; transformers needs every save evaluated to choose): the model is the last step's.
+        load_best_model_at_end=config.load_best_model_at_end,
         metric_for_best_model=CHECKPOINT_METRIC,  # wer_words: see helpers.metrics
         greater_is_better=False,
         push_to_hub=False,  # pushing is a separate, token-safe step (helpers.extras.sharing)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -347,3 +348,10 @@ def test_recipe_follows_the_method():
     assert get_config("t4").learning_rate == 1e-5  # full fine-tuning keeps the course's
     assert get_config("smoke", peft="lora").recipe == "random-init"  # the random model keeps its own
     assert get_config("t4", peft="lora", learning_rate=5e-4).learning_rate == 5e-4  # yours wins
+
+
+def test_without_the_lora_extra_the_cli_says_how_to_install_it(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # as on an install without the [lora] extra
+    assert main(run_args(corpus, tmp_path)) == 2  # refused before any data is read or model loaded
+    assert "pip install 'whisper-course-helpers[lora]'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

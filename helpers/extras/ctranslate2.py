@@ -30,8 +30,9 @@ def _ctranslate2():
     try:
         import ctranslate2
     except ImportError as error:
-        raise CourseError("The CTranslate2 export needs ctranslate2: pip install ctranslate2 "
-                          "(pip install -e . installs it).") from error
+        raise CourseError("The CTranslate2 export needs ctranslate2, an extra: pip install "
+                          "'whisper-course-helpers[ct2]' (pip install -e '.[ct2]' in a clone; notebook 06's "
+                          "set-up cell installs it).") from error
     return ctranslate2
 
 

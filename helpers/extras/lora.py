@@ -22,6 +22,7 @@ merged model: an ordinary Whisper folder that ``from_pretrained`` and ``pipeline
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -53,9 +54,12 @@ def parse_target_modules(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def check_peft(method: str | None) -> None:
-    """Refuse a PEFT method we do not support, in one sentence."""
+    """Refuse a PEFT method we do not support, or one whose library is not installed, in one sentence."""
     if method is not None and method not in METHODS:
         raise CourseError(f"Unknown PEFT method {method!r}; use {', '.join(METHODS)} (or none for full fine-tuning).")
+    if method is not None and importlib.util.find_spec("peft") is None:
+        raise CourseError("LoRA needs peft, an extra: pip install 'whisper-course-helpers[lora]' (pip install -e "
+                          "'.[lora]' in a clone; notebook 04's set-up cell installs it).")
 
 
 def make_inputs_require_grad(model: torch.nn.Module) -> list:

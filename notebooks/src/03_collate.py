@@ -125,8 +125,9 @@ for name, ids in (("ours", decoder_input(labels)[row]), ("course", decoder_input
 #
 # - Collate eight examples sorted by duration (`prepared["train"].sort("duration")`) and eight random
 #   ones: how much `-100` padding does each batch carry?
-# - Remove the strip from the collator in 04 (the same editable class), and train a few steps of the smoke
-#   profile: what does the model learn to put first?
+# - Remove the strip from the collator in 04 (the same editable class), and train a few steps there
+#   (`setup(needs_gpu=True, max_steps=50)`; without a GPU, `setup(needs_gpu=True, profile="cpu", max_steps=50)`):
+#   what does the model learn to put first?
 
 # %% [markdown]
 # <details><summary><b>Solutions</b> (open them after trying)</summary>

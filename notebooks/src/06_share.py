@@ -181,6 +181,32 @@ if in_colab():
 # %% [markdown]
 # **Done.** You have loaded Common Voice, prepared it, trained, evaluated and shared a fine-tuned Whisper.
 #
+# ## Where to go next
+#
+# The course ends with ways to do better than 500 steps of whisper-small. Each one is a setting here: put it
+# in 04's set-up cell (then run 04, 05 and 06 again), or give the flag to `python -m helpers run`. The figures
+# to aim at are the published ones for Common Voice Dhivehi's test split (the models' cards on the Hub): set
+# them beside your 05 table, `wer` with `wer`.
+#
+# - **More steps, with a linear schedule:**
+#   `setup(needs_gpu=True, max_steps=4000, lr_scheduler_type="linear", warmup_steps=500)`
+#   (`--max-steps 4000 --lr-scheduler-type linear --warmup-steps 500`). whisper-small at 4,000 steps reaches
+#   about 10.9 % normalised (`wer`) and 56.9 % orthographic (`wer_ortho`), against 14.1 % and 63.9 % at 500.
+#   It takes eight times the T4 time: more than one session, and 04 resumes from the last copy on Drive each time.
+# - **Learning rate and dropout:** `setup(needs_gpu=True, learning_rate=3e-5)`,
+#   `setup(needs_gpu=True, dropout=0.1)` (`--learning-rate`, `--dropout`). The course's learning rate is 1e-5,
+#   Whisper's dropout 0. Compare runs on 04's validation table (`wer_words`), never on the test split.
+# - **A bigger model:** `setup(needs_gpu=True, model="openai/whisper-medium")` (`--model`). whisper-medium,
+#   fully fine-tuned for 4,000 steps, reaches about 9.0 % normalised. Its weights, gradients and AdamW's moments
+#   alone take about 12 GB: too much for a T4's 15 GB once activations are added, hence LoRA below.
+# - **LoRA, a larger Whisper on the same T4:** `setup(needs_gpu=True, peft="lora", model="openai/whisper-medium")`
+#   and `RESUME = False` in 04 (`--peft lora`; the adapter's size: `lora_rank`, `lora_alpha`, `lora_dropout`,
+#   `lora_target_modules`). Only small adapter matrices train (1.44 % of whisper-small's weights); not yet
+#   measured on a T4 ([LoRA and 8-bit](../docs/lora-and-8bit.md)).
+# - **A normaliser that keeps Thaana's vowel marks:** nothing to set. `wer_words` and `cer_words`
+#   (`helpers.metrics.normalize`) keep them, and `wer_words` chooses 04's checkpoint; the course's `wer`, after
+#   `BasicTextNormalizer`, counts the pieces it cuts each word into (05).
+#
 # ## Try it yourself
 #
 # - **Your own voice.** Record a few sentences in the Gradio demo, or put recordings with a `metadata.csv`
@@ -198,7 +224,7 @@ if in_colab():
 # - **Your own voice.** See 01's solution for the folder layout; start again from stage 1 with
 #   `setup(data="/content/drive/MyDrive/my-recordings")` (your language in `language=`).
 # - **A longer run.** In 04's set-up: `max_steps=4000, lr_scheduler_type="linear"`; then push under another
-#   name: `push_model(model_dir, "<you>/whisper-small-dv-4000")` (`from helpers.services.hub import push_model`).
+#   name: `push_model(model_dir, "<you>/whisper-small-dv-4000")` (`from helpers.extras.sharing import push_model`).
 # - **int8.**
 #
 #   ```python
