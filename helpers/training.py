@@ -32,7 +32,12 @@ from helpers.evaluation import choose_decoding
 from helpers.metrics import CHECKPOINT_METRIC, make_compute_metrics
 from helpers.runtime.device import explain_oom
 from helpers.runtime.distributed import ExactEvalSeq2SeqTrainer
-from helpers.runtime.errors import CourseError, DiskError, check_writable, explain_disk_error
+from helpers.runtime.errors import (
+    CourseError,
+    DiskError,
+    check_writable,
+    explain_disk_error,
+)
 from helpers.runtime.trainer_internals import load_best_model, load_checkpoint_weights
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).

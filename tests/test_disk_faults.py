@@ -56,7 +56,7 @@ def resize(folder: Path, size: str) -> None:
 
 def helpers_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **ENV, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "helpers", *args], cwd=REPO_ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "helpers", *args], check=False, cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
 
 

@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from helpers.config import (
     CPU_PROFILES,
     PROFILE_ENV,
@@ -26,9 +28,12 @@ from helpers.config import (
     in_colab,
     workspace_dir,
 )
-from safetensors import SafetensorError
-
-from helpers.runtime.errors import CourseError, DiskError, check_writable, explain_disk_error
+from helpers.runtime.errors import (
+    CourseError,
+    DiskError,
+    check_writable,
+    explain_disk_error,
+)
 from helpers.runtime.workspace import set_run
 
 # Set by batch runners (scripts/run_notebooks.py) that execute notebooks online with nobody to log in:
