@@ -183,7 +183,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     from helpers.model import load_model_and_processor
     from helpers.runtime.distributed import from_main_process, is_main_process
     from helpers.runtime.mirror import save_costs
-    from helpers.runtime.workspace import run_stamp
+    from helpers.runtime.workspace import checkpoint_stamp, run_stamp
 
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
@@ -194,7 +194,7 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         cost = save_costs(model.num_parameters(), model.num_parameters(only_trainable=True))
         check_writable(output_dir, cost["full"] + cost["final_model"], "a checkpoint and the model", AGAIN)
     stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
-    check_checkpoints(stamp, output_dir, resume)
+    check_checkpoints(checkpoint_stamp(stamp, config), output_dir, resume)
     prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
     zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
     trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
@@ -235,7 +235,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
     """
     from helpers.evaluation import describe_zero_shot, evaluate_zero_shot, evaluation_key, reuse_or_evaluate
     from helpers.runtime.distributed import is_main_process, wait_for_everyone
-    from helpers.runtime.workspace import write_stamp
+    from helpers.runtime.workspace import checkpoint_stamp, write_stamp
 
     zero_shot = None
     if is_main_process():
@@ -247,7 +247,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
                                               lambda: evaluate_zero_shot(model, processor, test, config))
         print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {zero_shot['scores']}")
         print(describe_zero_shot(zero_shot))
-        write_stamp(output_dir / "checkpoints", stamp)
+        write_stamp(output_dir / "checkpoints", checkpoint_stamp(stamp, config))
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     return zero_shot
 

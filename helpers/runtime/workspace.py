@@ -103,9 +103,28 @@ def write_stamp(artifact: str | Path, stamp: dict) -> None:
     write_json(stamp_path(artifact), stamp)
 
 
+class UnreadableStamp(CourseError):
+    """A stamp that is there but cannot be read (cut short, as a half-synced Drive file is): never "no stamp"."""
+
+
 def read_stamp(artifact: str | Path) -> dict | None:
-    """The stamp of ``artifact``, or ``None`` when it has none."""
-    return read_json(stamp_path(artifact))
+    """The stamp of ``artifact``, or ``None`` when it has none; :class:`UnreadableStamp` when it is damaged."""
+    path = stamp_path(artifact)
+    if not path.exists():
+        return None
+    stamp = read_json(path)
+    if not isinstance(stamp, dict):  # fail closed: passing it as "no stamp" would let another run's files through
+        artifact = Path(artifact)
+        raise UnreadableStamp(f"The run stamp of {artifact.name} ({path}) cannot be read (cut short or damaged, as a "
+                              f"file Drive had not finished syncing is), so {artifact} cannot be checked against "
+                              f"this run: delete {artifact} and its stamp, then run the stage that made it again.")
+    return stamp
+
+
+def checkpoint_stamp(stamp: dict, config: CourseConfig) -> dict:
+    """``stamp`` plus what only checkpoints depend on, the seed and the learning rate: a resume with others is
+    noticed (two runs into one folder, or a changed set-up cell) instead of continuing another run's optimizer."""
+    return {**stamp, "seed": config.seed, "learning_rate": config.learning_rate}
 
 
 def differences(made: dict, now: dict) -> list[str]:
@@ -121,7 +140,10 @@ def check_stamp(artifact: str | Path, stamp: dict, start_over: str) -> None:
     artifact without a stamp (made before stamps existed) passes with a note.
     """
     artifact = Path(artifact)
-    made = read_stamp(artifact)
+    try:
+        made = read_stamp(artifact)
+    except UnreadableStamp as error:
+        raise UnreadableStamp(f"{error} {start_over}") from None
     if made is None:
         print(f"Note: {artifact.name} has no run stamp, so it cannot be checked against this run's settings.")
         return
@@ -210,7 +232,13 @@ def check(name: str, processor=None) -> None:
     """Stop when artifact ``name`` exists but was made by a run other than this notebook's."""
     path = artifact_path(name)
     if _run is not None and path.exists():
-        check_stamp(path, run_stamp(_run, processor), _start_over(name))
+        check_stamp(path, _stamp_of(name, processor), _start_over(name))
+
+
+def _stamp_of(name: str, processor=None) -> dict:
+    """This run's stamp for artifact ``name``: the checkpoints' holds the seed and learning rate too."""
+    stamp = run_stamp(_run, processor)
+    return checkpoint_stamp(stamp, _run) if name == "training" else stamp
 
 
 def saved_path(name: str, made_by: str | None = None, processor=None) -> Path:
@@ -238,7 +266,7 @@ def stamp(name: str, processor=None) -> Path:
     """Stamp artifact ``name`` as made by this run (after writing it); returns its path."""
     path = artifact_path(name)
     if _run is not None:
-        write_stamp(path, run_stamp(_run, processor))
+        write_stamp(path, _stamp_of(name, processor))
     return path
 
 
