@@ -17,6 +17,7 @@ O/model the merged model); ``--export-ct2`` adds a CTranslate2 copy in O/ct2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -161,10 +162,18 @@ def prepare(config: CourseConfig) -> dict:
     from helpers.model import load_processor
 
     output_dir = check_writable(config.output_dir, REPORT_ROOM, "the report", AGAIN)  # before, not after, the work
-    processor = load_processor(config.model, config.language, config.task)
-    _, report = load_and_prepare(config, processor, output_dir)
+    with one_run_at_a_time(output_dir):
+        processor = load_processor(config.model, config.language, config.task)
+        _, report = load_and_prepare(config, processor, output_dir)
     print(f"Wrote {output_dir / 'report.json'}")
     return report
+
+
+def one_run_at_a_time(output_dir: Path, main: bool = True):
+    """The run's lock on ``output_dir`` (:mod:`helpers.runtime.lock`), held by the main process only."""
+    from helpers.runtime.lock import RunLock
+
+    return RunLock(output_dir, "or use another --output-dir") if main else contextlib.nullcontext()
 
 
 def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = False,
@@ -189,24 +198,25 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
     output_dir = check_writable(config.output_dir, then=AGAIN)  # before minutes of loading and preparing
-    model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
-    if main:  # room for a checkpoint and the final model, or the run stops at its first save
-        cost = save_costs(model.num_parameters(), model.num_parameters(only_trainable=True))
-        check_writable(output_dir, cost["full"] + cost["final_model"], "a checkpoint and the model", AGAIN)
-    stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
-    check_checkpoints(checkpoint_stamp(stamp, config), output_dir, resume)
-    prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
-    zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
-    trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
-    final_model = save_model(config, trainer, processor, output_dir, stamp)
-    results = None
-    if main:
-        results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
-        if export_ct2:
-            export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
-                           config)
-        if push_to:
-            push(config, push_to, results["finetuned"], output_dir)                   # stage 6
+    with one_run_at_a_time(output_dir, main):  # two runs in one folder would mix their checkpoints
+        model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
+        if main:  # room for a checkpoint and the final model, or the run stops at its first save
+            cost = save_costs(model.num_parameters(), model.num_parameters(only_trainable=True))
+            check_writable(output_dir, cost["full"] + cost["final_model"], "a checkpoint and the model", AGAIN)
+        stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
+        check_checkpoints(checkpoint_stamp(stamp, config), output_dir, resume)
+        prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
+        zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
+        trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
+        final_model = save_model(config, trainer, processor, output_dir, stamp)
+        results = None
+        if main:
+            results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
+            if export_ct2:
+                export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
+                               config)
+            if push_to:
+                push(config, push_to, results["finetuned"], output_dir)                   # stage 6
     return from_main_process(results)  # also keeps the others until the main process is done
 
 

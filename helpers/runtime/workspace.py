@@ -358,10 +358,15 @@ def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict,
 def checkpoint_copies_on_drive(processor=None):
     """The :class:`~helpers.runtime.mirror.CheckpointMirror` that keeps small copies of each save in the workspace.
 
-    The copies already there, if any, must be this run's (a new runtime resumes from them): checked first.
+    The copies already there, if any, must be this run's (a new runtime resumes from them): checked first. The
+    folder is locked for this kernel's lifetime (:mod:`helpers.runtime.lock`): a second 04 is refused.
     """
+    from helpers.runtime.lock import RunLock
     from helpers.runtime.mirror import CheckpointMirror
 
+    folder = artifact_path("training")
+    # Held until this notebook's kernel ends: 04 open twice (two tabs, two runtimes) would mix its checkpoints.
+    RunLock(folder, "or stop the other notebook (Runtime > Disconnect and delete runtime in Colab)").acquire()
     return CheckpointMirror(claim("training", processor))
 
 
