@@ -29,12 +29,14 @@ from helpers.audio import (
     load_audio,
     to_flac,
 )
+from helpers.metrics import normalize
 
 MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees exactly 30 s; longer clips would be cut mid-sentence.
 DROP_REASONS = {
     **DECODE_REASONS,  # missing, empty, undecodable, truncated clips (helpers.audio)
     "too_long_audio": f"the audio is longer than {MAX_AUDIO_SECONDS:.0f} s",
     "empty_transcript": "the transcript is empty",
+    "no_words_transcript": "the transcript has no words (only punctuation or symbols): nothing to learn or score",
     "too_many_label_tokens": "the labels (with prefix tokens) exceed the model's max_target_positions",
 }
 SHOWN_DROPPED_ROWS = 20  # per split on screen; report.json lists every one
@@ -59,6 +61,8 @@ def prepare_example(audio, sentence: str, label_ids: list[int], max_label_tokens
         reason = "too_long_audio"
     elif not (sentence or "").strip():  # nothing to learn from
         reason = "empty_transcript"
+    elif not normalize(sentence):  # "?!... —": no word, and every score would leave the clip out
+        reason = "no_words_transcript"
     elif len(label_ids) > max_label_tokens:  # the decoder attends to max_target_positions tokens at most
         reason = "too_many_label_tokens"
     else:

@@ -40,9 +40,11 @@ BAD_TRAIN = {
     "too_long.mp3": "too_long_audio",
     "empty_sentence.mp3": "empty_transcript",
     "blank_sentence.mp3": "empty_transcript",
+    "punctuation_sentence.mp3": "no_words_transcript",
     "long_transcript.mp3": "too_many_label_tokens",
 }
-BAD_TEST = {"missing_test.mp3": "file_not_found", "truncated_test.mp3": "truncated_audio"}
+BAD_TEST = {"missing_test.mp3": "file_not_found", "truncated_test.mp3": "truncated_audio",
+            "punctuation_test.mp3": "no_words_transcript"}
 # Valid though unlike the rest: resampled and kept (M4A through ffmpeg, which Colab and our setup install).
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
 ODD_BUT_GOOD = ["silence.mp3", "speech_8k.wav", "speech_44k_stereo.wav", "speech.flac"] + ["speech.m4a"] * HAVE_FFMPEG
@@ -112,6 +114,7 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     train.append(("too_long.mp3", text))
     train.append((copy_good("empty_sentence.mp3")[0], ""))
     train.append((copy_good("blank_sentence.mp3")[0], " \u3000 "))
+    train.append((copy_good("punctuation_sentence.mp3")[0], "?!... —"))  # no word to learn or score
     name, text = copy_good("long_transcript.mp3")
     train.append((name, " ".join([text] * 40)))
     # dev.tsv: a CSV-style quoted sentence and Common Voice's own unescaped quotes.
@@ -122,6 +125,7 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     for _ in range(3):
         test.append(copy_good())
     test.append(("missing_test.mp3", "නැති ගොනුවකි."))
+    test.append((copy_good("punctuation_test.mp3")[0], "?!... —"))
     name, text = copy_good("truncated_test.mp3")
     (clips / name).write_bytes((clips / name).read_bytes()[: (clips / name).stat().st_size // 2])
     test.append((name, text))
