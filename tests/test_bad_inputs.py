@@ -230,16 +230,9 @@ def test_bad_rows_are_listed_on_screen_in_words(prepared_cli):
     assert "dropped 2: the transcript is empty" in result.stdout
 
 
-def test_run_on_the_odd_corpus_trains_and_writes_results(odd_corpus, tmp_path, capfd):
-    import torch
-
+def test_run_on_the_odd_corpus_trains_and_writes_results(odd_corpus, tmp_path, capfd, one_torch_thread):
     folder, expected = odd_corpus
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tiny model gains nothing from more, and the test machine's cores are shared
-    try:
-        code = main(["run", "--profile", "smoke", "--data", str(folder), "--output-dir", str(tmp_path), *TINY])
-    finally:
-        torch.set_num_threads(threads)
+    code = main(["run", "--profile", "smoke", "--data", str(folder), "--output-dir", str(tmp_path), *TINY])
     captured = capfd.readouterr()
     assert code == 0, captured.err[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
