@@ -46,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from helpers.notebook.course import (
+    EXTRAS,
     NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
@@ -273,7 +274,7 @@ def _stage_cells(name: str, in_workshop: bool = False, loaded: set[str] | None =
         elif "setup" in tags:
             if not in_workshop:
                 note = SETUP_NOTE + ("\n\n" + GPU_NOTE if "needs_gpu=True" in args else "")
-                out += [_cell("markdown", note), _cell("code", setup_cell(args), tags)]
+                out += [_cell("markdown", note), _cell("code", setup_cell(args, EXTRAS.get(name, ())), tags)]
         elif cell.cell_type == "markdown":
             text = _link_notebooks(for_one(cell.source, in_workshop))
             out.append(_cell("markdown", _demote(text) if in_workshop else text, tags))
@@ -386,7 +387,7 @@ def build_workshop() -> nbformat.NotebookNode:
         _cell("markdown", f"{colab_badge(WORKSHOP)}\n\n{header}"),
         _cell("markdown", WORKSHOP_BEFORE),
         _cell("code", WORKSHOP_CHOICES),
-        _cell("code", setup_cell(WORKSHOP_SETUP), ["setup"]),
+        _cell("code", setup_cell(WORKSHOP_SETUP, EXTRAS[WORKSHOP]), ["setup"]),
         _cell("markdown", PREFLIGHT_NOTE),
         _cell("code", "from helpers.notebook.workshop import preflight\n\nchecks = preflight(config)"),
     ]
