@@ -22,7 +22,13 @@ import torch
 
 from helpers.cli import main
 from helpers.config import SMOKE_MODEL_DIR, get_config
-from helpers.extras.lora import apply_lora, load_base_in_8bit, merge_and_save, trainable_share, training_method
+from helpers.extras.lora import (
+    apply_lora,
+    load_base_in_8bit,
+    merge_and_save,
+    trainable_share,
+    training_method,
+)
 from helpers.runtime.errors import CourseError
 from helpers.training import checkpoint_is_complete
 from tests.support import kill_after_first_checkpoint, pretrained_model

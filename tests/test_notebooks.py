@@ -193,7 +193,7 @@ REINSTALLING = {"-U", "--upgrade", "--force-reinstall", "-I", "--ignore-installe
 SETUP_RUNNER = r"""
 import json, subprocess, sys, types
 source_file, colab, report = sys.argv[1:4]
-install, found, rest = open(source_file, encoding="utf-8").read().partition("from helpers.runtime.colab import setup")
+install, found, rest = open(source_file, encoding="utf-8").read().partition("from helpers.notebook.session import setup")
 if colab == "1":
     sys.modules["google.colab"] = types.ModuleType("google.colab")
 calls, real_run = [], subprocess.run
@@ -400,7 +400,7 @@ def test_the_setup_cell_installs_the_pinned_release_and_says_how_long_it_took():
 
 def test_the_setup_cell_fails_loudly_when_the_release_cannot_be_fetched(tmp_path, monkeypatch, capsys):
     """The install part of the cell, run as in Colab, against a repository that does not exist."""
-    install = setup_cell().split("from helpers.runtime.colab import setup")[0]
+    install = setup_cell().split("from helpers.notebook.session import setup")[0]
     install = install.replace(REPO_URL, (tmp_path / "no-such-repo").as_uri())
     install = install.replace(COLAB_CHECKOUT, str(tmp_path / "c"))
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))

@@ -6,8 +6,14 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from helpers.config import get_config
+from helpers.evaluation import evaluate_once
 from helpers.runtime import workspace
-from helpers.runtime.workspace import RunMismatch, read_stamp, run_stamp, tokenizer_fingerprint
+from helpers.runtime.workspace import (
+    RunMismatch,
+    read_stamp,
+    run_stamp,
+    tokenizer_fingerprint,
+)
 
 
 @pytest.fixture
@@ -97,17 +103,17 @@ def test_the_drive_copies_of_another_run_stop_training_before_it_starts(ws, proc
     from helpers.runtime.mirror import CheckpointMirror
 
     workspace.set_run(get_config("smoke"))
-    mirror = workspace.checkpoint_copies_on_drive(processor)
+    mirror = workspace.claim_checkpoint_copies(processor)
     assert isinstance(mirror, CheckpointMirror) and read_stamp(workspace.artifact_path("training"))
     (workspace.artifact_path("training") / "checkpoint-15").mkdir(parents=True)
     workspace.set_run(get_config("smoke", model="openai/whisper-small"))
     with pytest.raises(RunMismatch, match="whisper-small"):
-        workspace.checkpoint_copies_on_drive(processor)
+        workspace.claim_checkpoint_copies(processor)
 
 
 def test_a_zero_shot_score_is_computed_once_and_stamped(ws, processor):
     workspace.set_run(get_config("smoke"))
-    first, reused = workspace.evaluate_once("baseline", {"model": "m"}, lambda: {"scores": {"wer": 120.0}}, processor)
+    first, reused = evaluate_once("baseline", {"model": "m"}, lambda: {"scores": {"wer": 120.0}}, processor)
     assert not reused and read_stamp(workspace.artifact_path("baseline"))
-    again, reused = workspace.evaluate_once("baseline", {"model": "m"}, lambda: pytest.fail("recomputed"), processor)
+    again, reused = evaluate_once("baseline", {"model": "m"}, lambda: pytest.fail("recomputed"), processor)
     assert reused and again["scores"] == {"wer": 120.0}

@@ -8,7 +8,7 @@ jupytext), never the ``.ipynb`` files. What every notebook shares is added here 
 never typed seven times: the "Open in Colab" badge, the set-up cell (installing the pinned release), a
 note before it, links between notebooks as Colab links, and a footer linking the next notebook and the
 troubleshooting section. A source marks its set-up cell with the tag ``setup`` and holds only its last
-two lines (``from helpers.runtime.colab import setup`` and ``config = setup(...)``); the arguments it passes are
+two lines (``from helpers.notebook.session import setup`` and ``config = setup(...)``); the arguments it passes are
 kept, and a notebook whose set-up asks for a GPU (``needs_gpu=True``) asks Colab for one in its metadata.
 
 The course's own code (the preparation function, the collator, ``compute_metrics``) is in the notebooks as
@@ -63,7 +63,7 @@ from helpers.notebook.workshop import agenda_table  # noqa: E402
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SOURCE_DIR = NOTEBOOK_DIR / "src"
-_SETUP_CALL = re.compile(r"from helpers\.runtime\.colab import setup\n\nconfig = setup\((?P<args>.*)\)")
+_SETUP_CALL = re.compile(r"from helpers\.notebook\.session import setup\n\nconfig = setup\((?P<args>.*)\)")
 _SIBLING_LINK = re.compile(r"\]\((\d\d_\w+\.ipynb)\)")
 _REPO_LINK = re.compile(r"\]\(\.\./(?P<path>[^)#\s]+)(?:#(?P<anchor>[^)\s]+))?\)")  # ](../docs/x.md#y)
 ONLY = {False: "notebook-only", True: "workshop-only"}  # the marker or tag of text for one of the two only

@@ -126,7 +126,7 @@ if "google.colab" in sys.modules:
 
 def setup_call(args: str = "") -> str:
     """The lines a notebook's source holds in its set-up cell: the import and ``config = setup(args)``."""
-    return f"from helpers.runtime.colab import setup\n\nconfig = setup({args})"
+    return f"from helpers.notebook.session import setup\n\nconfig = setup({args})"
 
 
 def setup_cell(args: str = "", extras: tuple[str, ...] = ()) -> str:

@@ -30,11 +30,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import TrainerCallback
 
+from helpers.runtime.checkpoints import STATE, checkpoint_is_complete, last_checkpoint
 from helpers.runtime.errors import first_line
-from helpers.training import checkpoint_is_complete, last_checkpoint
 
 OPTIMIZER = "optimizer.pt"
-STATE = "trainer_state.json"  # written last: checkpoint_is_complete reads a copy without it as unfinished
 
 
 def _is_model_weights(path: Path) -> bool:
@@ -69,7 +68,7 @@ def _optimizer_without_moments(checkpoint: Path, optimizer) -> dict:
 class CheckpointMirror(TrainerCallback):
     """After every checkpoint save, copy what resuming needs to ``folder`` (on Drive in Colab), smaller.
 
-    Pass it to the trainer (``callbacks=[CheckpointMirror(folder)]``) and call :func:`helpers.training.train`,
+    Pass it to the trainer (``callbacks=[CheckpointMirror(folder)]``) and train with ``helpers.training.train``,
     which restores from ``folder`` when the trainer's own output folder has nothing newer.
     """
 
