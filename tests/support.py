@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# One thread per child process (a CLI run of the tiny model): the same reason as conftest.one_torch_thread.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 def pretrained_model(name: str) -> Path:
     """The converted real checkpoint ``name`` ("tiny.en", "base"); skipped with the setup command when missing.
