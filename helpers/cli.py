@@ -204,7 +204,8 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
                            config.max_train_samples, config.max_test_samples)
-        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
+        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc,
+                                           seed=config.seed)
     if is_main_process():
         write_json(output_dir / "report.json", report)  # atomic: a kill never leaves half a report
         print(format_report(report))
