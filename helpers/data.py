@@ -26,14 +26,15 @@ Loading is strict about the *shape* of a source and lenient about its *rows*. A 
 a training set (no such folder, no train split, a tsv without ``path``/``sentence``, a tsv that is not
 UTF-8 text) raises ``DataSourceError`` with one sentence saying what was expected. Rows are never
 dropped here: a row naming a missing clip, or with an empty sentence, goes on to preprocessing, which
-skips it and counts it under its reason (``helpers.preparation``). Tsv quirks are parsed as meant: a
-UTF-8 (or UTF-16) byte-order mark, Windows line ends, extra or missing optional columns, fields in
-quotes, and quotes inside sentences (Common Voice writes them unescaped).
+skips it and counts it under its reason (``helpers.preparation``). A tsv is read as Common Voice's own loader
+read it (``csv``, tabs, ``QUOTE_NONE``: quotes are part of the sentence, as Common Voice writes them), with a
+UTF-8 (or UTF-16) byte-order mark, Windows line ends, and extra or missing optional columns taken in stride.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -65,18 +66,6 @@ SPLIT_NAMES = {
 _SEARCH_DEPTH = 3  # cv-corpus-23.0-2025-09-05/dv/train.tsv sits two levels below a Drive folder
 
 
-def _unquote(field: str) -> str:
-    """Strip the quotes of a CSV-quoted field, and only of those; doubled inner quotes become single.
-
-    Common Voice writes quotes inside sentences unescaped, so ``"Stop!" she said, "now"`` stays as is:
-    a field counts as quoted only if every quote inside it is doubled.
-    """
-    field = field.strip()
-    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', ""):
-        return field[1:-1].replace('""', '"')
-    return field
-
-
 def _read_text(path: Path) -> str:
     raw = path.read_bytes()
     # Spreadsheet programs save "Unicode text" as UTF-16 with a byte-order mark.
@@ -92,15 +81,16 @@ def _read_text(path: Path) -> str:
 
 
 def read_cv_tsv(path: Path) -> list[dict[str, str]]:
-    """Read one Common Voice tsv into dicts keyed by its header (a BOM, CRLF, quoting, ragged rows are fine).
+    """Read one Common Voice tsv into dicts keyed by its header, as Common Voice's own loader read them: the
+    ``csv`` module, tab-separated, ``QUOTE_NONE`` (Common Voice never quotes a field, and a quote inside a
+    sentence is part of it). A BOM, CRLF, blank lines and rows with missing or surplus cells are fine.
 
     Raises ``DataSourceError`` when the file is not text or has no ``path`` or ``sentence`` column.
     """
-    # splitlines() also ends lines at \r\n and a lone \r; empty lines are skipped below.
-    lines = _read_text(path).splitlines()
-    if not lines:
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = [name.strip() for name in next(reader, [])]
+    if not any(header):
         raise DataSourceError(f"{path} is empty; expected a header row with at least 'path' and 'sentence'.")
-    header = [_unquote(name) for name in lines[0].split("\t")]
     missing = {"path", "sentence"} - set(header)
     if missing:
         raise DataSourceError(
@@ -108,16 +98,10 @@ def read_cv_tsv(path: Path) -> list[dict[str, str]]:
             "'client_id path sentence up_votes down_votes age gender accents variant locale segment'."
         )
     records = []
-    for line in lines[1:]:
-        if not line.strip():
-            continue
-        row = [_unquote(cell) for cell in line.split("\t")]
-        if len(row) > len(header) and '"' in line:
-            # A quoted field holding a tab: let the csv module honour the quotes for this line.
-            quoted = [cell.strip() for cell in next(csv.reader([line], delimiter="\t"))]
-            row = quoted if len(quoted) <= len(header) else row
-        row += [""] * (len(header) - len(row))
-        records.append(dict(zip(header, row)))
+    for row in reader:
+        cells = [cell.strip() for cell in row[: len(header)]]  # surplus cells have no column to go in
+        if any(cells):
+            records.append(dict(zip(header, cells + [""] * (len(header) - len(cells)))))
     return records
 
 
