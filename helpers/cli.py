@@ -17,6 +17,7 @@ O/model the merged model); ``--export-ct2`` adds a CTranslate2 copy in O/ct2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -48,10 +49,15 @@ from helpers.runtime.distributed import (
     local_main_process_first,
     wait_for_everyone,
 )
-from helpers.runtime.errors import CourseError
-from helpers.runtime.workspace import check_stamp, run_stamp, write_json, write_stamp
+from helpers.runtime.errors import CourseError, check_writable, explain_disk_error
+from helpers.runtime.lock import RunLock
+from helpers.runtime.mirror import save_costs
+from helpers.runtime.workspace import check_stamp, checkpoint_stamp, run_stamp, write_json, write_stamp
 from helpers.services.hub import use_cache_only_if_unreachable
 from helpers.training import build_trainer, train
+
+AGAIN = "then run the same command again"
+REPORT_ROOM = 2**20  # report.json lists every dropped clip: well under a megabyte
 
 # The command line's settings are CourseConfig's fields, one flag each (--max-steps for max_steps), so a new
 # setting cannot be left off one side; these are the fields that are not settings, and the flags' help.
@@ -198,7 +204,8 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
                            config.max_train_samples, config.max_test_samples)
-        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
+        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc,
+                                           seed=config.seed)
     if is_main_process():
         write_json(output_dir / "report.json", report)  # atomic: a kill never leaves half a report
         print(format_report(report))
@@ -210,11 +217,17 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
 
 
 def prepare(config: CourseConfig) -> dict:
-    output_dir = Path(config.output_dir)
-    processor = load_processor(config.model, config.language, config.task)
-    _, report = load_and_prepare(config, processor, output_dir)
+    output_dir = check_writable(config.output_dir, REPORT_ROOM, "the report", AGAIN)  # before, not after, the work
+    with one_run_at_a_time(output_dir):
+        processor = load_processor(config.model, config.language, config.task)
+        _, report = load_and_prepare(config, processor, output_dir)
     print(f"Wrote {output_dir / 'report.json'}")
     return report
+
+
+def one_run_at_a_time(output_dir: Path, main: bool = True):
+    """The run's lock on ``output_dir`` (:mod:`helpers.runtime.lock`), held by the main process only."""
+    return RunLock(output_dir, "or use another --output-dir") if main else contextlib.nullcontext()
 
 
 def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = False,
@@ -233,23 +246,26 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
-    output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
-    stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
-    check_checkpoints(stamp, output_dir, resume)
-    prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
-    zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
-    trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
-    final_model = save_model(config, trainer, processor, output_dir, stamp)
-    results = None
-    if main:
-        results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
-        if export_ct2:
-            export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
-                           config)
-        if push_to:
-            push(config, push_to, results["finetuned"], output_dir)                   # stage 6
+    output_dir = check_writable(config.output_dir, then=AGAIN)  # before minutes of loading and preparing
+    with one_run_at_a_time(output_dir, main):  # two runs in one folder would mix their checkpoints
+        model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
+        if main:  # room for a checkpoint and the final model, or the run stops at its first save
+            cost = save_costs(model.num_parameters(), model.num_parameters(only_trainable=True))
+            check_writable(output_dir, cost["full"] + cost["final_model"], "a checkpoint and the model", AGAIN)
+        stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
+        check_checkpoints(checkpoint_stamp(stamp, config), output_dir, resume)
+        prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
+        zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
+        trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
+        final_model = save_model(config, trainer, processor, output_dir, stamp)
+        results = None
+        if main:
+            results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
+            if export_ct2:
+                export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
+                               config)
+            if push_to:
+                push(config, push_to, results["finetuned"], output_dir)                   # stage 6
     return from_main_process(results)  # also keeps the others until the main process is done
 
 
@@ -281,7 +297,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
                                               lambda: evaluate_zero_shot(model, processor, test, config))
         print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {zero_shot['scores']}")
         print(describe_zero_shot(zero_shot))
-        write_stamp(output_dir / "checkpoints", stamp)
+        write_stamp(output_dir / "checkpoints", checkpoint_stamp(stamp, config))
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     return zero_shot
 
@@ -362,7 +378,7 @@ def _quantization(text: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-
+    config = None
     try:
         if args.command == "push":
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
@@ -385,4 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a full or read-only disk, whichever library met it, is one sentence too
+        output_dir = config.output_dir if config else getattr(args, "output_dir", None)
+        sentence = explain_disk_error(error, output_dir, then=AGAIN + ": it goes on from what was saved")
+        if sentence is None:
+            raise
+        print(f"error: {sentence}", file=sys.stderr)
         return 2

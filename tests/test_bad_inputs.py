@@ -40,9 +40,11 @@ BAD_TRAIN = {
     "too_long.mp3": "too_long_audio",
     "empty_sentence.mp3": "empty_transcript",
     "blank_sentence.mp3": "empty_transcript",
+    "punctuation_sentence.mp3": "no_words_transcript",
     "long_transcript.mp3": "too_many_label_tokens",
 }
-BAD_TEST = {"missing_test.mp3": "file_not_found", "truncated_test.mp3": "truncated_audio"}
+BAD_TEST = {"missing_test.mp3": "file_not_found", "truncated_test.mp3": "truncated_audio",
+            "punctuation_test.mp3": "no_words_transcript"}
 # Valid though unlike the rest: resampled and kept (M4A through ffmpeg, which Colab and our setup install).
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
 ODD_BUT_GOOD = ["silence.mp3", "speech_8k.wav", "speech_44k_stereo.wav", "speech.flac"] + ["speech.m4a"] * HAVE_FFMPEG
@@ -112,6 +114,7 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     train.append(("too_long.mp3", text))
     train.append((copy_good("empty_sentence.mp3")[0], ""))
     train.append((copy_good("blank_sentence.mp3")[0], " \u3000 "))
+    train.append((copy_good("punctuation_sentence.mp3")[0], "?!... —"))  # no word to learn or score
     name, text = copy_good("long_transcript.mp3")
     train.append((name, " ".join([text] * 40)))
     # dev.tsv: quotes inside sentences, as Common Voice writes them (never escaped, never a quoted field).
@@ -122,6 +125,7 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     for _ in range(3):
         test.append(copy_good())
     test.append(("missing_test.mp3", "නැති ගොනුවකි."))
+    test.append((copy_good("punctuation_test.mp3")[0], "?!... —"))
     name, text = copy_good("truncated_test.mp3")
     (clips / name).write_bytes((clips / name).read_bytes()[: (clips / name).stat().st_size // 2])
     test.append((name, text))
@@ -352,3 +356,34 @@ def test_out_of_memory_while_evaluating_names_the_eval_batch_size(corpus, proces
     monkeypatch.setattr(model, "generate", out_of_memory)
     with pytest.raises(OutOfMemory, match=r"smaller --eval-batch-size \(try 4\)"):
         transcribe(model, processor, prepared["test"], batch_size=8)
+
+
+def test_a_held_out_validation_slice_of_broken_clips_is_refilled_from_the_clips_that_survive(tmp_path, corpus):
+    """No dev split: the validation slice is a tenth of train, drawn before preprocessing. Here every clip it
+    drew is broken, and a few more in train: the run goes on, validation is refilled from the surviving
+    training clips, and every broken clip is counted once, in the split it came from."""
+    from helpers.data import load_common_voice
+
+    folder = tmp_path / "si"
+    shutil.copytree(corpus / "clips", folder / "clips")
+    for name in ("train.tsv", "test.tsv"):  # no dev.tsv
+        shutil.copy(corpus / name, folder / name)
+    held_out = [Path(a["path"]).name for a in load_common_voice(folder)["validation"]["audio"]]
+    train_rows = (corpus / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    others = [row.split("\t")[1] for row in train_rows if row.split("\t")[1] not in held_out][:3]
+    for name in held_out + others:
+        (folder / "clips" / name).write_text("not audio: a file broken in transfer\n" * 20)
+
+    out = tmp_path / "out"
+    result = cli_subprocess("prepare", "--data", str(folder), "--output-dir", str(out), "--num-proc", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    validation, train = report["validation"], report["train"]
+    size = len(held_out)
+    assert {Path(row["source"]).name for row in validation["dropped_rows"]} == set(held_out)
+    assert {Path(row["source"]).name for row in train["dropped_rows"]} == set(others)
+    assert validation["dropped"] == size and train["dropped"] == len(others)  # each once, where it came from
+    assert validation["refilled"] == size and validation["kept"] == size
+    assert train["moved_to_validation"] == size
+    assert train["kept"] == train["total"] - len(others) - size
+    assert f"{size} prepared training clips took their place" in result.stdout
