@@ -12,54 +12,148 @@ zero-shot and the final model. ``--peft lora`` trains LoRA adapters only (O/adap
 O/model the merged model); ``--export-ct2`` adds a CTranslate2 copy in O/ct2.
 
     python -m helpers export-ct2 --model-dir O/model --output-dir O/ct2 [--quantization int8]
+
+``share-data`` is the teacher's mirror (``helpers.services.data_mirror``): the Common Voice release, downloaded
+once, into a private Hub dataset (``--to-hub ORG/NAME``) or a folder to share (``--to-folder DIR``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import sys
+import typing
 from pathlib import Path
 
+from helpers.audio import from_int16
 from helpers.config import PROFILES, CourseConfig, describe, get_config
-from helpers.runtime.errors import CourseError
+from helpers.data import find_cv_folder, load_common_voice, subsample
+from helpers.evaluation import (
+    beam_search_record,
+    describe_zero_shot,
+    evaluate_model,
+    evaluate_zero_shot,
+    evaluation_key,
+    predictions_record,
+    results_record,
+    reuse_or_evaluate,
+)
+from helpers.extras.ctranslate2 import export_ctranslate2, transcribe_ct2
+from helpers.extras.lora import check_peft, lora_from_config, merge_and_save
+from helpers.extras.sharing import PushError, course_model_card, push_model
+from helpers.model import load_model_and_processor, load_processor
+from helpers.preparation import format_report, prepare_dataset
+from helpers.runtime.checkpoints import last_checkpoint
+from helpers.runtime.distributed import (
+    from_main_process,
+    is_main_process,
+    local_main_process_first,
+    wait_for_everyone,
+)
+from helpers.runtime.errors import CourseError, check_writable, explain_disk_error
+from helpers.runtime.lock import RunLock
+from helpers.runtime.mirror import save_costs
+from helpers.runtime.workspace import check_stamp, checkpoint_stamp, run_stamp, write_json, write_stamp
+from helpers.services.data_mirror import share_data
+from helpers.services.hub import use_cache_only_if_unreachable
+from helpers.training import build_trainer, train
 
-OVERRIDES = {
-    # flag: (config field, type, help)
-    "--model": ("model", str, "model id on the Hub or a local folder (e.g. openai/whisper-small)"),
-    "--data": ("data", str, "Common Voice folder, audiofolder, mdc:<dataset-id> or a Hub dataset id"),
-    "--language": ("language", str, "language to transcribe, e.g. sinhalese; 'none' for English-only models"),
-    "--task": ("task", str, "transcribe or translate; 'none' for English-only models"),
-    "--output-dir": ("output_dir", str, "folder for checkpoints, TensorBoard logs, the model and results"),
-    "--max-steps": ("max_steps", int, "optimizer steps to train"),
-    "--batch-size": ("train_batch_size", int, "training batch size per device"),
-    "--eval-batch-size": ("eval_batch_size", int, "evaluation batch size per device"),
-    "--gradient-accumulation-steps": ("gradient_accumulation_steps", int, "batches per optimizer step"),
-    "--learning-rate": ("learning_rate", float, "peak learning rate"),
-    "--dropout": ("dropout", float, "Whisper's dropout while training (default: the checkpoint's, 0.0)"),
-    "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
-    "--lr-scheduler-type": ("lr_scheduler_type", str, "learning-rate schedule after warm-up (course: constant_with_warmup)"),
-    "--eval-steps": ("eval_steps", int, "evaluate every N steps"),
-    "--save-steps": ("save_steps", int, "save a checkpoint every N steps (a multiple of --eval-steps)"),
-    "--logging-steps": ("logging_steps", int, "log the loss every N steps"),
-    "--save-total-limit": ("save_total_limit", int, "checkpoints kept on disk (older ones are deleted)"),
-    "--generation-max-length": ("generation_max_length", int, "longest generated transcript, in tokens"),
-    "--eval-num-beams": ("eval_num_beams", int, "beams of the fine-tuned model's extra beam-search score (1: none, "
-                         "the t4 profile's; 5 costs about as long again as the greedy pass)"),
-    "--max-train-samples": ("max_train_samples", int, "use only the first N training clips"),
-    "--max-test-samples": ("max_test_samples", int, "use only the first N test clips"),
-    "--validation-size": ("validation_size", int,
-                          "dev clips held out (seeded) to choose the best checkpoint; the rest of dev trains"),
-    "--num-proc": ("num_proc", int, "clips prepared at a time (threads) in preprocessing"),
-    "--seed": ("seed", int, "random seed"),
-    "--peft": ("peft", str, "'lora' trains LoRA adapters only (default: none, every weight is trained)"),
-    "--lora-rank": ("lora_rank", int, "LoRA rank r (default 32)"),
-    "--lora-alpha": ("lora_alpha", int, "LoRA scaling alpha; the update is scaled by alpha / r (default 64)"),
-    "--lora-dropout": ("lora_dropout", float, "dropout on the LoRA path (default 0.05)"),
-    "--lora-target-modules": ("lora_target_modules", str,
-                              ("modules LoRA adapts, comma-separated: q_proj,v_proj (default), k_proj, "
-                               "out_proj, fc1, fc2")),
+AGAIN = "then run the same command again"
+REPORT_ROOM = 2**20  # report.json lists every dropped clip: well under a megabyte
+
+# The command line's settings are CourseConfig's fields, one flag each (--max-steps for max_steps), so a new
+# setting cannot be left off one side; these are the fields that are not settings, and the flags' help.
+NOT_FLAGS = ("profile", "reason", "recipe", "recipe_reason")  # --profile has its own choices; the rest is derived
+ALIASES = {"train_batch_size": ("--batch-size",)}  # the spelling the docs use, beside --train-batch-size
+HELP = {
+    "model": "model id on the Hub or a local folder (e.g. openai/whisper-small)",
+    "data": ("Common Voice folder, audiofolder, mdc:<dataset-id>, common-voice:<locale>, a Hub dataset id, or a "
+             "teacher's mirror (mirror:ORG/NAME, or the shared folder)"),
+    "language": "language to transcribe, e.g. sinhalese; 'none' for English-only models",
+    "task": "transcribe or translate; 'none' for English-only models",
+    "output_dir": "folder for checkpoints, TensorBoard logs, the model and results",
+    "max_steps": "optimizer steps to train",
+    "train_batch_size": "training batch size per device",
+    "eval_batch_size": "evaluation batch size per device",
+    "gradient_accumulation_steps": "batches per optimizer step",
+    "learning_rate": "peak learning rate",
+    "warmup_steps": "linear warm-up steps",
+    "lr_scheduler_type": "learning-rate schedule after warm-up (course: constant_with_warmup)",
+    "eval_steps": "evaluate every N steps",
+    "save_steps": "save a checkpoint every N steps (a multiple of --eval-steps)",
+    "logging_steps": "log the loss every N steps",
+    "save_total_limit": "checkpoints kept on disk (older ones are deleted)",
+    "gradient_checkpointing": "recompute activations in the backward pass: less GPU memory, slower (--no-...: faster)",
+    "freeze_encoder": "train the decoder only: about a third of a full step's compute",
+    "dropout": "Whisper's dropout while training (default: the checkpoint's, 0.0)",
+    "fp16": "train and evaluate in fp16 on a GPU (--no-fp16: fp32 even there)",
+    "generation_max_length": "longest generated transcript, in tokens",
+    "fast_generate": ("evaluate with a static KV cache, compiled on a GPU (default: chosen from the machine and the "
+                      "pass's length; greedy transcripts are the same)"),
+    "eval_num_beams": ("beams of the fine-tuned model's extra beam-search score (1: none, the t4 profile's; 5 costs "
+                       "about as long again as the greedy pass)"),
+    "load_best_model_at_end": "after training, reload the checkpoint with the best validation wer_words",
+    "zero_shot_samples": "test clips the zero-shot baseline transcribes, a seeded sample ('none': all of them)",
+    "zero_shot_token_margin": "tokens the zero-shot model may generate beyond the longest reference",
+    "stop_repeats": "stop a transcript after this many repeats of the same tail (0: never)",
+    "max_train_samples": "use only the first N training clips",
+    "max_test_samples": "use only the first N test clips",
+    "num_proc": "clips prepared at a time (threads) in preprocessing",
+    "dataloader_num_workers": "processes loading training batches (0 on a CPU: they would compete with the step)",
+    "seed": "random seed",
+    "validation_size": "dev clips held out (seeded) to choose the best checkpoint; the rest of dev trains",
+    "peft": "'lora' trains LoRA adapters only (default: none, every weight is trained)",
+    "lora_rank": "LoRA rank r (default 32)",
+    "lora_alpha": "LoRA scaling alpha; the update is scaled by alpha / r (default 64)",
+    "lora_dropout": "dropout on the LoRA path (default 0.05)",
+    "lora_target_modules": "modules LoRA adapts, comma-separated: q_proj,v_proj (default), k_proj, out_proj, fc1, fc2",
+    "load_in_8bit": ("with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only; experimental: not "
+                     "yet run on a GPU)"),
 }
+
+
+class _Cleared:
+    """What 'none' on the command line means for a setting that may be empty (argparse's None is 'not given')."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+CLEARED = _Cleared()
+
+
+def _value(kind: type, optional: bool):
+    """argparse's ``type`` for a field of type ``kind``: 'none' (or an empty value) clears an optional one."""
+    def parse(text: str):
+        if optional and text.strip().lower() in ("none", ""):
+            return CLEARED
+        return kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error ("invalid int value")
+    return parse
+
+
+def config_flags() -> list[tuple[str, tuple[str, ...], dict]]:
+    """``(field, flags, add_argument keywords)`` for every setting of :class:`~helpers.config.CourseConfig`."""
+    hints = typing.get_type_hints(CourseConfig)
+    found = []
+    for field in dataclasses.fields(CourseConfig):
+        if field.name in NOT_FLAGS:
+            continue
+        hint = hints[field.name]
+        kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+        optional = type(None) in typing.get_args(hint)
+        kind = typing.get_origin(kinds[0]) or kinds[0]
+        flags = (*ALIASES.get(field.name, ()), "--" + field.name.replace("_", "-"))
+        keywords = {"dest": field.name, "help": HELP.get(field.name, f"CourseConfig.{field.name}")}
+        if kind is bool:
+            keywords["action"] = argparse.BooleanOptionalAction
+        else:
+            keywords["type"] = _value(str if kind is tuple else kind, optional)  # a tuple as "a,b" (__post_init__)
+        found.append((field.name, flags, keywords))
+    return found
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,27 +165,25 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
         sub.add_argument("--profile", choices=list(PROFILES),
                          help="settings to start from (default: COURSE_PROFILE, else chosen from the machine)")
-        for flag, (field, kind, text) in OVERRIDES.items():
-            sub.add_argument(flag, dest=field, type=kind, help=text)
+        settings = sub.add_argument_group("settings", "each a CourseConfig field; the profile's value when not given")
+        for _, flags, keywords in config_flags():
+            settings.add_argument(*flags, **keywords)
         if name == "run":
             sub.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
-            sub.add_argument("--no-fp16", action="store_true", help="train in fp32 even on a GPU")
-            sub.add_argument("--no-gradient-checkpointing", action="store_true", help="faster, more memory")
-            sub.add_argument("--fast-generate", dest="fast_generate", action=argparse.BooleanOptionalAction,
-                             help=("evaluate with a static KV cache, compiled on a GPU (default: chosen from the "
-                                   "machine and the pass's length; greedy transcripts are the same)"))
-            sub.add_argument("--freeze-encoder", action="store_true",
-                             help="train the decoder only: about a third of a full step's compute")
             sub.add_argument("--auto-find-batch-size", action="store_true",
                              help="halve the batch size until a step fits in GPU memory")
             sub.add_argument("--push-to", metavar="REPO_ID", help="push the final model to this Hub repo")
-            sub.add_argument("--load-in-8bit", action="store_true",
-                             help=("with --peft lora: keep the frozen base in 8 bits (bitsandbytes, CUDA only; "
-                                   "experimental: not yet run on a GPU)"))
             sub.add_argument("--export-ct2", action="store_true",
                              help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
             sub.add_argument("--ct2-quantization", default="float16",
                              help="weights of the CTranslate2 export: float16 (default), int8, or float32")
+    share = commands.add_parser("share-data", help="a teacher's mirror: share a Common Voice release with a class",
+                                description=("put the release you downloaded into a private Hub dataset and/or a "
+                                             "folder to share (Common Voice is CC0); learners set DATA to read it"))
+    share.add_argument("--data", required=True,
+                       help="common-voice:<locale> or mdc:<id> (downloaded once), a release folder or its archive")
+    share.add_argument("--to-hub", metavar="ORG/NAME", help="a private Hub dataset; learners set DATA='mirror:ORG/NAME'")
+    share.add_argument("--to-folder", metavar="DIR", help="a folder to share, e.g. on Google Drive")
     push = commands.add_parser("push", help="push a saved model folder to the Hub")
     push.add_argument("--model-dir", required=True)
     push.add_argument("--repo-id", required=True)
@@ -104,46 +196,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> CourseConfig:
-    """The profile's config with every flag the user gave applied ('none' clears language and task)."""
+    """The profile's config with every setting the user gave applied ('none' clears language, task...)."""
     # argparse gives None for a flag not on the command line: only the flags given are overrides.
-    overrides = {field: getattr(args, field) for field, _, _ in OVERRIDES.values() if getattr(args, field) is not None}
-    for field in ("language", "task", "peft"):
-        if field in overrides and overrides[field].strip().lower() in ("none", ""):
-            overrides[field] = None
+    overrides = {field: getattr(args, field) for field, _, _ in config_flags() if getattr(args, field) is not None}
+    overrides = {field: None if value is CLEARED else value for field, value in overrides.items()}
     if overrides.get("peft"):
-        from helpers.extras.lora import check_peft
-
         overrides["peft"] = overrides["peft"].strip().lower()
         check_peft(overrides["peft"])
     config = get_config(args.profile, **overrides)
     if config.task not in (None, "transcribe", "translate"):
         raise CourseError(f"Unknown task {config.task!r}; use transcribe, translate or none (English-only models).")
-    if getattr(args, "no_fp16", False):
-        config = config.replace(fp16=False)
-    if getattr(args, "fast_generate", None) is not None:
-        config = config.replace(fast_generate=args.fast_generate)
-    if getattr(args, "no_gradient_checkpointing", False):
-        config = config.replace(gradient_checkpointing=False)
-    if getattr(args, "freeze_encoder", False):
-        config = config.replace(freeze_encoder=True)
-    if getattr(args, "load_in_8bit", False):
-        if not config.peft:
-            raise CourseError("--load-in-8bit freezes the base weights: it needs --peft lora.")
-        config = config.replace(load_in_8bit=True)
+    if overrides.get("load_in_8bit") and not config.peft:
+        raise CourseError("--load-in-8bit freezes the base weights: it needs --peft lora.")
     return config
 
 
 def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     """Load ``config.data``, subsample if asked, preprocess, and write ``report.json``; return (prepared, report)."""
-    from helpers.data import load_common_voice, subsample
-    from helpers.preparation import format_report, prepare_dataset
-    from helpers.runtime.distributed import is_main_process, local_main_process_first
-    from helpers.runtime.workspace import write_json
-
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
                            config.max_train_samples, config.max_test_samples)
-        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
+        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc,
+                                           seed=config.seed)
     if is_main_process():
         write_json(output_dir / "report.json", report)  # atomic: a kill never leaves half a report
         print(format_report(report))
@@ -155,13 +229,17 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
 
 
 def prepare(config: CourseConfig) -> dict:
-    from helpers.model import load_processor
-
-    output_dir = Path(config.output_dir)
-    processor = load_processor(config.model, config.language, config.task)
-    _, report = load_and_prepare(config, processor, output_dir)
+    output_dir = check_writable(config.output_dir, REPORT_ROOM, "the report", AGAIN)  # before, not after, the work
+    with one_run_at_a_time(output_dir):
+        processor = load_processor(config.model, config.language, config.task)
+        _, report = load_and_prepare(config, processor, output_dir)
     print(f"Wrote {output_dir / 'report.json'}")
     return report
+
+
+def one_run_at_a_time(output_dir: Path, main: bool = True):
+    """The run's lock on ``output_dir`` (:mod:`helpers.runtime.lock`), held by the main process only."""
+    return RunLock(output_dir, "or use another --output-dir") if main else contextlib.nullcontext()
 
 
 def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = False,
@@ -177,45 +255,39 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     is shared between them; only the main process scores the zero-shot and the final model, prints and
     writes files, while the others wait. Every process returns the main process's record.
     """
-    from helpers.model import load_model_and_processor
-    from helpers.runtime.distributed import from_main_process, is_main_process
-    from helpers.runtime.workspace import run_stamp
-
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
-    output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
-    stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
-    check_checkpoints(stamp, output_dir, resume)
-    prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
-    zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
-    trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
-    final_model = save_model(config, trainer, processor, output_dir, stamp)
-    results = None
-    if main:
-        results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
-        if export_ct2:
-            export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
-                           config)
-        if push_to:
-            push(config, push_to, results["finetuned"], output_dir)                   # stage 6
+    output_dir = check_writable(config.output_dir, then=AGAIN)  # before minutes of loading and preparing
+    with one_run_at_a_time(output_dir, main):  # two runs in one folder would mix their checkpoints
+        model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
+        if main:  # room for a checkpoint and the final model, or the run stops at its first save
+            cost = save_costs(model.num_parameters(), model.num_parameters(only_trainable=True))
+            check_writable(output_dir, cost["full"] + cost["final_model"], "a checkpoint and the model", AGAIN)
+        stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
+        check_checkpoints(checkpoint_stamp(stamp, config), output_dir, resume)
+        prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
+        zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
+        trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
+        final_model = save_model(config, trainer, processor, output_dir, stamp)
+        results = None
+        if main:
+            results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
+            if export_ct2:
+                export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
+                               config)
+            if push_to:
+                push(config, push_to, results["finetuned"], output_dir)                   # stage 6
     return from_main_process(results)  # also keeps the others until the main process is done
 
 
 def _score(config: CourseConfig, model, processor, test, num_beams: int = 1) -> dict:
-    from helpers.evaluation import evaluate_model
-
     return evaluate_model(model, processor, test, config.eval_batch_size, config.generation_max_length,
                           fp16=config.fp16, num_beams=num_beams, fast=config.fast_generate)
 
 
 def check_checkpoints(stamp: dict, output_dir: Path, resume: bool) -> None:
     """Stop before resuming checkpoints another run (other model, data, language...) left in ``output_dir``."""
-    from helpers.runtime.workspace import check_stamp
-    from helpers.training import last_checkpoint
-
     if resume and last_checkpoint(output_dir, verbose=False):
         check_stamp(output_dir / "checkpoints", stamp,
                     f"Use another --output-dir, or --no-resume to start over in {output_dir}.")
@@ -227,10 +299,6 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
 
     On the main process only (``None`` elsewhere), which also stamps the checkpoints folder as this run's.
     """
-    from helpers.evaluation import describe_zero_shot, evaluate_zero_shot, evaluation_key, reuse_or_evaluate
-    from helpers.runtime.distributed import is_main_process, wait_for_everyone
-    from helpers.runtime.workspace import write_stamp
-
     zero_shot = None
     if is_main_process():
         baseline_file = output_dir / "baseline.json"
@@ -241,7 +309,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
                                               lambda: evaluate_zero_shot(model, processor, test, config))
         print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {zero_shot['scores']}")
         print(describe_zero_shot(zero_shot))
-        write_stamp(output_dir / "checkpoints", stamp)
+        write_stamp(output_dir / "checkpoints", checkpoint_stamp(stamp, config))
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     return zero_shot
 
@@ -249,11 +317,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
 def train_model(config: CourseConfig, model, processor, prepared, output_dir: Path, resume: bool,
                 auto_find_batch_size: bool = False):
     """LoRA adapters when ``config.peft``, the course's trainer, and training (resumed when it can be)."""
-    from helpers.training import build_trainer, train
-
     if config.peft:  # after the zero-shot score, which is the full-precision model's as for full fine-tuning
-        from helpers.extras.lora import lora_from_config
-
         model = lora_from_config(model, config)
     trainer = build_trainer(model, processor, prepared, config, output_dir, auto_find_batch_size=auto_find_batch_size)
     train(trainer, resume=resume)
@@ -263,17 +327,12 @@ def train_model(config: CourseConfig, model, processor, prepared, output_dir: Pa
 def save_model(config: CourseConfig, trainer, processor, output_dir: Path, stamp: dict):
     """The kept model with its processor in O/model (after LoRA: the adapter in O/adapter, merged into O/model),
     stamped; returns the model to score."""
-    from helpers.runtime.distributed import is_main_process
-    from helpers.runtime.workspace import write_stamp
-
     model_dir, final_model = output_dir / "model", trainer.model
     if not config.peft:
         trainer.save_model(str(model_dir))  # in every process: it writes on the main one, gathering shards if any
     if not is_main_process():
         return final_model
     if config.peft:
-        from helpers.extras.lora import merge_and_save
-
         final_model = merge_and_save(trainer.model, processor, model_dir, output_dir / "adapter")
         write_stamp(output_dir / "adapter", stamp)
         print(f"Saved the adapter alone to {output_dir / 'adapter'} and the merged model to {model_dir}")
@@ -286,9 +345,6 @@ def save_model(config: CourseConfig, trainer, processor, output_dir: Path, stamp
 def score_fine_tuned(config: CourseConfig, model, processor, test, zero_shot: dict, output_dir: Path) -> dict:
     """Greedy (the course's decoding) and, with ``eval_num_beams`` > 1, beam search on the test split; writes
     results.json and predictions.json."""
-    from helpers.evaluation import beam_search_record, predictions_record, results_record
-    from helpers.runtime.workspace import write_json
-
     greedy = _score(config, model, processor, test)
     print(f"Fine-tuned: {greedy['scores']} (greedy, the course's decoding: the score to compare with the course's)")
     beam_search = None
@@ -308,8 +364,6 @@ def score_fine_tuned(config: CourseConfig, model, processor, test, zero_shot: di
 def push(config: CourseConfig, repo_id: str, scores: dict, output_dir: Path) -> None:
     """Publish O/model with 06's card; only now, with the model saved: a failed push leaves it and says how to
     retry (a warning, not a failed run)."""
-    from helpers.extras.sharing import PushError, course_model_card, push_model
-
     model_dir = output_dir / "model"
     card = course_model_card(config, repo_id, scores, model_dir, output_dir / "adapter" if config.peft else None)
     card.save(str(model_dir / "README.md"))  # the card 06 shows, uploaded with the model
@@ -321,9 +375,6 @@ def push(config: CourseConfig, repo_id: str, scores: dict, output_dir: Path) -> 
 
 def export_and_try(model_dir: Path, ct2_dir: Path, quantization: str | None, processor, test, config) -> None:
     """Export ``model_dir`` to CTranslate2 and print its transcript of the first test clip beside the reference."""
-    from helpers.audio import from_int16
-    from helpers.extras.ctranslate2 import export_ctranslate2, transcribe_ct2
-
     export_ctranslate2(model_dir, ct2_dir, quantization)
     clip = test[0]
     text = transcribe_ct2(ct2_dir, from_int16(clip["audio_16k"]), processor.tokenizer.language,
@@ -339,24 +390,24 @@ def _quantization(text: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-
+    config = None
     try:
         if args.command == "push":
-            from helpers.extras.sharing import push_model
-
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
             return 0
+        if args.command == "share-data":
+            release = Path(args.data).expanduser()
+            if release.is_dir():  # a release folder, or one above it (cv-corpus-*/, a Drive folder)
+                release = find_cv_folder(release) or release
+            print("\n".join(share_data(str(release) if release.is_dir() else args.data, args.to_hub, args.to_folder)))
+            return 0
         if args.command == "export-ct2":
-            from helpers.extras.ctranslate2 import export_ctranslate2
-
             out = export_ctranslate2(Path(args.model_dir), Path(args.output_dir), _quantization(args.quantization))
             print(f"Exported {args.model_dir} to CTranslate2 in {out} (faster-whisper loads this folder).")
             return 0
         config = config_from_args(args)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, say it once (before any process group exists)
             print(describe(config))
-        from helpers.services.hub import use_cache_only_if_unreachable
-
         note = use_cache_only_if_unreachable(config.model, config.data)  # fail fast, not after minutes of retries
         if note:
             print(note)
@@ -368,4 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a full or read-only disk, whichever library met it, is one sentence too
+        output_dir = config.output_dir if config else getattr(args, "output_dir", None)
+        sentence = explain_disk_error(error, output_dir, then=AGAIN + ": it goes on from what was saved")
+        if sentence is None:
+            raise
+        print(f"error: {sentence}", file=sys.stderr)
         return 2

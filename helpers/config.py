@@ -21,14 +21,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from helpers.runtime.errors import CourseError
+from helpers.runtime.secrets import in_colab
+from helpers.runtime.workspace import profile_dir
+from helpers.services.hub import hub_reachable
 
 PROFILE_ENV = "COURSE_PROFILE"
-WORKSPACE_ENV = "COURSE_WORKSPACE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = REPO_ROOT / "data" / "cv-mini" / "si"
 # ``data="bundled"`` names them anywhere (the workshop's way in without a Mozilla Data Collective key).
@@ -265,11 +268,6 @@ def choose_recipe(model: str, max_steps: int, peft: str | None = None) -> tuple[
     return name, values, reason
 
 
-def in_colab() -> bool:
-    """True inside a Google Colab runtime."""
-    return "google.colab" in sys.modules or ("COLAB_RELEASE_TAG" in os.environ and Path("/content").is_dir())
-
-
 def choose_profile() -> tuple[str, str]:
     """Return ``(profile, reason)`` from ``COURSE_PROFILE`` or, failing that, from the machine."""
     asked = os.environ.get(PROFILE_ENV, "").strip().lower()
@@ -277,19 +275,15 @@ def choose_profile() -> tuple[str, str]:
         if asked not in PROFILES:
             raise CourseError(f"{PROFILE_ENV}={asked!r} is not a profile; use one of: {', '.join(PROFILES)}.")
         return asked, f"{PROFILE_ENV}={asked} is set"
-    import torch
-
     if in_colab():
         # A CPU runtime (GPU quota gone) must not silently swap the course's data for the smoke clips: the
-        # stages that need a GPU say so instead (see helpers.runtime.colab.setup).
+        # stages that need a GPU say so instead (see helpers.notebook.session.setup).
         if torch.cuda.is_available():
             return "t4", f"this is Colab ({torch.cuda.get_device_name(0)})"
         return "t4", (f"this is Colab (no GPU in this runtime); for a small real run on its CPU, pass "
                       f'profile="cpu" to setup(...) or set {PROFILE_ENV}=cpu')
     if not torch.cuda.is_available():
         return "smoke", f"no CUDA GPU found and {PROFILE_ENV} is not set"
-    from helpers.services.hub import hub_reachable
-
     if not hub_reachable():
         return "smoke", f"a GPU is present but the Hugging Face Hub cannot be reached and {PROFILE_ENV} is not set"
     return "t4", f"a CUDA GPU ({torch.cuda.get_device_name(0)}) and the Hub are available"
@@ -319,8 +313,6 @@ def describe(config: CourseConfig) -> str:
     """Which profile, recipe and precision are in use and why, for notebooks and the CLI."""
     recipe = RECIPES.get(config.recipe, {})
     changed = [key for key in ("learning_rate", "lr_scheduler_type") if getattr(config, key) != recipe.get(key)]
-    import torch
-
     cuda = torch.cuda.is_available()
     precision = ("fp16 on CUDA" if config.fp16 else "fp32 on CUDA (fp16 off)") if cuda else "fp32 on the CPU (no GPU)"
     return (f"Profile '{config.profile}' ({config.reason}): model {config.model}, data {config.data}\n"
@@ -334,17 +326,7 @@ def describe(config: CourseConfig) -> str:
 
 
 def workspace_dir(profile: str | None = None) -> Path:
-    """Where stages hand artifacts to each other: a folder per profile in the workspace root.
-
-    The root is ``COURSE_WORKSPACE``, ``MyDrive/whisper-course`` in Colab with Drive mounted, else
-    ./workspace. Each profile has its own folder, so a smoke run never feeds a real one.
-    """
-    if os.environ.get(WORKSPACE_ENV):
-        root = Path(os.environ[WORKSPACE_ENV])
-    elif Path("/content/drive/MyDrive").is_dir():
-        root = Path("/content/drive/MyDrive/whisper-course")
-    else:
-        root = Path.cwd() / "workspace"
-    path = root / (profile or choose_profile()[0])
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where stages hand artifacts to each other: ``profile``'s folder (the chosen profile's when ``None``) in
+    the workspace root (``COURSE_WORKSPACE``, ``MyDrive/whisper-course`` in Colab with Drive mounted, else
+    ./workspace); see :func:`helpers.runtime.workspace.profile_dir`."""
+    return profile_dir(profile or choose_profile()[0])

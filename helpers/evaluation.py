@@ -26,16 +26,30 @@ import jiwer
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import StoppingCriteria, StoppingCriteriaList, WhisperForConditionalGeneration, WhisperProcessor
+from transformers import (
+    StoppingCriteria,
+    StoppingCriteriaList,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+)
 from transformers.cache_utils import EncoderDecoderCache, StaticCache
-from transformers.utils.logging import tqdm  # unlike tqdm.auto, silenced with transformers' progress bars
+from transformers.utils.logging import (
+    tqdm,  # unlike tqdm.auto, silenced with transformers' progress bars
+)
 
 from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding, full_attention_mask
 from helpers.config import CourseConfig
-from helpers.metrics import SCORE_NAMES, basic_normalize, normalize, scored_pairs, wer_scores
+from helpers.metrics import (
+    SCORE_NAMES,
+    basic_normalize,
+    left_out_note,
+    normalize,
+    scored_pairs,
+    wer_scores,
+)
 from helpers.runtime.device import explain_oom, inference_placement, model_for_inference
 from helpers.runtime.errors import CourseError
-from helpers.runtime.workspace import read_json, write_json
+from helpers.runtime.workspace import artifact_path, read_json, stamp, write_json
 
 
 class _WhisperSuppressTokensNotice(logging.Filter):
@@ -245,6 +259,9 @@ def evaluate_model(
     predictions = transcribe(runner, processor, dataset, batch_size, max_length, placement=placement,
                              num_beams=num_beams, fast=fast, stop_repeats=stop_repeats)
     references = references_of(dataset, processor)
+    note = left_out_note(references)
+    if note:
+        print(note)
     return {"scores": wer_scores(predictions, references), "predictions": predictions, "references": references,
             "seconds": round(time.perf_counter() - started, 1)}
 
@@ -343,6 +360,14 @@ def reuse_or_evaluate(path: str | Path, key: dict, evaluate) -> tuple[dict, bool
     result = evaluate()
     write_json(path, {"key": key, **result})
     return result, False
+
+
+def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict, bool]:
+    """:func:`reuse_or_evaluate` on the workspace's artifact ``name`` (``baseline``, ``results``), stamped with
+    this run: ``(result, reused)``."""
+    result = reuse_or_evaluate(artifact_path(name), key, evaluate)
+    stamp(name, processor)
+    return result
 
 
 def results_record(config: CourseConfig, baseline: dict, finetuned: dict, beam_search: dict | None = None) -> dict:

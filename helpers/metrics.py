@@ -19,9 +19,14 @@ import unicodedata
 from pathlib import Path
 from typing import Callable
 
+import evaluate
 import jiwer
 import numpy as np
+from huggingface_hub import constants
+from packaging.version import Version
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+
+from helpers.services.hub import hub_reachable
 
 _basic = BasicTextNormalizer()
 
@@ -107,6 +112,15 @@ def scored_pairs(predictions: list[str], references: list[str]) -> list[int]:
     return [i for i, reference in enumerate(references) if normalize(reference)]
 
 
+def left_out_note(references: list[str]) -> str | None:
+    """One sentence when :func:`scored_pairs` leaves clips out of the scores: how many, and why; else ``None``."""
+    left = sum(1 for reference in references if not normalize(reference))
+    if not left:
+        return None
+    return (f"{left} of {len(references)} clips are left out of every score: their reference transcript has no "
+            "words (empty, or only punctuation), so no error rate is defined for them.")
+
+
 def _rate(error_rate: Callable, references: list[str], predictions: list[str]) -> float:
     # Corpus-level: all errors over all reference units (words or characters), as jiwer and evaluate do.
     # A reference that a metric's own normaliser empties (Whisper's can, e.g. "(laughs)") adds its
@@ -144,27 +158,19 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
     """The course's ``100 * evaluate.load("wer").compute(...)`` on the pairs and text ``wer`` scores.
 
     Returns ``(score, sentence)``: the score rounded as ours are, or ``None`` and one sentence saying why it
-    could not be computed (no ``evaluate``, one too old for jiwer 4, or no Hub to fetch the script from:
+    could not be computed (an ``evaluate`` too old for jiwer 4, or no Hub to fetch the script from:
     ``evaluate.load`` downloads ``wer.py`` for the installed version, or reads it from its cache).
     ``path`` goes to ``evaluate.load`` (a local script works offline).
     """
     keep = scored_pairs(predictions, references)
     refs = [basic_normalize(references[i]) for i in keep]
     hyps = [basic_normalize(predictions[i]) for i in keep]
-    try:
-        import evaluate
-    except ImportError:
-        return None, "Skipped: the evaluate package is not installed (pip install 'evaluate>=0.4.4')."
-    from packaging.version import Version
-
     if Version(evaluate.__version__) < Version("0.4.4"):
         return None, (f"Skipped: evaluate {evaluate.__version__}'s WER script calls jiwer's compute_measures, "
                       "which jiwer 4 removed; evaluate 0.4.4 and later use process_words.")
     if not refs:
         return None, "Skipped: no reference has a word to score."
     local = Path(path).is_file()
-    from helpers.services.hub import hub_reachable
-
     offline = not local and (_offline_mode(evaluate) or not hub_reachable())
     was_offline = evaluate.config.HF_EVALUATE_OFFLINE
     # Offline, evaluate goes straight to its cache instead of retrying the Hub.
@@ -184,8 +190,6 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
 
 
 def _offline_mode(evaluate) -> bool:
-    from huggingface_hub import constants
-
     return bool(evaluate.config.HF_EVALUATE_OFFLINE or constants.HF_HUB_OFFLINE)
 
 

@@ -5,7 +5,15 @@ import dataclasses
 import pytest
 
 from helpers.cli import _parser, config_from_args
-from helpers.config import PROFILES, RECIPES, CourseConfig, choose_profile, describe, get_config, workspace_dir
+from helpers.config import (
+    PROFILES,
+    RECIPES,
+    CourseConfig,
+    choose_profile,
+    describe,
+    get_config,
+    workspace_dir,
+)
 from helpers.runtime.errors import CourseError
 
 

@@ -4,8 +4,8 @@ with exactly those versions (scripts/setup.sh installs with them; scripts/try_ne
 from __future__ import annotations
 
 import importlib.metadata
-import tomllib
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

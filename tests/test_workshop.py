@@ -10,7 +10,7 @@ import pytest
 from helpers.config import BUNDLED_CORPUS, REPO_ROOT, get_config
 from helpers.evaluation import evaluation_key, reuse_or_evaluate
 from helpers.notebook import workshop
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 from helpers.runtime.workspace import artifact_path, read_json, set_run
 from tests.standins import MdcStandIn, common_voice_archive
 

@@ -8,7 +8,7 @@ jupytext), never the ``.ipynb`` files. What every notebook shares is added here 
 never typed seven times: the "Open in Colab" badge, the set-up cell (installing the pinned release), a
 note before it, links between notebooks as Colab links, and a footer linking the next notebook and the
 troubleshooting section. A source marks its set-up cell with the tag ``setup`` and holds only its last
-two lines (``from helpers.runtime.colab import setup`` and ``config = setup(...)``); the arguments it passes are
+two lines (``from helpers.notebook.session import setup`` and ``config = setup(...)``); the arguments it passes are
 kept, and a notebook whose set-up asks for a GPU (``needs_gpu=True``) asks Colab for one in its metadata.
 
 The course's own code (the preparation function, the collator, ``compute_metrics``) is in the notebooks as
@@ -46,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from helpers.notebook.course import (
+    EXTRAS,
     NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
@@ -62,7 +63,7 @@ from helpers.notebook.workshop import agenda_table  # noqa: E402
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SOURCE_DIR = NOTEBOOK_DIR / "src"
-_SETUP_CALL = re.compile(r"from helpers\.runtime\.colab import setup\n\nconfig = setup\((?P<args>.*)\)")
+_SETUP_CALL = re.compile(r"from helpers\.notebook\.session import setup\n\nconfig = setup\((?P<args>.*)\)")
 _SIBLING_LINK = re.compile(r"\]\((\d\d_\w+\.ipynb)\)")
 _REPO_LINK = re.compile(r"\]\(\.\./(?P<path>[^)#\s]+)(?:#(?P<anchor>[^)\s]+))?\)")  # ](../docs/x.md#y)
 ONLY = {False: "notebook-only", True: "workshop-only"}  # the marker or tag of text for one of the two only
@@ -273,7 +274,7 @@ def _stage_cells(name: str, in_workshop: bool = False, loaded: set[str] | None =
         elif "setup" in tags:
             if not in_workshop:
                 note = SETUP_NOTE + ("\n\n" + GPU_NOTE if "needs_gpu=True" in args else "")
-                out += [_cell("markdown", note), _cell("code", setup_cell(args), tags)]
+                out += [_cell("markdown", note), _cell("code", setup_cell(args, EXTRAS.get(name, ())), tags)]
         elif cell.cell_type == "markdown":
             text = _link_notebooks(for_one(cell.source, in_workshop))
             out.append(_cell("markdown", _demote(text) if in_workshop else text, tags))
@@ -362,7 +363,8 @@ cell below, and fixes every line marked TODO. It needs, as Colab secrets (the ke
   whisper-small then learns from the course's 96 bundled clips (Sinhala sentences spoken by espeak-ng, in
   Common Voice's layout). Every stage runs the same code in a few minutes; the figures are about a synthetic
   voice, not Dhivehi. A release downloaded in a browser and unpacked on Drive works too:
-  `DATA = "/content/drive/MyDrive/cv-corpus-XX/dv"`.
+  `DATA = "/content/drive/MyDrive/cv-corpus-XX/dv"`. **The teacher shared the release?** Set the `DATA` they
+  give: `DATA = "mirror:ORG/NAME"` (a private Hub dataset) or the shared Drive folder's path; no MDC key needed.
 - `HF_TOKEN` (optional): a Hugging Face token with write access, to push the model in stage 6; without
   one, stage 6 writes an export folder instead.
 
@@ -371,7 +373,8 @@ cell below, and fixes every line marked TODO. It needs, as Colab secrets (the ke
 # The cell before the set-up: the two choices a learner makes (plain Python: it runs before the install).
 WORKSHOP_CHOICES = '''\
 SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 20 minutes on a T4); False: the full run
-DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); no key: "bundled"'''
+DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); the teacher's mirror: "mirror:ORG/NAME"
+# or the shared Drive folder's path; no key: "bundled"'''
 
 PREFLIGHT_NOTE = """One line per check, each `ok` or what to do: the GPU, free space where the workspace lives (Drive
 in Colab: small fp16 copies of the checkpoints, about 0.5 GB each, and the model), free disk on the runtime (the
@@ -387,7 +390,7 @@ def build_workshop() -> nbformat.NotebookNode:
         _cell("markdown", f"{colab_badge(WORKSHOP)}\n\n{header}"),
         _cell("markdown", WORKSHOP_BEFORE),
         _cell("code", WORKSHOP_CHOICES),
-        _cell("code", setup_cell(WORKSHOP_SETUP), ["setup"]),
+        _cell("code", setup_cell(WORKSHOP_SETUP, EXTRAS[WORKSHOP]), ["setup"]),
         _cell("markdown", PREFLIGHT_NOTE),
         _cell("code", "from helpers.notebook.workshop import preflight\n\nchecks = preflight(config)"),
     ]

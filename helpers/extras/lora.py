@@ -29,7 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
+from transformers import (
+    BitsAndBytesConfig,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    set_seed,
+)
 
 from helpers.config import CourseConfig
 from helpers.runtime.errors import CourseError
@@ -122,8 +127,6 @@ def lora_from_config(model: WhisperForConditionalGeneration, config: CourseConfi
     The adapter's A matrices start random: seeded with ``config.seed`` here (the trainer seeds only later),
     so the same command starts from the same adapter in any process, as a resumed run's reference must.
     """
-    from transformers import set_seed
-
     check_peft(config.peft)
     if not config.peft:
         raise CourseError("LoRA needs peft='lora' (--peft lora).")
@@ -153,8 +156,6 @@ def load_base_in_8bit(model_id: str, like: WhisperForConditionalGeneration | Non
     except ImportError as error:
         raise CourseError("8-bit base weights need bitsandbytes: pip install 'whisper-course-helpers[int8]' "
                           "(or pip install bitsandbytes).") from error
-    from transformers import BitsAndBytesConfig
-
     model = WhisperForConditionalGeneration.from_pretrained(
         model_id, quantization_config=BitsAndBytesConfig(load_in_8bit=True), dtype=torch.float16,
         device_map={"": int(os.environ.get("LOCAL_RANK", "0"))},  # one whole copy per process

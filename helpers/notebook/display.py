@@ -12,6 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from IPython.display import HTML, Audio, Markdown
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from helpers.audio import SAMPLING_RATE, from_int16
 from helpers.config import BUNDLED_CORPUS, SINHALA_CORPUS, CourseConfig, is_random_init
 from helpers.metrics import CHECKPOINT_METRIC
 from helpers.notebook.course import COURSE_FIGURES
@@ -30,8 +36,6 @@ METRIC_LABELS: dict[str, str] = {
 
 def markdown_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]):
     """An ``IPython.display.Markdown`` table (renders in Jupyter and Colab; plain text elsewhere)."""
-    from IPython.display import Markdown
-
     def cell(value: Any) -> str:
         value = getattr(value, "value", value)  # an Enum (e.g. SchedulerType.LINEAR) as its plain value
         if isinstance(value, float):  # percentages with two decimals; a learning rate as itself
@@ -121,10 +125,6 @@ class Source:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from pygments import highlight
-        from pygments.formatters import HtmlFormatter
-        from pygments.lexers import PythonLexer
-
         formatter = HtmlFormatter(noclasses=True, linenos="inline", hl_lines=sorted(self.marks), style="default")
         notes = "".join(f"<li><b>line {number}</b>: {html.escape(note)}</li>"
                         for number, note in sorted(self.marks.items()))
@@ -250,8 +250,6 @@ def real_run_note(config: CourseConfig, about: str = "scores"):
 
     ``about`` is ``"scores"`` (error rates) or ``"transcripts"`` (what the model wrote).
     """
-    from IPython.display import Markdown
-
     course = (f"The course reports, for whisper-small on Common Voice 13 Dhivehi: zero-shot {_figures('zero-shot')}; "
               f"after 500 steps {_figures('fine-tuned')}.")
     if is_random_init(config.model):
@@ -281,10 +279,6 @@ def transcripts_side_by_side(predictions: Mapping[str, Sequence[str]], test: Seq
     clips to show (the first ones with a reference) or which ones, by index. Returns an
     ``IPython.display.HTML``: a table that Jupyter and Colab render with a player per clip.
     """
-    from IPython.display import HTML, Audio
-
-    from helpers.audio import SAMPLING_RATE, from_int16
-
     references, zero_shot, fine_tuned = (list(predictions[key]) for key in ("references", "zero_shot", "fine_tuned"))
     if not len(references) == len(zero_shot) == len(fine_tuned) == len(test):
         raise CourseError(f"These transcripts are of {len(references)} clips and the test split has {len(test)}: "

@@ -13,7 +13,21 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.config import CourseConfig, in_colab, is_random_init, workspace_dir
+import torch
+
+from helpers.config import CourseConfig, is_random_init, workspace_dir
+from helpers.data import DataSourceError
+from helpers.evaluation import (
+    describe_zero_shot,
+    evaluate_once,
+    evaluate_zero_shot,
+    evaluation_key,
+)
+from helpers.model import load_model_and_processor
+from helpers.runtime.secrets import in_colab
+from helpers.services.data_mirror import MIRROR_SOURCE, fetch_from_hub
+from helpers.services.hub import find_token
+from helpers.services.mdc import check_access, find_common_voice, mdc_api_key
 
 # (start, what, what runs and for how long on a free T4 with SHORT_RUN = True, what to teach meanwhile).
 # The compute times are the unit's budget for SHORT_RUN's values (benchmarks/budget.py: the course's 45 T4 minutes
@@ -82,8 +96,6 @@ def _space(name: str, path: Path, need_gb: float, what_to_do: str) -> Check:
 
 def check_gpu() -> Check:
     """A CUDA GPU, named with its memory; else where to switch one on."""
-    import torch
-
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
         return Check("GPU", True, f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB")
@@ -113,13 +125,17 @@ def check_mdc(config: CourseConfig) -> Check:
     request (:func:`helpers.services.mdc.check_access`): a rejected key and terms not yet accepted each
     come back as what to do, the day before rather than during the class.
     """
-    from helpers.data import DataSourceError
-    from helpers.services.mdc import _mdc_api_key, check_access, find_common_voice
-
     source = config.data
+    if source.startswith(MIRROR_SOURCE):  # the teacher's mirror on the Hub: can this learner's token read it?
+        try:
+            archive = fetch_from_hub(source[len(MIRROR_SOURCE):].strip(), download=False)
+        except DataSourceError as error:
+            return Check("MDC access", False, str(error))
+        return Check("MDC access", True, f"not needed: the class's mirror {source} holds {archive}, readable with "
+                                         "your token")
     if not source.startswith(("mdc:", "common-voice:")):
         return Check("MDC access", True, f"not needed: the data is {source}")
-    if not _mdc_api_key():
+    if not mdc_api_key():
         return Check("MDC access", False, "no MDC_API_KEY: add it as a Colab secret (stage 1 lists the steps), or "
                                           'set DATA = "bundled" above the set-up cell to use the bundled clips')
     try:
@@ -136,8 +152,6 @@ def check_mdc(config: CourseConfig) -> Check:
 
 def check_hub_token() -> Check:
     """A Hugging Face token for pushing in stage 6 (optional: without one, stage 6 exports instead)."""
-    from helpers.services.hub import find_token
-
     if find_token():
         return Check("Hub token", True, "found (not shown); stage 6 can push")
     return Check("Hub token", False, "none: stage 6 will write an export folder instead of pushing; to push, add a "
@@ -160,10 +174,6 @@ def zero_shot_baseline(config: CourseConfig, test, processor) -> dict:
 
     The same key, file and stamp as stage 5's, so stage 5 reuses this score instead of computing it again.
     """
-    from helpers.evaluation import describe_zero_shot, evaluate_zero_shot, evaluation_key
-    from helpers.model import load_model_and_processor
-    from helpers.runtime.workspace import evaluate_once
-
     def score() -> dict:
         model, model_processor = load_model_and_processor(config.model, config.language, config.task)
         return evaluate_zero_shot(model, model_processor, test, config)

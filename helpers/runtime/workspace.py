@@ -1,10 +1,10 @@
 """The workspace: where the seven notebooks hand their results to each other, and how each is checked.
 
-Each profile has its own folder (:func:`helpers.config.workspace_dir`; in Colab on Google Drive, so a
+Each profile has its own folder (:func:`profile_dir`; in Colab on Google Drive, so a
 disconnect loses nothing). Artifacts are named in :data:`ARTIFACTS`; :func:`load_from_workspace` (or
 :func:`saved_path`) finds one or says which notebook makes it. Every artifact is stamped with the run that
 made it: saving stamps it, loading it checks the stamp against the run set up in this notebook
-(:func:`set_run`, called by ``helpers.runtime.colab.setup``), so a stage never reads another run's files
+(:func:`set_run`, called by ``helpers.notebook.session.setup``), so a stage never reads another run's files
 without a word. The savers and loaders do this themselves, so the notebooks' cells show no bookkeeping.
 
 Three layers, in this order below: JSON files written atomically (a killed session never leaves half of
@@ -22,9 +22,37 @@ import os
 import shutil
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from helpers.config import CourseConfig, in_colab, workspace_dir
-from helpers.runtime.errors import CourseError
+import datasets
+
+from helpers.runtime.errors import CourseError, DiskError, explain_disk_error
+from helpers.runtime.lock import RunLock
+from helpers.runtime.mirror import CheckpointMirror
+from helpers.runtime.secrets import in_colab
+
+if TYPE_CHECKING:  # only for the annotations: a run's stamp reads a CourseConfig's fields, by name
+    from helpers.config import CourseConfig
+
+WORKSPACE_ENV = "COURSE_WORKSPACE"
+
+
+def workspace_root() -> Path:
+    """Where the workspace's profile folders live: ``COURSE_WORKSPACE``, ``MyDrive/whisper-course`` in Colab
+    with Drive mounted, else ./workspace."""
+    if os.environ.get(WORKSPACE_ENV):
+        return Path(os.environ[WORKSPACE_ENV])
+    if Path("/content/drive/MyDrive").is_dir():
+        return Path("/content/drive/MyDrive/whisper-course")
+    return Path.cwd() / "workspace"
+
+
+def profile_dir(profile: str) -> Path:
+    """The workspace folder of ``profile`` (made when missing): each profile its own, so a smoke run never
+    feeds a real one."""
+    path = workspace_root() / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_json(path: str | Path, data) -> None:
@@ -103,9 +131,28 @@ def write_stamp(artifact: str | Path, stamp: dict) -> None:
     write_json(stamp_path(artifact), stamp)
 
 
+class UnreadableStamp(CourseError):
+    """A stamp that is there but cannot be read (cut short, as a half-synced Drive file is): never "no stamp"."""
+
+
 def read_stamp(artifact: str | Path) -> dict | None:
-    """The stamp of ``artifact``, or ``None`` when it has none."""
-    return read_json(stamp_path(artifact))
+    """The stamp of ``artifact``, or ``None`` when it has none; :class:`UnreadableStamp` when it is damaged."""
+    path = stamp_path(artifact)
+    if not path.exists():
+        return None
+    stamp = read_json(path)
+    if not isinstance(stamp, dict):  # fail closed: passing it as "no stamp" would let another run's files through
+        artifact = Path(artifact)
+        raise UnreadableStamp(f"The run stamp of {artifact.name} ({path}) cannot be read (cut short or damaged, as a "
+                              f"file Drive had not finished syncing is), so {artifact} cannot be checked against "
+                              f"this run: delete {artifact} and its stamp, then run the stage that made it again.")
+    return stamp
+
+
+def checkpoint_stamp(stamp: dict, config: CourseConfig) -> dict:
+    """``stamp`` plus what only checkpoints depend on, the seed and the learning rate: a resume with others is
+    noticed (two runs into one folder, or a changed set-up cell) instead of continuing another run's optimizer."""
+    return {**stamp, "seed": config.seed, "learning_rate": config.learning_rate}
 
 
 def differences(made: dict, now: dict) -> list[str]:
@@ -121,7 +168,10 @@ def check_stamp(artifact: str | Path, stamp: dict, start_over: str) -> None:
     artifact without a stamp (made before stamps existed) passes with a note.
     """
     artifact = Path(artifact)
-    made = read_stamp(artifact)
+    try:
+        made = read_stamp(artifact)
+    except UnreadableStamp as error:
+        raise UnreadableStamp(f"{error} {start_over}") from None
     if made is None:
         print(f"Note: {artifact.name} has no run stamp, so it cannot be checked against this run's settings.")
         return
@@ -157,15 +207,16 @@ def set_run(config: CourseConfig | None) -> None:
     _run = config
 
 
-def _profile() -> str | None:
-    return _run.profile if _run else None
+def _folder() -> Path:
+    """The workspace folder of the run set up in this notebook."""
+    if _run is None:
+        raise CourseError("No run is set up in this kernel: run the notebook's set-up cell (setup()) first.")
+    return profile_dir(_run.profile)
 
 
 @contextlib.contextmanager
 def no_progress():
     """Hide ``datasets`` progress bars for bookkeeping steps (casting, saving) that take no time."""
-    import datasets
-
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -184,7 +235,7 @@ def runtime_dir(name: str) -> Path:
     Under ``COURSE_RUNTIME_DIR`` when set, ``/content/runtime`` in Colab (fast, free, gone after a
     disconnect), else in a ``runtime`` folder of the workspace; one folder per workspace and profile.
     """
-    workspace = workspace_dir(_profile())
+    workspace = _folder()
     # The workspace's last two folders (root and profile): the workshop's short run gets its own folder too.
     if os.environ.get(RUNTIME_ENV):
         return Path(os.environ[RUNTIME_ENV]) / workspace.parent.name / workspace.name / name
@@ -197,20 +248,26 @@ def artifact_path(name: str) -> Path:
     """Where artifact ``name`` (a key of :data:`ARTIFACTS`) lives in the workspace, made or not."""
     if name not in ARTIFACTS:
         raise KeyError(f"unknown artifact {name!r}; known: {', '.join(ARTIFACTS)}")
-    return workspace_dir(_profile()) / ARTIFACTS[name][0]
+    return _folder() / ARTIFACTS[name][0]
 
 
 def _start_over(name: str) -> str:
     maker = ARTIFACTS[name][1] if name in ARTIFACTS else "the stage that makes it"
     return (f"Give this notebook the same settings as that run, or run {maker} again to remake it for this "
-            f"run (or delete {workspace_dir(_profile())} to start the whole course over).")
+            f"run (or delete {_folder()} to start the whole course over).")
 
 
 def check(name: str, processor=None) -> None:
     """Stop when artifact ``name`` exists but was made by a run other than this notebook's."""
     path = artifact_path(name)
     if _run is not None and path.exists():
-        check_stamp(path, run_stamp(_run, processor), _start_over(name))
+        check_stamp(path, _stamp_of(name, processor), _start_over(name))
+
+
+def _stamp_of(name: str, processor=None) -> dict:
+    """This run's stamp for artifact ``name``: the checkpoints' holds the seed and learning rate too."""
+    stamp = run_stamp(_run, processor)
+    return checkpoint_stamp(stamp, _run) if name == "training" else stamp
 
 
 def saved_path(name: str, made_by: str | None = None, processor=None) -> Path:
@@ -224,11 +281,11 @@ def saved_path(name: str, made_by: str | None = None, processor=None) -> Path:
         made_by = made_by or maker
     else:
         relative, what = name, name
-    path = workspace_dir(_profile()) / relative
+    path = _folder() / relative
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         hint = f"run {made_by} first (it saves {what} there)" if made_by else "run the previous stage first"
         raise CourseError(f"{what.capitalize()} ({relative}) is not in the workspace "
-                          f"{workspace_dir(_profile())}: {hint}.")
+                          f"{_folder()}: {hint}.")
     if name in ARTIFACTS:
         check(name, processor)
     return path
@@ -238,7 +295,7 @@ def stamp(name: str, processor=None) -> Path:
     """Stamp artifact ``name`` as made by this run (after writing it); returns its path."""
     path = artifact_path(name)
     if _run is not None:
-        write_stamp(path, run_stamp(_run, processor))
+        write_stamp(path, _stamp_of(name, processor))
     return path
 
 
@@ -281,9 +338,7 @@ def load_from_workspace(name: str, processor=None):
     path = saved_path(name, processor=processor)
     if path.suffix == ".json":
         return json.loads(path.read_text(encoding="utf-8"))
-    from datasets import load_from_disk
-
-    return load_from_disk(str(path))
+    return datasets.load_from_disk(str(path))
 
 
 @contextlib.contextmanager
@@ -294,28 +349,38 @@ def saving_to_workspace(*names: str, processor=None):
     model_dir: trainer.save_model(model_dir)``. With several names, a tuple of paths.
     """
     paths = tuple(artifact_path(name) for name in names)
-    yield paths[0] if len(paths) == 1 else paths
+    try:
+        yield paths[0] if len(paths) == 1 else paths
+    except Exception as error:
+        written = sum(_size_on_disk(path) for path in paths)
+        sentence = explain_disk_error(error, paths[0].parent, then=(
+            f"then run this cell again, which saves what is still in memory without training again (the save had "
+            f"written {written / 1e6:.0f} MB when it stopped)"))
+        if sentence is None:
+            raise
+        for path in paths:  # a half-written folder is no artifact: gone, with its stamp, and its space freed
+            stamp_path(path).unlink(missing_ok=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise DiskError(sentence) from error
     for name, path in zip(names, paths):
         if path.exists():
             stamp(name, processor)
 
 
-def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict, bool]:
-    """:func:`helpers.evaluation.reuse_or_evaluate` on artifact ``name``, stamped: ``(result, reused)``."""
-    from helpers.evaluation import reuse_or_evaluate
-
-    result = reuse_or_evaluate(artifact_path(name), key, evaluate)
-    stamp(name, processor)
-    return result
+def _size_on_disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
-def checkpoint_copies_on_drive(processor=None):
-    """The :class:`~helpers.runtime.mirror.CheckpointMirror` that keeps small copies of each save in the workspace.
-
-    The copies already there, if any, must be this run's (a new runtime resumes from them): checked first.
+def claim_checkpoint_copies(processor=None) -> CheckpointMirror:
+    """Check that the checkpoint copies already in the workspace, if any, are this run's, stamp their folder
+    with this run, and return the :class:`~helpers.runtime.mirror.CheckpointMirror` that keeps small copies of
+    each save there (a new runtime resumes from them). The folder is locked for this kernel's lifetime
+    (:mod:`helpers.runtime.lock`): 04 open twice (two tabs, two runtimes) would mix its checkpoints.
     """
-    from helpers.runtime.mirror import CheckpointMirror
-
+    RunLock(artifact_path("training"), "or stop the other notebook (Runtime > Disconnect and delete runtime in "
+            "Colab)").acquire()
     return CheckpointMirror(claim("training", processor))
 
 
@@ -326,9 +391,8 @@ def embed_audio(splits):
     whose clip is missing keep their path and no bytes, so preprocessing counts them as "file not found"
     (``save_to_disk`` would stop at them if the column were still an ``Audio`` feature).
     """
-    from datasets import Features, Value
-
-    features = Features({"audio": {"bytes": Value("binary"), "path": Value("string")}, "sentence": Value("string")})
+    features = datasets.Features({"audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                                  "sentence": datasets.Value("string")})
 
     def read(batch: dict) -> dict:
         out = []

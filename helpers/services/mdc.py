@@ -1,12 +1,12 @@
 """Common Voice from the Mozilla Data Collective (MDC), through its ``datacollective`` SDK.
 
 Common Voice left the Hugging Face Hub in October 2025. ``mdc:<dataset id>`` downloads one dataset
-(:func:`load_from_mdc`, the API key from ``MDC_API_KEY``, a ``.env`` file or a Colab secret);
+(:func:`download_from_mdc`, the API key from ``MDC_API_KEY``, a ``.env`` file or a Colab secret);
 ``common-voice:<locale>`` first finds the newest release for a locale in the MDC's public catalogue
 (:func:`find_common_voice`). Every way a download can fail (no key, a wrong key, terms not accepted, a secret
 not granted to this notebook, a cut download, a full disk) ends in one sentence saying what to do, and a
-half-downloaded archive is never used. The unpacked release is then read as a Common Voice folder
-(:func:`helpers.data.load_cv_folder`).
+half-downloaded archive is never used. :func:`helpers.data.load_common_voice` then reads the unpacked release
+as a Common Voice folder.
 """
 
 from __future__ import annotations
@@ -19,22 +19,20 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import DatasetDict
+import datacollective  # noqa: F401 - importing the SDK loads a .env file into the environment (its key, say)
+import requests
+from datacollective import download_dataset, get_dataset_details, list_datasets
+from datacollective.errors import AuthenticationError, DownloadError, RateLimitError
 
-from helpers.config import VALIDATION_SIZE, in_colab
-from helpers.data import DataSourceError, load_cv_folder
-from helpers.runtime.errors import can_connect, error_chain, first_line
+from helpers.runtime.errors import DataSourceError, can_connect, error_chain, first_line
+from helpers.runtime.secrets import colab_secret, in_colab
 
 
-def _mdc_api_key() -> str | None:
+def mdc_api_key() -> str | None:
     """The MDC API key from the environment, a ``.env`` file (the SDK reads it) or a Colab secret.
 
     Raises ``SecretNotGranted`` when the Colab secret exists but this notebook may not read it.
     """
-    import datacollective  # noqa: F401 - importing the SDK loads a .env file into the environment
-
-    from helpers.runtime.colab import colab_secret
-
     if not os.environ.get("MDC_API_KEY"):
         key = colab_secret("MDC_API_KEY")
         if key:
@@ -89,9 +87,6 @@ def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
     The SDK raises one error per HTTP status (``_send_api_request``) and wraps whatever cut a download in
     its ``DownloadError``, so the chain is searched, the most telling error first.
     """
-    import requests
-    from datacollective.errors import AuthenticationError, DownloadError, RateLimitError
-
     chain = error_chain(error)
 
     def found(kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
@@ -128,13 +123,6 @@ def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
     return None
 
 
-def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42,
-                  validation_size: int = VALIDATION_SIZE) -> DatasetDict:
-    """Download (once) a Common Voice release from the Mozilla Data Collective and load its folder
-    (:func:`download_from_mdc`, then :func:`helpers.data.load_cv_folder`)."""
-    return load_cv_folder(download_from_mdc(dataset_id, download_dir), seed, validation_size)
-
-
 def download_from_mdc(dataset_id: str, download_dir: str | None = None, extract: bool = True) -> Path:
     """Download (once) a Common Voice release from the Mozilla Data Collective: its unpacked folder, or with
     ``extract=False`` its archive (what the teacher's mirror shares, :mod:`helpers.services.data_mirror`).
@@ -147,14 +135,11 @@ def download_from_mdc(dataset_id: str, download_dir: str | None = None, extract:
     """
     if not dataset_id:
         raise DataSourceError("'mdc:' needs a dataset id after it, e.g. mdc:<id shown on the dataset's MDC page>.")
-    if not _mdc_api_key():
+    if not mdc_api_key():
         raise DataSourceError(
             "Loading from the Mozilla Data Collective needs an API key in the MDC_API_KEY environment variable "
             f"(in Colab: a secret of that name); create one at {MDC_KEYS_PAGE}, then accept the dataset's terms."
         )
-    from datacollective import download_dataset, get_dataset_details
-    from datacollective.errors import DownloadError
-
     folder = download_dir or _mdc_download_dir()
     archive = None
     try:
@@ -189,9 +174,7 @@ def check_access(dataset_id: str) -> str:
     otherwise hands back a pre-signed address of the archive, which is not fetched. Raises
     ``DataSourceError`` with one sentence saying what to do.
     """
-    import requests
-
-    key = _mdc_api_key()
+    key = mdc_api_key()
     if not key:
         raise DataSourceError(f"No MDC_API_KEY: create a key at {MDC_KEYS_PAGE} (in Colab: a secret of that name).")
     api = (os.environ.get("MDC_API_URL") or _MDC_API).rstrip("/")
@@ -250,7 +233,7 @@ def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") 
     """The newest Common Voice (scripted speech) release for ``locale`` in the MDC's public catalogue.
 
     The catalogue needs no account or key (``datacollective.list_datasets``); downloading the release does
-    (see :func:`load_from_mdc`). Raises ``DataSourceError`` when the catalogue cannot be reached or lists no
+    (see :func:`download_from_mdc`). Raises ``DataSourceError`` when the catalogue cannot be reached or lists no
     release for ``locale``.
     """
     if not can_connect(os.environ.get("MDC_API_URL") or _MDC_API, timeout=2.0):
@@ -258,8 +241,6 @@ def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") 
             "The Mozilla Data Collective's catalogue cannot be reached (no network?), so the newest Common Voice "
             f"release for {locale!r} cannot be looked up; pass mdc:<dataset id> or an unpacked release folder."
         )
-    from datacollective import list_datasets
-
     try:
         found = list_datasets(query, locale=locale, sort="newest", results_per_page=50)
     except (OSError, RuntimeError, ValueError) as error:  # requests' errors are OSErrors; 429 a RuntimeError

@@ -24,7 +24,7 @@
 # · **In the blog post:** [Define a Data Collator](https://huggingface.co/blog/fine-tune-whisper#define-a-data-collator)
 
 # %% tags=["setup"]
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 
 config = setup()
 
@@ -32,7 +32,7 @@ config = setup()
 from transformers import WhisperConfig
 
 from helpers.model import load_processor
-from helpers.runtime.workspace import load_from_workspace
+from helpers.notebook.session import load_from_workspace
 
 prepared = load_from_workspace("prepared")
 processor = load_processor(config.model, config.language, config.task)

@@ -26,7 +26,7 @@
 # · **In the blog post:** [Define the Training Configuration](https://huggingface.co/blog/fine-tune-whisper#define-the-training-configuration)
 
 # %% tags=["setup"]
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 
 config = setup(needs_gpu=True)
 
@@ -87,7 +87,7 @@ config = setup(needs_gpu=True)
 import torch
 from transformers import Seq2SeqTrainingArguments
 
-from helpers.runtime.workspace import runtime_dir
+from helpers.notebook.session import runtime_dir
 
 cuda = torch.cuda.is_available()  # fp16 needs a GPU; on a CPU the same run goes in fp32
 training_args = Seq2SeqTrainingArguments(
@@ -167,7 +167,7 @@ from helpers.metrics import make_compute_metrics
 
 # %%
 from helpers.model import load_model_and_processor
-from helpers.runtime.workspace import load_from_workspace
+from helpers.notebook.session import load_from_workspace
 
 model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
 if config.gradient_checkpointing:
@@ -186,9 +186,9 @@ prepared = load_from_workspace("prepared", processor)
 # in the set-up cell: `setup(needs_gpu=True, peft="lora")`; for a bigger model add
 # `model="openai/whisper-medium"`. Experimental, not yet run on a GPU: with `!pip install -q bitsandbytes`,
 # `load_in_8bit=True` keeps the frozen weights in 8 bits. The recipe becomes LoRA's (learning rate 1e-3,
-# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this cell
-# does nothing. When you
-# switch between full fine-tuning and LoRA, set `RESUME = False` below: their checkpoints differ.
+# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this
+# cell does nothing. When you switch between full fine-tuning and LoRA, set `RESUME = False` below: their
+# checkpoints differ.
 
 # %%
 from helpers.extras.lora import lora_from_config
@@ -215,7 +215,7 @@ from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
 # %% tags=["trainer"]
 from transformers import Seq2SeqTrainer
 
-from helpers.runtime.workspace import checkpoint_copies_on_drive
+from helpers.notebook.session import claim_checkpoint_copies
 from helpers.training import validation_split
 
 trainer = Seq2SeqTrainer(
@@ -226,14 +226,14 @@ trainer = Seq2SeqTrainer(
     data_collator=DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id),
     compute_metrics=make_compute_metrics(processor.tokenizer),
     processing_class=processor,
-    callbacks=[checkpoint_copies_on_drive(processor)],  # after each save: a small copy on Drive
+    callbacks=[claim_checkpoint_copies(processor)],  # after each save: a small copy on Drive
 )
 
 # %% [markdown]
 # What each save of this model writes, and where:
 
 # %%
-from helpers.runtime.mirror import describe_cost
+from helpers.notebook.session import describe_cost
 
 print(describe_cost(trainer.model.num_parameters(), config.max_steps // config.save_steps))
 
@@ -244,7 +244,7 @@ print(describe_cost(trainer.model.num_parameters(), config.max_steps // config.s
 # `tensorboard --logdir <workspace>/training` in a terminal).
 
 # %%
-from helpers.runtime.colab import in_colab
+from helpers.notebook.session import in_colab
 
 if in_colab():
     # %load_ext tensorboard
@@ -313,7 +313,7 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # %%
 from helpers.extras.lora import merge_and_save
 from helpers.notebook.display import evaluations_table, real_run_note
-from helpers.runtime.workspace import saving_to_workspace
+from helpers.notebook.session import saving_to_workspace
 
 with saving_to_workspace("model", "adapter", processor=processor) as (model_dir, adapter_dir):
     if config.peft:  # the adapter alone, and the model with the adapter merged into its weights

@@ -35,7 +35,7 @@
 # · **In the blog post:** [Evaluation Metrics](https://huggingface.co/blog/fine-tune-whisper#evaluation-metrics)
 
 # %% tags=["setup"]
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 
 config = setup(needs_gpu=True)
 
@@ -73,9 +73,9 @@ show_source(wer_scores, marks={
 })
 
 # %%
-from helpers.evaluation import describe_zero_shot, evaluate_model, evaluate_zero_shot, evaluation_key
+from helpers.evaluation import describe_zero_shot, evaluate_model, evaluate_once, evaluate_zero_shot, evaluation_key
 from helpers.model import load_model_and_processor, load_processor
-from helpers.runtime.workspace import evaluate_once, load_from_workspace, saved_path
+from helpers.notebook.session import load_from_workspace, saved_path
 
 test = load_from_workspace("prepared")["test"]
 fine_tuned_dir = saved_path("model")
@@ -232,7 +232,7 @@ Audio(from_int16(test[worst]["audio_16k"]), rate=SAMPLING_RATE)
 
 # %%
 from helpers.evaluation import beam_search_record, predictions_record, results_record
-from helpers.runtime.workspace import save_to_workspace
+from helpers.notebook.session import save_to_workspace
 
 beam_search = beam_search_record(fine_tuned, beams, config.eval_num_beams) if beams else None
 results_file = save_to_workspace(results_record(config, zero_shot["scores"], fine_tuned["scores"], beam_search),
@@ -250,10 +250,11 @@ print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tun
 # and after.
 
 # %%
-from helpers.notebook.display import transcripts_side_by_side
-from helpers.runtime.workspace import read_json
+import json
 
-transcripts_side_by_side(read_json(predictions_file), test, clips=5)
+from helpers.notebook.display import transcripts_side_by_side
+
+transcripts_side_by_side(json.loads(predictions_file.read_text(encoding="utf-8")), test, clips=5)
 
 # %% [markdown]
 # ## Try it yourself
@@ -263,7 +264,7 @@ transcripts_side_by_side(read_json(predictions_file), test, clips=5)
 # - **Generation settings.** Score the fine-tuned model with `generation_max_length` 64 instead of 225
 #   (`setup(needs_gpu=True, generation_max_length=64)`): what changes, and how long does each pass take?
 # - **Another checkpoint.** `score(str(runtime_dir("training") / "checkpoint-300"))` (import `runtime_dir`
-#   from `helpers.runtime.workspace`) scores an earlier checkpoint kept on the runtime's disk; Drive keeps the newest
+#   from `helpers.notebook.session`) scores an earlier checkpoint kept on the runtime's disk; Drive keeps the newest
 #   and the best, in fp16. Choosing among them by this table would make the test split choose again: compare
 #   them on the validation split if you want to pick one.
 
@@ -285,7 +286,7 @@ transcripts_side_by_side(read_json(predictions_file), test, clips=5)
 #   best; after a new runtime, only Drive's fp16 copies):
 #
 #   ```python
-#   from helpers.runtime.workspace import runtime_dir
+#   from helpers.notebook.session import runtime_dir
 #
 #   print(sorted(p.name for p in runtime_dir("training").glob("checkpoint-*")))
 #   score(str(runtime_dir("training") / "checkpoint-100"))["scores"]  # a name from that list

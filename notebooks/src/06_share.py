@@ -28,7 +28,7 @@
 # · **In the blog post:** [Building a Demo](https://huggingface.co/blog/fine-tune-whisper#building-a-demo)
 
 # %% tags=["setup"]
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 
 config = setup()
 
@@ -40,7 +40,7 @@ config = setup()
 # to the workspace, ready to push later).
 
 # %% tags=["notebook-only"]
-from helpers.runtime.colab import login
+from helpers.notebook.session import login
 
 login()
 
@@ -56,8 +56,7 @@ from pathlib import Path
 
 from helpers.evaluation import read_results
 from helpers.extras.sharing import course_model_card
-from helpers.runtime.workspace import saved_path
-from helpers.services.hub import who_am_i
+from helpers.notebook.session import saved_path, who_am_i
 
 model_dir, results = saved_path("model"), read_results(saved_path("results"))
 user = who_am_i()  # None without a (valid) token or without network
@@ -77,7 +76,7 @@ print(card.content)
 
 # %%
 from helpers.extras.sharing import export_model, push_model
-from helpers.runtime.workspace import artifact_path
+from helpers.notebook.session import artifact_path
 
 if user:
     card.save(str(model_dir / "README.md"))
@@ -95,7 +94,7 @@ else:
 # %%
 from transformers import pipeline
 
-from helpers.runtime.device import pipeline_placement
+from helpers.notebook.session import pipeline_placement
 
 # On the GPU in fp16 when there is one (as in 05), else on the CPU in fp32.
 asr = pipeline("automatic-speech-recognition", model=model_source, **pipeline_placement(config.fp16))
@@ -106,7 +105,7 @@ from IPython.display import Audio, display
 
 from helpers.audio import SAMPLING_RATE, from_int16
 from helpers.notebook.display import real_run_note
-from helpers.runtime.workspace import load_from_workspace
+from helpers.notebook.session import load_from_workspace
 
 test = load_from_workspace("prepared")["test"]
 wave = from_int16(test[0]["audio_16k"])
@@ -128,7 +127,7 @@ display(Audio(wave, rate=SAMPLING_RATE), real_run_note(config, about="transcript
 
 # %%
 from helpers.extras.ctranslate2 import export_ctranslate2, transcribe_ct2
-from helpers.runtime.workspace import saving_to_workspace
+from helpers.notebook.session import saving_to_workspace
 
 with saving_to_workspace("ct2") as ct2_dir:
     export_ctranslate2(model_dir, ct2_dir, quantization="float16")
@@ -173,7 +172,7 @@ Audio(long_wave, rate=SAMPLING_RATE)
 
 # %%
 from helpers.extras.sharing import gradio_demo
-from helpers.runtime.colab import in_colab
+from helpers.notebook.session import in_colab
 
 if in_colab():
     # !pip install -q gradio
