@@ -234,12 +234,16 @@ def project(ours: list[Pass], course: list[Pass], costs: dict, prep: dict) -> di
     return out
 
 
-def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: int = 3, eval_batches=(16, 32),
+def _say(message: str) -> None:
+    print(f"   budget: {message}", flush=True)
+
+
+def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: int = 3, eval_batches=(8, 16),
                   loop_limit: int = 128) -> dict:
     """Unit costs on this CPU with real pretrained weights: training steps both ways, encoder, decoder steps,
     and how the zero-shot model loops (share of rows at the limit; where :class:`RepeatedTail` stops them)."""
     import torch
-    from transformers import GenerationConfig, WhisperForConditionalGeneration
+    from transformers import WhisperForConditionalGeneration
 
     from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
     from helpers.data import load_common_voice
@@ -272,6 +276,7 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - t
 
+    _say(f"training steps, batch {train_batch}, SDPA and eager alternating")
     for attention in models:  # warm-up: allocations, first-call overheads
         step(attention)
     times: dict[str, list[float]] = {"sdpa": [], "eager": []}
@@ -280,6 +285,7 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
             times[attention].append(step(attention))
     del models
 
+    _say(f"training step medians {({k: round(statistics.median(v), 2) for k, v in times.items()})}; encoder, decoder")
     model.eval()
     test = prepared["test"]
     features = collator.features([test[i % len(test)] for i in range(8)])
@@ -289,20 +295,10 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
         model.model.encoder(features)
         encoder_s = (time.perf_counter() - t) / 8
 
-    decoder = {}
-    for rows in eval_batches:
-        feats = collator.features([test[i % len(test)] for i in range(rows)])
-        elapsed = {}
-        for new in (2, 18):
-            generation = GenerationConfig.from_dict({**model.generation_config.to_dict(), "max_new_tokens": new,
-                                                     "min_new_tokens": new})
-            t = time.perf_counter()
-            with torch.inference_mode():
-                model.generate(input_features=feats, generation_config=generation)
-            elapsed[new] = time.perf_counter() - t
-        decoder[str(rows)] = max(1e-6, (elapsed[18] - elapsed[2]) / 16)
+    decoder = {str(rows): decoder_step_seconds(model, collator, test, rows) for rows in eval_batches}
 
     # Zero-shot with real weights: which rows loop to the limit, and where a repeated tail stops them.
+    _say(f"decoder step seconds {decoder}; zero-shot loops")
     free = transcribe_ids(model, processor, test, batch_size=8, max_length=loop_limit)
     stopped = transcribe_ids(model, processor, test, batch_size=8, max_length=loop_limit, stop_repeats=4)
     looping = [i for i, ids in enumerate(free) if len(ids) >= loop_limit]
@@ -321,6 +317,41 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
                       "repeated_tail": vars(RepeatedTail(4))},
         "seconds": time.perf_counter() - started,
     }
+
+
+def remeasure_decoder(model_dir: Path, corpus: Path, eval_batches=(8, 16)) -> dict:
+    """:func:`decoder_step_seconds` at ``eval_batches`` rows, on its own (``--costs ... --remeasure-decoder``)."""
+    from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
+    from helpers.data import load_common_voice
+    from helpers.model import load_model_and_processor
+    from helpers.preparation import prepare_dataset
+
+    model, processor = load_model_and_processor(str(model_dir), "sinhalese", "transcribe")
+    model.eval()
+    test = prepare_dataset(load_common_voice(str(corpus), validation_size=2), processor, num_proc=1)[0]["test"]
+    collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
+    return {str(rows): decoder_step_seconds(model, collator, test, rows) for rows in eval_batches}
+
+
+def decoder_step_seconds(model, collator, test, rows: int, steps: int = 24) -> float:
+    """Median seconds of one greedy decoder step with a KV cache at ``rows`` rows, the encoder run beforehand
+    (a step of ``generate`` without its bookkeeping; the encoder is timed on its own)."""
+    import torch
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    features = collator.features([test[i % len(test)] for i in range(rows)])
+    times = []
+    with torch.inference_mode():
+        encoded = model.model.encoder(features).last_hidden_state
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        ids = torch.tensor([[50258, 50259, 50359, 50363]] * rows)  # a decoder prompt's shape
+        for _ in range(steps + 1):
+            t = time.perf_counter()
+            hidden = model.model.decoder(input_ids=ids, encoder_hidden_states=encoded, past_key_values=cache,
+                                         use_cache=True).last_hidden_state
+            ids = model.proj_out(hidden[:, -1:]).argmax(-1)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times[1:])  # the first call also reads the prompt and fills the cross-attention cache
 
 
 def preprocessing_costs(results_file: Path | None = None) -> dict:
@@ -375,6 +406,10 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    import os
+
+    # Before torch starts its OpenMP threads: spinning ones made single ops up to 100x slower on a shared machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from helpers.config import PRETRAINED_DIR, SINHALA_CORPUS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,12 +418,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=3, help="timed training steps each way (default 3)")
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--costs", type=Path, help="reuse measured costs from an earlier result instead of measuring")
+    parser.add_argument("--remeasure-decoder", action="store_true", help="with --costs: time the decoder steps again")
     parser.add_argument("--prep-results", type=Path, help="benchmarks.run results with preprocessing's CPU time "
                         "(default benchmarks/results/latest.json)")
     parser.add_argument("--result", type=Path, help="where to write the JSON (default results/budget-latest.json)")
     args = parser.parse_args(argv)
     if args.costs:
         costs = json.loads(args.costs.read_text())["costs"]
+        if args.remeasure_decoder:
+            costs["decoder_step_s"] = remeasure_decoder(args.model, args.corpus)
     else:
         costs = measure_costs(args.model, args.corpus, args.train_batch, args.steps)
     result = budget(costs, preprocessing_costs(args.prep_results))

@@ -12,6 +12,9 @@ zero-shot and the final model. ``--peft lora`` trains LoRA adapters only (O/adap
 O/model the merged model); ``--export-ct2`` adds a CTranslate2 copy in O/ct2.
 
     python -m helpers export-ct2 --model-dir O/model --output-dir O/ct2 [--quantization int8]
+
+``share-data`` is the teacher's mirror (``helpers.services.data_mirror``): the Common Voice release, downloaded
+once, into a private Hub dataset (``--to-hub ORG/NAME``) or a folder to share (``--to-folder DIR``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from helpers.audio import from_int16
 from helpers.config import PROFILES, CourseConfig, describe, get_config
-from helpers.data import load_common_voice, subsample
+from helpers.data import find_cv_folder, load_common_voice, subsample
 from helpers.evaluation import (
     beam_search_record,
     describe_zero_shot,
@@ -53,6 +56,7 @@ from helpers.runtime.errors import CourseError, check_writable, explain_disk_err
 from helpers.runtime.lock import RunLock
 from helpers.runtime.mirror import save_costs
 from helpers.runtime.workspace import check_stamp, checkpoint_stamp, run_stamp, write_json, write_stamp
+from helpers.services.data_mirror import share_data
 from helpers.services.hub import use_cache_only_if_unreachable
 from helpers.training import build_trainer, train
 
@@ -65,7 +69,8 @@ NOT_FLAGS = ("profile", "reason", "recipe", "recipe_reason")  # --profile has it
 ALIASES = {"train_batch_size": ("--batch-size",)}  # the spelling the docs use, beside --train-batch-size
 HELP = {
     "model": "model id on the Hub or a local folder (e.g. openai/whisper-small)",
-    "data": "Common Voice folder, audiofolder, mdc:<dataset-id>, common-voice:<locale> or a Hub dataset id",
+    "data": ("Common Voice folder, audiofolder, mdc:<dataset-id>, common-voice:<locale>, a Hub dataset id, or a "
+             "teacher's mirror (mirror:ORG/NAME, or the shared folder)"),
     "language": "language to transcribe, e.g. sinhalese; 'none' for English-only models",
     "task": "transcribe or translate; 'none' for English-only models",
     "output_dir": "folder for checkpoints, TensorBoard logs, the model and results",
@@ -172,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
                              help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
             sub.add_argument("--ct2-quantization", default="float16",
                              help="weights of the CTranslate2 export: float16 (default), int8, or float32")
+    share = commands.add_parser("share-data", help="a teacher's mirror: share a Common Voice release with a class",
+                                description=("put the release you downloaded into a private Hub dataset and/or a "
+                                             "folder to share (Common Voice is CC0); learners set DATA to read it"))
+    share.add_argument("--data", required=True,
+                       help="common-voice:<locale> or mdc:<id> (downloaded once), a release folder or its archive")
+    share.add_argument("--to-hub", metavar="ORG/NAME", help="a private Hub dataset; learners set DATA='mirror:ORG/NAME'")
+    share.add_argument("--to-folder", metavar="DIR", help="a folder to share, e.g. on Google Drive")
     push = commands.add_parser("push", help="push a saved model folder to the Hub")
     push.add_argument("--model-dir", required=True)
     push.add_argument("--repo-id", required=True)
@@ -382,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "push":
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
+            return 0
+        if args.command == "share-data":
+            release = Path(args.data).expanduser()
+            if release.is_dir():  # a release folder, or one above it (cv-corpus-*/, a Drive folder)
+                release = find_cv_folder(release) or release
+            print("\n".join(share_data(str(release) if release.is_dir() else args.data, args.to_hub, args.to_folder)))
             return 0
         if args.command == "export-ct2":
             out = export_ctranslate2(Path(args.model_dir), Path(args.output_dir), _quantization(args.quantization))

@@ -11,7 +11,9 @@ Common Voice left the Hugging Face Hub in October 2025 and is published by the M
 * ``mdc:<dataset-id>``: downloaded with the ``datacollective`` SDK, API key in ``MDC_API_KEY``;
 * ``common-voice:<locale>``: the newest Common Voice release for that locale in the MDC's public catalogue
   (:func:`find_common_voice`), then downloaded as ``mdc:<its id>``;
-* a Hub dataset id ``owner/name`` (optionally ``owner/name:config``), for mirrors and your own datasets.
+* a Hub dataset id ``owner/name`` (optionally ``owner/name:config``), for mirrors and your own datasets;
+* a teacher's mirror of a release (:mod:`helpers.services.data_mirror`): ``mirror:<owner>/<name>`` on the
+  Hub, or a folder (a shared Drive folder) or file holding the release's archive, unpacked on the runtime's disk.
 
 Every source gives the same three splits, each with only ``audio`` (undecoded, see ``helpers.audio``) and
 ``sentence``: ``validation``, a fixed, seeded slice of the source's dev split (``validation_size`` clips; of
@@ -41,8 +43,9 @@ import numpy as np
 from datasets import Audio, Dataset, DatasetDict, concatenate_datasets, load_dataset
 from datasets.exceptions import DatasetsError
 
-from helpers.config import VALIDATION_SIZE
+from helpers.config import CACHE_DIR, VALIDATION_SIZE
 from helpers.runtime.errors import DataSourceError, first_line
+from helpers.services.data_mirror import MIRROR_SOURCE, find_archive, is_archive, load_mirror_folder
 from helpers.services.hub_errors import explain_hub_error, transport_errors
 from helpers.services.mdc import (
     COMMON_VOICE_SOURCE,
@@ -51,6 +54,8 @@ from helpers.services.mdc import (
 )
 
 TRANSCRIPT_COLUMNS = ("sentence", "transcription", "text", "transcript", "normalized_text")
+# Where a teacher's mirror is unpacked outside Colab (in Colab: the runtime's disk, helpers.services.data_mirror).
+MIRROR_UNPACK_DIR = CACHE_DIR / "releases"
 CV_EXPECTED = "a Common Voice locale folder with clips/, train.tsv, dev.tsv and test.tsv"
 # Split folder names an audiofolder may use, as datasets' audiofolder understands them.
 SPLIT_NAMES = {
@@ -320,6 +325,8 @@ def load_common_voice(source: str | Path, seed: int = 42, validation_size: int =
     ['audio', 'sentence']
     """
     text = str(source).strip()
+    if text.startswith(MIRROR_SOURCE):
+        return load_cv_folder(load_mirror_folder(text, MIRROR_UNPACK_DIR), seed, validation_size)
     if text.startswith("mdc:"):
         return load_from_mdc(text[4:].strip(), seed=seed, validation_size=validation_size)
     if text.startswith(COMMON_VOICE_SOURCE):
@@ -330,11 +337,15 @@ def load_common_voice(source: str | Path, seed: int = 42, validation_size: int =
     if path.is_file() and path.name in ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv", "metadata.csv",
                                         "metadata.jsonl"):
         path = path.parent  # a tsv or metadata file stands for its folder
+    if is_archive(path):
+        return load_cv_folder(load_mirror_folder(str(path), MIRROR_UNPACK_DIR), seed, validation_size)
     if path.is_dir():
         if find_cv_folder(path) is not None:
             return load_cv_folder(path, seed, validation_size)
         if _metadata_files(path):
             return load_audiofolder(path, seed, validation_size)
+        if find_archive(path) is not None:  # a teacher's mirror folder: the release's archive, unpacked once
+            return load_cv_folder(load_mirror_folder(str(path), MIRROR_UNPACK_DIR), seed, validation_size)
         if any(path.glob("*.tsv")):
             return load_cv_folder(path, seed, validation_size)  # explains which split is missing
         raise DataSourceError(

@@ -362,7 +362,8 @@ cell below, and fixes every line marked TODO. It needs, as Colab secrets (the ke
   whisper-small then learns from the course's 96 bundled clips (Sinhala sentences spoken by espeak-ng, in
   Common Voice's layout). Every stage runs the same code in a few minutes; the figures are about a synthetic
   voice, not Dhivehi. A release downloaded in a browser and unpacked on Drive works too:
-  `DATA = "/content/drive/MyDrive/cv-corpus-XX/dv"`.
+  `DATA = "/content/drive/MyDrive/cv-corpus-XX/dv"`. **The teacher shared the release?** Set the `DATA` they
+  give: `DATA = "mirror:ORG/NAME"` (a private Hub dataset) or the shared Drive folder's path; no MDC key needed.
 - `HF_TOKEN` (optional): a Hugging Face token with write access, to push the model in stage 6; without
   one, stage 6 writes an export folder instead.
 
@@ -371,7 +372,8 @@ cell below, and fixes every line marked TODO. It needs, as Colab secrets (the ke
 # The cell before the set-up: the two choices a learner makes (plain Python: it runs before the install).
 WORKSHOP_CHOICES = '''\
 SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 45 minutes on a T4); False: the full run
-DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); no key: "bundled"'''
+DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); the teacher's mirror: "mirror:ORG/NAME"
+# or the shared Drive folder's path; no key: "bundled"'''
 
 PREFLIGHT_NOTE = """One line per check, each `ok` or what to do: the GPU, free space where the workspace lives (Drive
 in Colab: small fp16 copies of the checkpoints, about 0.5 GB each, and the model), free disk on the runtime (the

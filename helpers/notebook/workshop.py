@@ -25,6 +25,7 @@ from helpers.evaluation import (
 )
 from helpers.model import load_model_and_processor
 from helpers.runtime.secrets import in_colab
+from helpers.services.data_mirror import MIRROR_SOURCE, fetch_from_hub
 from helpers.services.hub import find_token
 from helpers.services.mdc import check_access, find_common_voice, mdc_api_key
 
@@ -124,6 +125,13 @@ def check_mdc(config: CourseConfig) -> Check:
     come back as what to do, the day before rather than during the class.
     """
     source = config.data
+    if source.startswith(MIRROR_SOURCE):  # the teacher's mirror on the Hub: can this learner's token read it?
+        try:
+            archive = fetch_from_hub(source[len(MIRROR_SOURCE):].strip(), download=False)
+        except DataSourceError as error:
+            return Check("MDC access", False, str(error))
+        return Check("MDC access", True, f"not needed: the class's mirror {source} holds {archive}, readable with "
+                                         "your token")
     if not source.startswith(("mdc:", "common-voice:")):
         return Check("MDC access", True, f"not needed: the data is {source}")
     if not mdc_api_key():

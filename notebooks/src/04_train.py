@@ -185,9 +185,9 @@ prepared = load_from_workspace("prepared", processor)
 # in the set-up cell: `setup(needs_gpu=True, peft="lora")`; for a bigger model add
 # `model="openai/whisper-medium"`. Experimental, not yet run on a GPU: with `!pip install -q bitsandbytes`,
 # `load_in_8bit=True` keeps the frozen weights in 8 bits. The recipe becomes LoRA's (learning rate 1e-3,
-# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this cell
-# does nothing. When you
-# switch between full fine-tuning and LoRA, set `RESUME = False` below: their checkpoints differ.
+# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this
+# cell does nothing. When you switch between full fine-tuning and LoRA, set `RESUME = False` below: their
+# checkpoints differ.
 
 # %%
 from helpers.extras.lora import lora_from_config

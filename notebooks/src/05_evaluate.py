@@ -248,10 +248,11 @@ print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tun
 # and after.
 
 # %%
-from helpers.notebook.display import transcripts_side_by_side
-from helpers.notebook.session import load_from_workspace
+import json
 
-transcripts_side_by_side(load_from_workspace("predictions"), test, clips=5)
+from helpers.notebook.display import transcripts_side_by_side
+
+transcripts_side_by_side(json.loads(predictions_file.read_text(encoding="utf-8")), test, clips=5)
 
 # %% [markdown]
 # ## Try it yourself
