@@ -130,8 +130,10 @@ print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labe
 # FLAC run in C libraries that let threads share the cores, without the worker processes, pickling and shard
 # files of `datasets.map(num_proc=...)`), writes the rows in their order with one `datasets.map`, keeps the clips
 # whose reason is empty, and reports the others: audio over 30 s, labels over the limit, empty transcripts,
-# and clips that are missing or not decodable audio. (A changed function prepares every clip again; an
-# unchanged one reuses what the last run saved in the `datasets` cache.)
+# transcripts with no words (only punctuation: nothing to learn, and no score could count them), and clips
+# that are missing or not decodable audio. Clips dropped from the validation slice are replaced by prepared
+# training clips, and the report says so. (A changed function prepares every clip again; an unchanged one
+# reuses what the last run saved in the `datasets` cache.)
 
 # %%
 from helpers.preparation import format_report, prepare_dataset

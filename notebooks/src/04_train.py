@@ -291,6 +291,9 @@ display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 # restarted kernel on the same runtime still has the full checkpoints, moments included, and uses them).
 # A run that already finished is loaded, not trained again. Set `RESUME = False` to start over: the earlier
 # run's checkpoints, here and on Drive, are deleted first, so a later resume cannot continue the old run.
+# When Drive fills up, training goes on: a warning names the copy that could not be written, how much it
+# needs and where to free space. A full runtime disk stops training with one sentence saying the same; after
+# freeing space, run this cell again and it resumes from the last complete checkpoint.
 
 # %%
 from helpers.training import train
@@ -307,8 +310,10 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # so `from_pretrained` and `pipeline` can load the folder alone. After LoRA, the adapter is saved alone
 # (`adapter/`, megabytes) and merged into the weights (`model/`: a plain Whisper, no PEFT needed to load
 # it). `saving_to_workspace` gives the workspace's folders and, once they are written, marks them as this
-# run's, so 05 and 06 never score another run's model. Every evaluation, with the course's normalised WER
-# (`wer`) beside ours (`wer_words`):
+# run's, so 05 and 06 never score another run's model. If Drive is full, the cell stops with one sentence
+# (how much is free, where to free space) and leaves no half-written folder: free space and run this cell
+# again, which saves the model still in memory without training again. Every evaluation, with the course's
+# normalised WER (`wer`) beside ours (`wer_words`):
 
 # %%
 from helpers.extras.lora import merge_and_save
