@@ -112,6 +112,15 @@ def scored_pairs(predictions: list[str], references: list[str]) -> list[int]:
     return [i for i, reference in enumerate(references) if normalize(reference)]
 
 
+def left_out_note(references: list[str]) -> str | None:
+    """One sentence when :func:`scored_pairs` leaves clips out of the scores: how many, and why; else ``None``."""
+    left = sum(1 for reference in references if not normalize(reference))
+    if not left:
+        return None
+    return (f"{left} of {len(references)} clips are left out of every score: their reference transcript has no "
+            "words (empty, or only punctuation), so no error rate is defined for them.")
+
+
 def _rate(error_rate: Callable, references: list[str], predictions: list[str]) -> float:
     # Corpus-level: all errors over all reference units (words or characters), as jiwer and evaluate do.
     # A reference that a metric's own normaliser empties (Whisper's can, e.g. "(laughs)") adds its

@@ -124,6 +124,7 @@ def test_the_preparation_function_02_shows_keeps_and_drops_one_clip_at_a_time(co
     too_long = prepare_example(audio, sentence, ids, max_label_tokens=len(ids) - 1)
     assert too_long["drop_reason"] == "too_many_label_tokens" and too_long["labels"] == []
     assert prepare_example(audio, "  ", ids)["drop_reason"] == "empty_transcript"
+    assert prepare_example(audio, "?!... —", ids)["drop_reason"] == "no_words_transcript"  # nothing to learn or score
     assert prepare_example(str(corpus / "clips" / "missing.mp3"), sentence, ids)["drop_reason"] == "file_not_found"
 
 

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import datasets
 
-from helpers.runtime.errors import CourseError
+from helpers.runtime.errors import CourseError, DiskError, explain_disk_error
+from helpers.runtime.lock import RunLock
 from helpers.runtime.mirror import CheckpointMirror
 from helpers.runtime.secrets import in_colab
 
@@ -130,9 +131,28 @@ def write_stamp(artifact: str | Path, stamp: dict) -> None:
     write_json(stamp_path(artifact), stamp)
 
 
+class UnreadableStamp(CourseError):
+    """A stamp that is there but cannot be read (cut short, as a half-synced Drive file is): never "no stamp"."""
+
+
 def read_stamp(artifact: str | Path) -> dict | None:
-    """The stamp of ``artifact``, or ``None`` when it has none."""
-    return read_json(stamp_path(artifact))
+    """The stamp of ``artifact``, or ``None`` when it has none; :class:`UnreadableStamp` when it is damaged."""
+    path = stamp_path(artifact)
+    if not path.exists():
+        return None
+    stamp = read_json(path)
+    if not isinstance(stamp, dict):  # fail closed: passing it as "no stamp" would let another run's files through
+        artifact = Path(artifact)
+        raise UnreadableStamp(f"The run stamp of {artifact.name} ({path}) cannot be read (cut short or damaged, as a "
+                              f"file Drive had not finished syncing is), so {artifact} cannot be checked against "
+                              f"this run: delete {artifact} and its stamp, then run the stage that made it again.")
+    return stamp
+
+
+def checkpoint_stamp(stamp: dict, config: CourseConfig) -> dict:
+    """``stamp`` plus what only checkpoints depend on, the seed and the learning rate: a resume with others is
+    noticed (two runs into one folder, or a changed set-up cell) instead of continuing another run's optimizer."""
+    return {**stamp, "seed": config.seed, "learning_rate": config.learning_rate}
 
 
 def differences(made: dict, now: dict) -> list[str]:
@@ -148,7 +168,10 @@ def check_stamp(artifact: str | Path, stamp: dict, start_over: str) -> None:
     artifact without a stamp (made before stamps existed) passes with a note.
     """
     artifact = Path(artifact)
-    made = read_stamp(artifact)
+    try:
+        made = read_stamp(artifact)
+    except UnreadableStamp as error:
+        raise UnreadableStamp(f"{error} {start_over}") from None
     if made is None:
         print(f"Note: {artifact.name} has no run stamp, so it cannot be checked against this run's settings.")
         return
@@ -238,7 +261,13 @@ def check(name: str, processor=None) -> None:
     """Stop when artifact ``name`` exists but was made by a run other than this notebook's."""
     path = artifact_path(name)
     if _run is not None and path.exists():
-        check_stamp(path, run_stamp(_run, processor), _start_over(name))
+        check_stamp(path, _stamp_of(name, processor), _start_over(name))
+
+
+def _stamp_of(name: str, processor=None) -> dict:
+    """This run's stamp for artifact ``name``: the checkpoints' holds the seed and learning rate too."""
+    stamp = run_stamp(_run, processor)
+    return checkpoint_stamp(stamp, _run) if name == "training" else stamp
 
 
 def saved_path(name: str, made_by: str | None = None, processor=None) -> Path:
@@ -266,7 +295,7 @@ def stamp(name: str, processor=None) -> Path:
     """Stamp artifact ``name`` as made by this run (after writing it); returns its path."""
     path = artifact_path(name)
     if _run is not None:
-        write_stamp(path, run_stamp(_run, processor))
+        write_stamp(path, _stamp_of(name, processor))
     return path
 
 
@@ -320,17 +349,38 @@ def saving_to_workspace(*names: str, processor=None):
     model_dir: trainer.save_model(model_dir)``. With several names, a tuple of paths.
     """
     paths = tuple(artifact_path(name) for name in names)
-    yield paths[0] if len(paths) == 1 else paths
+    try:
+        yield paths[0] if len(paths) == 1 else paths
+    except Exception as error:
+        written = sum(_size_on_disk(path) for path in paths)
+        sentence = explain_disk_error(error, paths[0].parent, then=(
+            f"then run this cell again, which saves what is still in memory without training again (the save had "
+            f"written {written / 1e6:.0f} MB when it stopped)"))
+        if sentence is None:
+            raise
+        for path in paths:  # a half-written folder is no artifact: gone, with its stamp, and its space freed
+            stamp_path(path).unlink(missing_ok=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise DiskError(sentence) from error
     for name, path in zip(names, paths):
         if path.exists():
             stamp(name, processor)
 
 
+def _size_on_disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
 def claim_checkpoint_copies(processor=None) -> CheckpointMirror:
     """Check that the checkpoint copies already in the workspace, if any, are this run's, stamp their folder
     with this run, and return the :class:`~helpers.runtime.mirror.CheckpointMirror` that keeps small copies of
-    each save there (a new runtime resumes from them).
+    each save there (a new runtime resumes from them). The folder is locked for this kernel's lifetime
+    (:mod:`helpers.runtime.lock`): 04 open twice (two tabs, two runtimes) would mix its checkpoints.
     """
+    RunLock(artifact_path("training"), "or stop the other notebook (Runtime > Disconnect and delete runtime in "
+            "Colab)").acquire()
     return CheckpointMirror(claim("training", processor))
 
 
