@@ -56,6 +56,7 @@ COURSE_EVAL = dict(batch=16, max_length=225)  # the fine-tuning page's Seq2SeqTr
 # What nothing here can measure, the same on both sides (estimates, minutes): one set-up cell (pip installs
 # what the runtime lacks), downloading the whole release, and pushing whisper-small's 0.97 GB to the Hub.
 SETUP_MINUTES, DOWNLOAD_MINUTES, PUSH_MINUTES = 1.0, 3.0, 2.0
+LAUNCH_BOUND_STEP_S = 0.045  # an eager decoder step on a GPU, batch 16, launch-bound (H100 and H200 alike)
 NOTEBOOKS = ("00_hub_login", "01_load", "02_preprocess", "03_collate", "04_train", "05_evaluate", "06_share")
 GPU_NOTEBOOKS = ("04_train", "05_evaluate")  # the only ones that ask Colab for a GPU runtime
 
@@ -231,7 +232,35 @@ def project(ours: list[Pass], course: list[Pass], costs: dict, prep: dict) -> di
                     f"Colab's); set-up {SETUP_MINUTES:g}, download {DOWNLOAD_MINUTES:g} and push {PUSH_MINUTES:g} "
                     "minutes: estimates, the same for both sides")
     out["t4_seconds_per_work_second"] = round(per_work_second, 5)
+    out["launch_bound"] = launch_bound(ours, course, costs)
     return out
+
+
+def launch_bound(ours: list[Pass], course: list[Pass], costs: dict) -> dict:
+    """A second basis, for the decoding share: on a GPU, eager decoding is launch-bound, about 45 ms a decoder
+    step whatever the rows (measured on an H100, docs/evaluation-speed.md). Every decoder step costs that; the
+    course's 45 minutes less its evaluation's steps are its training, which ours scales by the SDPA/eager ratio
+    measured here. Set-up cells as above; T4 runtimes only."""
+    page = "course: fine-tuning"
+    eval_steps = sum(p.decoder_steps for p in course if p.notebook == page and p.kind == "evaluate")
+    train = next(p for p in course if p.notebook == page and p.kind == "train")
+    course_train_minutes = COURSE_T4_MINUTES - eval_steps * LAUNCH_BOUND_STEP_S / 60
+    per_train_work = course_train_minutes / work_seconds(train, costs)
+
+    def gpu_minutes(p: Pass) -> float:
+        if p.kind == "train":
+            return work_seconds(p, costs) * per_train_work
+        if p.kind in ("evaluate", "beam"):
+            return p.decoder_steps * LAUNCH_BOUND_STEP_S / 60
+        return SETUP_MINUTES if p.kind == "setup" else 0.0
+
+    notebooks: dict[str, float] = {}
+    for p in ours:
+        if p.gpu_runtime:
+            notebooks[p.notebook] = round(notebooks.get(p.notebook, 0) + gpu_minutes(p), 1)
+    return {"step_s": LAUNCH_BOUND_STEP_S, "course_train_minutes": round(course_train_minutes, 1),
+            "course_eval_minutes": round(COURSE_T4_MINUTES - course_train_minutes, 1), "notebooks": notebooks,
+            "t4_minutes": round(sum(notebooks.values()), 1)}
 
 
 def _say(message: str) -> None:
@@ -402,6 +431,11 @@ def table(result: dict) -> str:
              f"{r['gpu_work_ratio']:.2f}x; {r['t4_minutes_ratio']:.2f}x |",
              f"| training step, SDPA / eager (whisper-base, batch {result['costs']['train_batch']}, checkpointing) | | "
              f"{r['train_step_sdpa_vs_eager']:.2f}x |"]
+    lb = result.get("launch_bound")
+    if lb:
+        rows.append(f"| ours, T4 minutes if every decoder step costs {1000 * lb['step_s']:.0f} ms (eager decoding, "
+                    f"launch-bound; the course's 45 min then hold {lb['course_eval_minutes']:.0f} min of evaluation) | "
+                    f"{', '.join(f'{k} {v:.1f}' for k, v in lb['notebooks'].items())} | {lb['t4_minutes']:.1f} |")
     return "\n".join(rows) + f"\n\nBasis: {result['basis']}."
 
 

@@ -339,9 +339,10 @@ when a learner is stuck, and what the figures should look like.
 {agenda}
 
 The compute times are for `SHORT_RUN = True` (at most 2,000 training and 500 test clips, 200 steps,
-evaluations on 100 clips): about 45 minutes of computing in all on a free T4. They are estimates from the
-course's 45 minutes for 500 steps, not yet measured on a T4. `SHORT_RUN = False` is the course's full run
-(500 steps on every clip, about 2 hours of computing): too long for one session with teaching. With the
+evaluations on 100 clips): about 20 minutes of computing in all on a free T4, from the unit's budget (the
+course's 45 T4 minutes for its 500 steps, divided among passes by work measured side by side), not yet
+measured on a T4. `SHORT_RUN = False` is the course's full run (500 steps on every clip, about 40 minutes of
+computing): too long for one session with teaching. With the
 smoke profile (a CPU, offline) the whole notebook takes about 4 minutes of CPU time.
 
 **What the short run should show** (not yet measured on a T4): a zero-shot score near the course's
@@ -371,7 +372,7 @@ cell below, and fixes every line marked TODO. It needs, as Colab secrets (the ke
 
 # The cell before the set-up: the two choices a learner makes (plain Python: it runs before the install).
 WORKSHOP_CHOICES = '''\
-SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 45 minutes on a T4); False: the full run
+SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 20 minutes on a T4); False: the full run
 DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); the teacher's mirror: "mirror:ORG/NAME"
 # or the shared Drive folder's path; no key: "bundled"'''
 

@@ -66,8 +66,8 @@ __all__ = [
 
 
 # The workshop's shortened run, per profile: fewer clips and steps, its own folder in the workspace (its
-# subsets must never feed the full course's stages). On a free T4 the whole workshop then takes about
-# 45 minutes (an estimate, see the workshop notebook); the smoke profile's about 4 minutes of CPU time.
+# subsets must never feed the full course's stages). On a free T4 the whole workshop then computes for about
+# 20 minutes (the unit's budget, benchmarks/budget.py); the smoke profile's about 4 minutes of CPU time.
 SHORT_RUN: dict[str, dict[str, Any]] = {
     "t4": dict(max_train_samples=2000, max_test_samples=500, max_steps=200, eval_steps=100, save_steps=100,
                validation_size=100),
