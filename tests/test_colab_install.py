@@ -4,10 +4,11 @@ constraints that keep them. tests/test_colab_runtime.py runs the whole cell in a
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 
 import pytest
 
-from helpers.notebook.colab_install import RUNTIME_OWNED, runtime_constraints, runtime_owned
+from helpers.notebook.colab_install import RUNTIME_OWNED, runtime_constraints, runtime_copies, runtime_owned
 from tools.constraints import CONSTRAINTS, read
 
 
@@ -60,3 +61,29 @@ def test_the_constraints_keep_what_the_runtime_owns_and_pin_the_rest_at_the_test
     tested = read()
     assert tested["numpy"] != "2.1.3" and tested["ipython"] != "7.34.0"  # (ours differ: the case that matters)
     assert {n: v for n, v in pinned.items() if n not in colab} == {n: v for n, v in tested.items() if n not in colab}
+
+
+# pip's account of the conflict our datasets meets in Colab, as pip writes it (`pip install -c`, ResolutionImpossible)
+CONFLICT = """ERROR: Cannot install datasets==5.2.0 because these package versions have conflicting dependencies.
+
+The conflict is caused by:
+    datasets 5.2.0 depends on pyarrow>=24.0.0
+    The user requested (constraint) pyarrow==18.1.0
+"""
+
+
+def test_where_our_pin_needs_a_loaded_package_to_move_the_runtimes_own_copy_is_kept_instead():
+    """Here datasets plays Colab's installed copy: it is kept at the version installed, with the requirements whose
+    pin of ours it rejects (fsspec, pinned below its floor), never with those ours satisfy (dill, ...), nor what is held."""
+    version = importlib.metadata.version
+    held = {"pyarrow": "18.1.0", "numpy": version("numpy")}
+    ours = {**read(), "datasets": "99.0.0", "fsspec": "1999.1.0"}  # the tested pins, fsspec's below datasets' floor
+    kept = runtime_copies(CONFLICT, held, ours)
+    assert kept == {"datasets": version("datasets"), "fsspec": version("fsspec")}
+    # once tried (ours rejected that copy), it is not kept again: the held package is then released as before
+    assert runtime_copies(CONFLICT, held, ours, tried=kept) == {}
+    # a package the runtime does not have (Colab has no datacollective, whose every release needs requests>=2.32.5)
+    # offers no copy to keep
+    lacking = "    not-installed-here 0.7.0 depends on requests>=2.32.5\n"
+    assert importlib.util.find_spec("not_installed_here") is None
+    assert runtime_copies(lacking, {"requests": "2.32.4"}, ours) == {}

@@ -6,11 +6,13 @@ torch is a CUDA build made for that runtime. A set-up cell that moves any of the
 old copy over the new files, and Colab asks for a restart. So the course installs with constraints of its own
 making: ``constraints.txt`` (the versions the test suite passed with) for everything else, and, for each package
 the runtime owns, the version the runtime has, ``==``. pip then installs what the runtime lacks or what must
-differ (transformers 5, datasets, ...) and can never move a package the runtime owns; when a pin of ours cannot
-live with the runtime's versions, it stops with a sentence saying so instead of replacing them.
+differ (transformers 5, ...) and can never move a package the runtime owns. Where a pin of ours cannot live beside
+one of the runtime's packages (our datasets needs a newer pyarrow than the one pandas has loaded), the runtime's own
+copy of the package whose pin conflicts is kept instead, when the runtime has one our requirements accept (Colab's
+datasets 4.0.0, the floor the suite is also run at), with what that copy needs.
 
 This module runs before the course is installed (the cell imports it from the fetched folder): the standard
-library only.
+library only, and the requirement parser pip carries with it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+try:  # pip's own copy: the set-up cell runs pip, so it is there before anything is installed
+    from pip._vendor.packaging.requirements import Requirement
+except ImportError:  # pragma: no cover - a pip without its vendored packaging
+    from packaging.requirements import Requirement
 
 # Imported or pinned by Colab before the first cell, or built for its runtime (torch and its family), even where
 # a given runtime has not imported them yet: google-colab's own requirements and whatever is imported add to these.
@@ -76,7 +83,8 @@ def runtime_owned(modules: Iterable[str] | None = None) -> dict[str, str]:
 
 def runtime_constraints(ours: str, owned: Mapping[str, str]) -> str:
     """The constraints to install with: ``ours`` (a constraints file's text) for what the runtime does not own,
-    and ``name==version`` of the runtime for what it does."""
+    and ``name==version`` of the runtime for what it does (``owned``: what it owns, and what is kept at its
+    version)."""
     lines = ["# The course's constraints.txt, with the runtime's own packages at the runtime's versions."]
     for line in ours.splitlines():
         name = _requirement_name(line.partition("#")[0])
@@ -90,6 +98,44 @@ def _released(output: str, owned: Mapping[str, str]) -> set[str]:
     """The runtime's packages that pip's account of a conflict names as held by our constraint on them."""
     held = re.findall(r"The user requested \(constraint\) ([A-Za-z0-9._-]+)==", output)
     return {canonical(name) for name in held} & set(owned)
+
+
+def _pinned(ours: str) -> dict[str, str]:
+    """``{canonical name: version}`` of a constraints file's ``name==version`` lines."""
+    found = re.findall(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s#;]+)", ours, flags=re.MULTILINE)
+    return {canonical(name): version for name, version in found}
+
+
+def runtime_copies(output: str, held: Mapping[str, str], ours: Mapping[str, str],
+                   tried: Iterable[str] = ()) -> dict[str, str]:
+    """What to keep at the runtime's versions so that a held package need not move: ``{name: version}``.
+
+    ``output`` is pip's account of a conflict. Each package it says depends on one of ``held`` (``datasets 5.2.0
+    depends on pyarrow>=21.0.0``) and that the runtime has installed is kept at the runtime's version (Colab's
+    datasets), unless it was ``tried`` before; so is each of that copy's requirements that the runtime has and
+    that our pin (``ours``) does not satisfy (datasets 4.0.0's ``fsspec<=2025.3.0``): the runtime's image is
+    consistent, so its own versions do. Empty when there is no such copy.
+    """
+    blocking = re.findall(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*) \S+ depends on ([A-Za-z0-9][A-Za-z0-9._-]*)", output,
+                          flags=re.MULTILINE)
+    names = {canonical(name) for name, needed in blocking if canonical(needed) in held} - set(held) - set(tried)
+    kept = {}
+    for name in names:
+        version = _version(name)
+        if version is None:
+            continue
+        kept[name] = version
+        for line in metadata.requires(name) or []:
+            requirement = Requirement(line)
+            needed = canonical(requirement.name)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            runtime = _version(needed)
+            if needed in held or runtime is None:
+                continue
+            if needed not in ours or not requirement.specifier.contains(ours[needed], prereleases=True):
+                kept[needed] = runtime
+    return kept if any(name in kept for name in names) else {}
 
 
 def imported_distributions(modules: Iterable[str] | None = None) -> set[str]:
@@ -124,8 +170,10 @@ def install(checkout: str | Path, extras: Iterable[str] = (), done_file: str | P
     """``pip install -e checkout[extras]`` with :func:`runtime_constraints`; prints how long set-up took.
 
     The runtime's own packages are held at its versions. Where a pin of ours cannot live beside one of them (pip
-    names the constraint in its conflict), that one package is released to our pin and pip tries again; torch and
-    its family never are. Writes ``done_file`` once installed. Returns what moved, ``{name: (old, new)}`` (empty:
+    says which package of ours depends on it otherwise), the runtime's own copy of that package is kept instead
+    (:func:`runtime_copies`) and pip tries again. Only where the runtime has no such copy, or ours reject it, is
+    the held package released to our pin (pip names its constraint in the conflict); torch and its family never
+    are. Writes ``done_file`` once installed. Returns what moved, ``{name: (old, new)}`` (empty:
     nothing the runtime owns changed). Raises :class:`RestartNeeded` when a moved package was already imported
     (the kernel still runs the old copy), and :class:`SetupError` with pip's words when nothing installs.
     """
@@ -133,19 +181,25 @@ def install(checkout: str | Path, extras: Iterable[str] = (), done_file: str | P
     checkout = Path(checkout)
     owned = runtime_owned()
     held = dict(owned)
+    ours = (checkout / constraints).read_text(encoding="utf-8")
+    tried: set[str] = set()
     pinned = checkout / RUNTIME_CONSTRAINTS
     target = f"{checkout}[{','.join(extras)}]" if extras else str(checkout)
     print("Installing it with pip, at the versions it was tested with, beside the runtime's own packages "
           f"({', '.join(n for n in ('torch', 'numpy', 'pandas', 'matplotlib') if n in owned)}, ...)", "...", flush=True)
-    for _ in range(len(owned) + 1):
-        pinned.write_text(runtime_constraints((checkout / constraints).read_text(encoding="utf-8"), held),
-                          encoding="utf-8")
+    for _ in range(2 * len(owned) + 1):
+        pinned.write_text(runtime_constraints(ours, held), encoding="utf-8")
         done = subprocess.run(f"pip install -c {pinned} -e '{target}'", shell=True, capture_output=True, text=True)
         output = done.stdout + done.stderr
-        released = _released(output, held) if "ResolutionImpossible" in output else set()
+        impossible = "ResolutionImpossible" in output
+        if done.returncode and impossible and (kept := runtime_copies(output, held, _pinned(ours), tried)):
+            tried.update(kept)  # the runtime's datasets instead of ours: nothing it owns need move
+            held.update(kept)
+            continue
+        released = _released(output, held) if impossible else set()
         if not done.returncode or not released or released & set(TORCH_FAMILY):
             break
-        for name in released:  # our pin of it wins; said below, with whether a restart is needed
+        for name in released:  # our pin of it wins (or the runtime's copy is refused); said below
             del held[name]
     if done.returncode:
         conflict = output[output.find("The conflict is caused by"):].split("To fix this")[0].strip()
