@@ -92,6 +92,7 @@ def test_multilingual_checkpoints_keep_language_and_task(capsys):
 
 def test_prepare_command_with_an_english_only_checkpoint(english_model, corpus, tmp_path, capsys, monkeypatch):
     from helpers import preparation
+    from helpers import cli
     from helpers.cli import main
 
     made = {}
@@ -102,7 +103,7 @@ def test_prepare_command_with_an_english_only_checkpoint(english_model, corpus, 
         made["processor"] = processor
         return made["prepared"], report
 
-    monkeypatch.setattr(preparation, "prepare_dataset", keep)
+    monkeypatch.setattr(cli, "prepare_dataset", keep)  # the real one still runs
     code = main(["prepare", "--profile", "smoke", "--model", str(english_model), "--language", "sinhalese",
                  "--data", str(corpus), "--output-dir", str(tmp_path), "--max-train-samples", "4",
                  "--max-test-samples", "2", "--num-proc", "1"])
