@@ -246,10 +246,11 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     Optimizer, scheduler, RNG states and the step counter come back from the checkpoint, so the run goes
     on as if it had never stopped. When the trainer has a :class:`~helpers.runtime.mirror.CheckpointMirror` (the
     small copies on Drive) and its output folder has nothing as new (a new Colab runtime), the copies are
-    restored first; then AdamW's moments start again. Without ``resume`` the run starts over, and an earlier
-    run's checkpoints and Drive copies are deleted first: left there, the Trainer's rotation would keep the
-    higher-numbered old ones and delete the new, and a later resume would continue the old run. A CUDA
-    out-of-memory error becomes ``OutOfMemory``.
+    restored first; then AdamW's moments start again. Resuming another run's copies (another method, language,
+    model...: their stamp says) stops with ``RunMismatch``, naming what differs. Without ``resume`` the run
+    starts over, and an earlier run's checkpoints and Drive copies are deleted first: left there, the
+    Trainer's rotation would keep the higher-numbered old ones and delete the new, and a later resume would
+    continue the old run. A CUDA out-of-memory error becomes ``OutOfMemory``.
     """
     if trainer.is_world_process_zero():
         from helpers.runtime.mirror import find_mirror
@@ -257,6 +258,8 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
         mirror = find_mirror(trainer)
         if not resume:
             _remove_earlier_checkpoints([Path(trainer.args.output_dir)] + ([mirror.folder] if mirror else []))
+        if mirror:  # another run's checkpoints stop a resume here, where RESUME is known; starting over restamps
+            mirror.claim(resume, trainer.args.output_dir)
         note = mirror.restore(trainer.args.output_dir) if mirror and resume else None
         if note:
             print(note)

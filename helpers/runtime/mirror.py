@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from transformers import TrainerCallback
 
 from helpers.runtime.errors import first_line
+from helpers.runtime.workspace import check_stamp, read_stamp, write_stamp
 from helpers.training import checkpoint_is_complete, last_checkpoint
 
 OPTIMIZER = "optimizer.pt"
@@ -70,11 +71,29 @@ class CheckpointMirror(TrainerCallback):
     """After every checkpoint save, copy what resuming needs to ``folder`` (on Drive in Colab), smaller.
 
     Pass it to the trainer (``callbacks=[CheckpointMirror(folder)]``) and call :func:`helpers.training.train`,
-    which restores from ``folder`` when the trainer's own output folder has nothing newer.
+    which restores from ``folder`` when the trainer's own output folder has nothing newer. With ``stamp`` (the
+    run's, :func:`helpers.runtime.workspace.run_stamp`), ``train`` first claims the folder for this run
+    (:meth:`claim`); ``start_over`` then ends the sentence that refuses another run's checkpoints.
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, stamp: dict | None = None, start_over: str = ""):
         self.folder = Path(folder)
+        self.stamp, self.start_over = stamp, start_over
+
+    def claim(self, resume: bool, output_dir: str | Path) -> None:
+        """Make the checkpoints here and in ``output_dir`` this run's, once ``resume`` is known.
+
+        Resuming, those already there must be this run's (model, data, language, training method...): another
+        run's stop the run with what differs (:class:`~helpers.runtime.workspace.RunMismatch`) before anything
+        is touched. Starting over, :func:`helpers.training.train` has deleted them; either way the folder is
+        then stamped as this run's. Without a stamp, nothing is checked.
+        """
+        if self.stamp is None:
+            return
+        earlier = [path for folder in (self.folder, Path(output_dir)) for path in folder.glob("checkpoint-*")]
+        if resume and earlier and read_stamp(self.folder) is not None:
+            check_stamp(self.folder, self.stamp, self.start_over)
+        write_stamp(self.folder, self.stamp)
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:

@@ -155,9 +155,10 @@ from helpers.metrics import make_compute_metrics
 # ## The model and the trainer
 #
 # The model is loaded with the language and task set on its generation config (today's API: no
-# `forced_decoder_ids`). The data prepared in 02 and any checkpoints in the workspace must come from this
-# same run (model, data, language, tokenizer): `load_from_workspace` checks the data, the Drive copies below
-# check the checkpoints, and another run's files stop the notebook with one sentence instead of training on them.
+# `forced_decoder_ids`). The data prepared in 02 must have this run's data, language, task and tokenizer
+# (not its training method or learning rate, which do not change the data): `load_from_workspace` checks,
+# and another run's data stops the notebook with one sentence instead of training on it. Checkpoints are
+# checked where `RESUME` is known, in the training cell below.
 
 # %%
 from helpers.model import load_model_and_processor
@@ -282,8 +283,10 @@ display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 # disk is empty, so the newest copy on Drive is brought back first; training continues from that step with
 # the same learning-rate schedule, random state and order of the data, and AdamW's moments start again (a
 # restarted kernel on the same runtime still has the full checkpoints, moments included, and uses them).
-# A run that already finished is loaded, not trained again. Set `RESUME = False` to start over: the earlier
-# run's checkpoints, here and on Drive, are deleted first, so a later resume cannot continue the old run.
+# A run that already finished is loaded, not trained again. Checkpoints of a run with other settings (another
+# language, LoRA instead of full fine-tuning) are never resumed: the cell stops and says what differs. Set
+# `RESUME = False` to start over: the earlier run's checkpoints, here and on Drive, are deleted first, so a
+# later resume cannot continue the old run.
 
 # %%
 from helpers.training import train
