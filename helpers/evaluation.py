@@ -27,7 +27,7 @@ from helpers.config import CourseConfig
 from helpers.metrics import SCORE_NAMES, wer_scores
 from helpers.runtime.device import explain_oom, inference_placement, model_for_inference
 from helpers.runtime.errors import CourseError
-from helpers.runtime.workspace import read_json, write_json
+from helpers.runtime.workspace import language_token, read_json, write_json
 
 
 class _WhisperSuppressTokensNotice(logging.Filter):
@@ -210,11 +210,13 @@ def evaluate_model(
 
 
 def evaluation_key(config: CourseConfig, model: str, dataset: Dataset, processor: WhisperProcessor) -> dict:
-    """What a score depends on: model, data, language, task, generation settings, the clips themselves, and
-    the names of the scores (a baseline saved when ``wer`` meant another metric is computed again)."""
+    """What a score depends on: model, data, language (as Whisper's token: any spelling of it), task,
+    generation settings, the clips themselves, and the names of the scores (a baseline saved when ``wer``
+    meant another metric is computed again)."""
     clips = hashlib.sha256(json.dumps(references_of(dataset, processor), ensure_ascii=False).encode()).hexdigest()
-    return {"model": str(model), "data": config.data, "language": config.language, "task": config.task,
-            "generation_max_length": config.generation_max_length, "n": len(dataset), "clips": clips[:16],
+    return {"model": str(model), "data": config.data, "language": language_token(config.language),
+            "task": config.task, "generation_max_length": config.generation_max_length, "n": len(dataset),
+            "clips": clips[:16],
             "fp16": config.fp16 and torch.cuda.is_available(), "metrics": list(SCORE_NAMES)}
 
 
