@@ -133,14 +133,14 @@ def config_from_args(args: argparse.Namespace) -> CourseConfig:
 def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     """Load ``config.data``, subsample if asked, preprocess, and write ``report.json``; return (prepared, report)."""
     from helpers.data import load_common_voice, subsample
-    from helpers.preparation import format_report, prepare_dataset
+    from helpers.preparation import format_report, prepare_splits
     from helpers.runtime.distributed import is_main_process, local_main_process_first
     from helpers.runtime.workspace import write_json
 
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
                            config.max_train_samples, config.max_test_samples)
-        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
+        prepared, report = prepare_splits(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
     if is_main_process():
         write_json(output_dir / "report.json", report)  # atomic: a kill never leaves half a report
         print(format_report(report))

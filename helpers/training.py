@@ -42,6 +42,18 @@ _CHECKPOINTING = (
     else "gradient_checkpointing"
 )
 
+# The course's Seq2SeqTrainingArguments as its page writes them (chapter 5, "Define the Training Configuration"),
+# under its names: 04 shows them beside this run's values. transformers has renamed two of them since.
+COURSE_TRAINING_ARGUMENTS: dict[str, object] = dict(
+    output_dir="./whisper-small-dv", per_device_train_batch_size=16, gradient_accumulation_steps=1,
+    learning_rate=1e-5, lr_scheduler_type="constant_with_warmup", warmup_steps=50, max_steps=500,
+    gradient_checkpointing=True, fp16=True, fp16_full_eval=True, evaluation_strategy="steps",
+    per_device_eval_batch_size=16, predict_with_generate=True, generation_max_length=225, save_steps=500,
+    eval_steps=500, logging_steps=25, report_to=["tensorboard"], load_best_model_at_end=True,
+    metric_for_best_model="wer", greater_is_better=False, push_to_hub=True,
+)
+RENAMED_ARGUMENTS = {"evaluation_strategy": "eval_strategy", "gradient_checkpointing": _CHECKPOINTING}
+
 
 def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) -> Seq2SeqTrainingArguments:
     """The course's ``Seq2SeqTrainingArguments``, from ``config``; ``extra`` overrides any of them.

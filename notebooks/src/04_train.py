@@ -117,7 +117,8 @@ training_args = Seq2SeqTrainingArguments(
 )
 
 # %% [markdown]
-# Each argument with this run's value, and what it does and costs on a T4:
+# Each argument: the course's value (as on the course's page) beside this run's, in bold where this run's
+# differs, and what it does and costs on a T4:
 
 # %%
 from helpers.notebook.display import explain_training_arguments
@@ -128,11 +129,14 @@ explain_training_arguments(training_args)
 # ## `compute_metrics`
 #
 # During evaluation the trainer generates transcripts and hands `compute_metrics` the generated ids and
-# the labels. The course's decodes both and calls `evaluate.load("wer")` twice (on the raw text, and after
-# `BasicTextNormalizer`). Ours decodes the same way and returns four error rates, named the same
-# everywhere: the course's two under the course's names, `wer_ortho` (raw text) and `wer` (after
-# `BasicTextNormalizer`), and two of ours, `wer_words` and `cer_words` (after a normaliser that keeps
-# Thaana's vowel marks, so words stay whole). 05 shows the scoring code.
+# the labels. Below is the course's function, line for line: it turns the labels' `-100` back into padding,
+# decodes both, computes `wer_ortho` on the raw text, then `wer` after Whisper's `BasicTextNormalizer`, on the
+# pairs whose normalised reference is not empty. The course loads `metric = evaluate.load("wer")`, which
+# fetches a script from the Hub; our `metric` does the same sums with jiwer (05 shows the two agree).
+#
+# Then two lines of ours: `wer_words` and `cer_words`, after a normaliser that removes case and punctuation
+# but keeps Thaana's vowel marks, so words stay whole. One more line of ours at the top: generated ids are
+# padded with `-100` too, when a batch's rows end at different lengths.
 #
 # **Which one picks the checkpoint: `wer_words`**, not the course's `wer` (so `metric_for_best_model`
 # above differs from the course's). `BasicTextNormalizer` turns every vowel mark into a space, cutting a
@@ -140,10 +144,9 @@ explain_training_arguments(training_args)
 # wrong, so it can prefer a checkpoint that writes fewer whole words correctly. `wer_words` counts words,
 # what a reader of the transcript sees. Both are logged at every evaluation, side by side.
 #
-# Below, ours, yours to change: `prediction.predictions < 0` catches generated ids padded with `-100` when
-# a batch's rows end at different lengths, `prediction.label_ids == -100` undoes the collator's padding
-# (the course: `label_ids[label_ids == -100] = tokenizer.pad_token_id`), and `wer_scores` returns the four
-# error rates. Edit it and run the cell: the trainer below calls your version at every evaluation.
+# It is wrapped in `make_compute_metrics(tokenizer)`, which hands it the tokenizer (the course uses the
+# notebook's `processor`). Yours to change: edit it and run the cell, and the trainer below calls your version
+# at every evaluation.
 
 # %%
 # %load -s make_compute_metrics helpers/metrics.py
