@@ -134,9 +134,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="a tiny model, to check the script on a CPU")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--memory-cap-gib", type=float, default=None,
+                        help="cap this process's GPU memory (15: a T4's usable memory); a variant over it fails as OOM")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("No CUDA GPU here: pass --device cpu (with --tiny) to check the script.")
+    if args.memory_cap_gib and args.device.startswith("cuda"):
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 1024**3 / total))
 
     results = {
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -21,14 +21,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from helpers.runtime.errors import CourseError
+from helpers.runtime.secrets import in_colab
+from helpers.runtime.workspace import profile_dir
+from helpers.services.hub import hub_reachable
 
 PROFILE_ENV = "COURSE_PROFILE"
-WORKSPACE_ENV = "COURSE_WORKSPACE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = REPO_ROOT / "data" / "cv-mini" / "si"
 # ``data="bundled"`` names them anywhere (the workshop's way in without a Mozilla Data Collective key).
@@ -67,14 +70,31 @@ class CourseConfig:
     # Train the decoder only (transformers' ``model.freeze_encoder()``): no encoder gradients or optimizer
     # state, so a step costs about a third of a full one; distil-whisper trains its students this way.
     freeze_encoder: bool = False
+    # Whisper's dropout while training (its config's ``dropout``, on every attention and feed-forward block's
+    # output): None keeps the checkpoint's, 0.0 for OpenAI's; the course names it among the ways to do better.
+    dropout: float | None = None
     fp16: bool = True
     generation_max_length: int = 225
     # Decoding with one static KV cache, whose decoder step transformers compiles on a GPU (torch.compile with
     # CUDA graphs): None lets helpers.evaluation.choose_decoding decide (on for a long enough pass on CUDA,
     # off on the CPU), True or False forces it. Greedy transcripts are the same either way.
     fast_generate: bool | None = None
-    # Beams of the extra beam-search score of the fine-tuned model, beside the course's greedy one.
-    eval_num_beams: int = 5
+    # Beams of the extra beam-search score of the fine-tuned model, beside the course's greedy one; 1 skips that
+    # pass (the t4 and cpu profiles: opt in with eval_num_beams=5, about as long again as the greedy pass on
+    # a T4 and 4-5x its CPU time; benchmarks/budget.py counts it).
+    eval_num_beams: int = 1
+    # After training, reload the checkpoint with the best metric_for_best_model (the course's argument).
+    # transformers needs save_steps to be a multiple of eval_steps for it, so a profile that saves more often
+    # than it evaluates turns it off: its model is the last step's, as the course's (one evaluation, at 500).
+    load_best_model_at_end: bool = True
+    # The zero-shot baseline (helpers.evaluation.evaluate_zero_shot): how many test clips it transcribes, a
+    # seeded sample (None: all of them; its scores then carry a bootstrap interval), ...
+    zero_shot_samples: int | None = None
+    # ... the tokens it may generate beyond the longest reference of those clips (a zero-shot Whisper loops on
+    # Dhivehi; no transcript needs more than its reference's length) ...
+    zero_shot_token_margin: int = 16
+    # ... and after how many repeats of the same tail a transcript stops (RepeatedTail; 0: never).
+    stop_repeats: int = 4
     max_train_samples: int | None = None
     max_test_samples: int | None = None
     num_proc: int = field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)))
@@ -127,15 +147,19 @@ _ON_A_CPU = dict(gradient_checkpointing=False, fp16=False, dataloader_num_worker
 PROFILES: dict[str, dict] = {
     # The Hugging Face Audio course's settings for whisper-small on a free Colab T4, but for the saving
     # cadence: the course saves once, at step 500, so a disconnect at step 450 loses the whole run. Every
-    # 100 steps (about 9 minutes on a T4) bounds the loss; each save needs a WER for best-model selection,
-    # so it is measured on a 300-clip validation slice of the dev split (about a minute).
+    # 100 steps bounds the loss. A save for a disconnect needs no evaluation: as the course, the trainer
+    # evaluates once, at step 500 (on the 300-clip validation slice of dev, not on test), and so chooses
+    # nothing (load_best_model_at_end off: transformers would need an evaluation at every save). The budget
+    # (benchmarks/budget.py, docs/benchmarks.md) counts every pass these values make.
     "t4": dict(
         model="openai/whisper-small",
         data=os.environ.get("COURSE_DATA", "common-voice:dv"),  # the newest release in the MDC catalogue
         output_dir="whisper-small-dv",
-        eval_steps=100,
+        eval_steps=500,
         save_steps=100,
+        load_best_model_at_end=False,
         validation_size=300,
+        zero_shot_samples=400,  # of 2,212 test clips: the baseline to within a few points (its interval is shown)
     ),
     # Same code path on 2 CPU cores in minutes: tiny random Whisper, real vocabulary, bundled clips.
     "smoke": dict(
@@ -244,11 +268,6 @@ def choose_recipe(model: str, max_steps: int, peft: str | None = None) -> tuple[
     return name, values, reason
 
 
-def in_colab() -> bool:
-    """True inside a Google Colab runtime."""
-    return "google.colab" in sys.modules or ("COLAB_RELEASE_TAG" in os.environ and Path("/content").is_dir())
-
-
 def choose_profile() -> tuple[str, str]:
     """Return ``(profile, reason)`` from ``COURSE_PROFILE`` or, failing that, from the machine."""
     asked = os.environ.get(PROFILE_ENV, "").strip().lower()
@@ -256,17 +275,15 @@ def choose_profile() -> tuple[str, str]:
         if asked not in PROFILES:
             raise CourseError(f"{PROFILE_ENV}={asked!r} is not a profile; use one of: {', '.join(PROFILES)}.")
         return asked, f"{PROFILE_ENV}={asked} is set"
-    import torch
-
     if in_colab():
         # A CPU runtime (GPU quota gone) must not silently swap the course's data for the smoke clips: the
-        # stages that need a GPU say so instead (see helpers.runtime.colab.setup).
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU in this runtime"
-        return "t4", f"this is Colab ({gpu}); set {PROFILE_ENV}=smoke for the offline run"
+        # stages that need a GPU say so instead (see helpers.notebook.session.setup).
+        if torch.cuda.is_available():
+            return "t4", f"this is Colab ({torch.cuda.get_device_name(0)})"
+        return "t4", (f"this is Colab (no GPU in this runtime); for a small real run on its CPU, pass "
+                      f'profile="cpu" to setup(...) or set {PROFILE_ENV}=cpu')
     if not torch.cuda.is_available():
         return "smoke", f"no CUDA GPU found and {PROFILE_ENV} is not set"
-    from helpers.services.hub import hub_reachable
-
     if not hub_reachable():
         return "smoke", f"a GPU is present but the Hugging Face Hub cannot be reached and {PROFILE_ENV} is not set"
     return "t4", f"a CUDA GPU ({torch.cuda.get_device_name(0)}) and the Hub are available"
@@ -296,8 +313,6 @@ def describe(config: CourseConfig) -> str:
     """Which profile, recipe and precision are in use and why, for notebooks and the CLI."""
     recipe = RECIPES.get(config.recipe, {})
     changed = [key for key in ("learning_rate", "lr_scheduler_type") if getattr(config, key) != recipe.get(key)]
-    import torch
-
     cuda = torch.cuda.is_available()
     precision = ("fp16 on CUDA" if config.fp16 else "fp32 on CUDA (fp16 off)") if cuda else "fp32 on the CPU (no GPU)"
     return (f"Profile '{config.profile}' ({config.reason}): model {config.model}, data {config.data}\n"
@@ -305,22 +320,13 @@ def describe(config: CourseConfig) -> str:
             f"{config.warmup_steps} warm-up steps, {config.lr_scheduler_type} schedule, {config.max_steps} steps"
             + (f" (set by you: {', '.join(changed)})" if changed else "") + f"; {precision}"
             + ("; encoder frozen (the decoder trains)" if config.freeze_encoder else "")
+            + (f"; dropout {config.dropout:g}" if config.dropout is not None else "")
             + (f"; LoRA rank {config.lora_rank} on {', '.join(config.lora_target_modules)}"
                + (" over 8-bit base weights" if config.load_in_8bit else "") if config.peft else ""))
 
 
 def workspace_dir(profile: str | None = None) -> Path:
-    """Where stages hand artifacts to each other: a folder per profile in the workspace root.
-
-    The root is ``COURSE_WORKSPACE``, ``MyDrive/whisper-course`` in Colab with Drive mounted, else
-    ./workspace. Each profile has its own folder, so a smoke run never feeds a real one.
-    """
-    if os.environ.get(WORKSPACE_ENV):
-        root = Path(os.environ[WORKSPACE_ENV])
-    elif Path("/content/drive/MyDrive").is_dir():
-        root = Path("/content/drive/MyDrive/whisper-course")
-    else:
-        root = Path.cwd() / "workspace"
-    path = root / (profile or choose_profile()[0])
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where stages hand artifacts to each other: ``profile``'s folder (the chosen profile's when ``None``) in
+    the workspace root (``COURSE_WORKSPACE``, ``MyDrive/whisper-course`` in Colab with Drive mounted, else
+    ./workspace); see :func:`helpers.runtime.workspace.profile_dir`."""
+    return profile_dir(profile or choose_profile()[0])

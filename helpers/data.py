@@ -37,10 +37,17 @@ import os
 from pathlib import Path
 
 import numpy as np
-from datasets import Audio, Dataset, DatasetDict, concatenate_datasets
+from datasets import Audio, Dataset, DatasetDict, concatenate_datasets, load_dataset
+from datasets.exceptions import DatasetsError
 
 from helpers.config import VALIDATION_SIZE
-from helpers.runtime.errors import CourseError, first_line
+from helpers.runtime.errors import DataSourceError, first_line
+from helpers.services.hub_errors import explain_hub_error, transport_errors
+from helpers.services.mdc import (
+    COMMON_VOICE_SOURCE,
+    download_from_mdc,
+    find_common_voice,
+)
 
 TRANSCRIPT_COLUMNS = ("sentence", "transcription", "text", "transcript", "normalized_text")
 CV_EXPECTED = "a Common Voice locale folder with clips/, train.tsv, dev.tsv and test.tsv"
@@ -51,10 +58,6 @@ SPLIT_NAMES = {
     "test": "test", "testing": "test", "eval": "test", "evaluation": "test",
 }
 _SEARCH_DEPTH = 3  # cv-corpus-23.0-2025-09-05/dv/train.tsv sits two levels below a Drive folder
-
-
-class DataSourceError(CourseError):
-    """The data source does not exist or is not shaped as expected; the message says what was expected."""
 
 
 def _unquote(field: str) -> str:
@@ -302,11 +305,6 @@ def load_audiofolder(folder: Path, seed: int = 42, validation_size: int = VALIDA
 
 def load_from_hub(dataset_id: str, seed: int = 42, validation_size: int = VALIDATION_SIZE) -> DatasetDict:
     """Load a Hub dataset (``owner/name`` or ``owner/name:config``) with the same train/validation/test shape."""
-    from datasets import load_dataset
-    from datasets.exceptions import DatasetsError
-
-    from helpers.services.hub_errors import explain_hub_error, transport_errors
-
     name, _, config = dataset_id.partition(":")
     try:
         splits = load_dataset(name, config or None)
@@ -320,6 +318,13 @@ def load_from_hub(dataset_id: str, seed: int = 42, validation_size: int = VALIDA
     return _train_validation_test(splits, dataset_id, seed, validation_size)
 
 
+def load_from_mdc(dataset_id: str, seed: int = 42, validation_size: int = VALIDATION_SIZE,
+                  download_dir: str | None = None) -> DatasetDict:
+    """Download (once) a Common Voice release from the Mozilla Data Collective and load it as a release folder
+    (:func:`helpers.services.mdc.download_from_mdc` says what each failed download means)."""
+    return load_cv_folder(download_from_mdc(dataset_id, download_dir), seed, validation_size)
+
+
 def load_common_voice(source: str | Path, seed: int = 42, validation_size: int = VALIDATION_SIZE) -> DatasetDict:
     """Load ``source`` (a local release folder, an audiofolder, ``mdc:<id>`` or a Hub id) as train/validation/test.
 
@@ -330,8 +335,6 @@ def load_common_voice(source: str | Path, seed: int = 42, validation_size: int =
     >>> splits["train"].column_names
     ['audio', 'sentence']
     """
-    from helpers.services.mdc import COMMON_VOICE_SOURCE, find_common_voice, load_from_mdc
-
     text = str(source).strip()
     if text.startswith("mdc:"):
         return load_from_mdc(text[4:].strip(), seed=seed, validation_size=validation_size)

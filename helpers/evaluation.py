@@ -1,5 +1,11 @@
 """Scoring a Whisper model on the test split: batched transcription, the four error rates, results files.
 
+The zero-shot baseline (:func:`evaluate_zero_shot`) never decodes to the length limit: a zero-shot Whisper
+loops on Dhivehi, so its transcripts stop at a repeated tail (:class:`RepeatedTail`) and at the longest
+reference's length plus a margin, and the ``t4`` profile transcribes a seeded sample of the test split
+(``config.zero_shot_samples``), whose uncertainty comes with the scores. The fine-tuned model's score is
+the course's: greedy, up to ``generation_max_length``, on every test clip.
+
 Every pass runs where :func:`helpers.runtime.device.inference_placement` says (CUDA in fp16 on a T4, else the CPU),
 with the model's own generation config (language and task set by ``load_model_and_processor``). A zero-shot
 score is kept with a key of everything it depends on (:func:`evaluation_key`), so the CLI and notebook 05
@@ -16,18 +22,33 @@ import math
 import time
 from pathlib import Path
 
+import jiwer
+import numpy as np
 import torch
 from datasets import Dataset
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
+from transformers import (
+    StoppingCriteria,
+    StoppingCriteriaList,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+)
 from transformers.cache_utils import EncoderDecoderCache, StaticCache
-from transformers.utils.logging import tqdm  # unlike tqdm.auto, silenced with transformers' progress bars
+from transformers.utils.logging import (
+    tqdm,  # unlike tqdm.auto, silenced with transformers' progress bars
+)
 
 from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding, full_attention_mask
 from helpers.config import CourseConfig
-from helpers.metrics import SCORE_NAMES, wer_scores
+from helpers.metrics import (
+    SCORE_NAMES,
+    basic_normalize,
+    normalize,
+    scored_pairs,
+    wer_scores,
+)
 from helpers.runtime.device import explain_oom, inference_placement, model_for_inference
 from helpers.runtime.errors import CourseError
-from helpers.runtime.workspace import language_token, read_json, write_json
+from helpers.runtime.workspace import artifact_path, language_token, read_json, stamp, write_json
 
 
 class _WhisperSuppressTokensNotice(logging.Filter):
@@ -103,6 +124,31 @@ class StaticDecoding:
         return torch.cat([features, features[-1:].expand(missing, *features.shape[1:])]) if missing > 0 else features
 
 
+class RepeatedTail(StoppingCriteria):
+    """Stops a row whose newest tokens are one piece said ``repeats`` times over (a decoding loop).
+
+    A piece is 1 to ``longest_piece`` tokens; a piece of few tokens must repeat until the repeated tail is
+    ``shortest_tail`` tokens long, so a doubled letter or "..." never stops a transcript. The row keeps
+    what it generated up to there (the repeats are the model's transcript and are scored as such); it only
+    stops spending decoder steps on more of the same. Everything stays on the device: no synchronisation.
+    """
+
+    def __init__(self, repeats: int = 4, longest_piece: int = 24, shortest_tail: int = 8) -> None:
+        self.repeats, self.longest_piece, self.shortest_tail = repeats, longest_piece, shortest_tail
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self.repeats < 2:
+            return done
+        for piece in range(1, self.longest_piece + 1):
+            times = max(self.repeats, math.ceil(self.shortest_tail / piece))
+            if piece * times > input_ids.shape[1]:
+                break
+            tail = input_ids[:, -piece * times:].reshape(-1, times, piece)
+            done |= (tail == tail[:, -1:]).all(dim=2).all(dim=1)
+        return done
+
+
 def transcribe_ids(
     model: WhisperForConditionalGeneration,
     processor: WhisperProcessor,
@@ -113,6 +159,7 @@ def transcribe_ids(
     placement: tuple[torch.device, torch.dtype] | None = None,
     num_beams: int = 1,
     fast: bool = False,
+    stop_repeats: int = 0,
 ) -> list[list[int]]:
     """Generate every prepared example's token ids, batched; returns them in ``dataset`` order.
 
@@ -121,6 +168,7 @@ def transcribe_ids(
     similar length together, so batches stop generating together. Language and task come from
     ``model.generation_config`` (set by ``load_model_and_processor``); ``num_beams`` 1 is greedy, as the
     course. ``fast`` decodes with a static KV cache (:class:`StaticDecoding`; see :func:`choose_decoding`).
+    ``stop_repeats`` > 1 stops a transcript whose tail repeats that many times (:class:`RepeatedTail`).
     """
     collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
     order = list(range(len(dataset)))
@@ -133,6 +181,7 @@ def transcribe_ids(
     generation = copy.deepcopy(model.generation_config)
     generation.max_length, generation.num_beams = max_length, num_beams
     static = StaticDecoding(model, batch_size * num_beams, max_length) if fast else None
+    stopping = StoppingCriteriaList([RepeatedTail(stop_repeats)] if stop_repeats > 1 else [])
     end = generation.eos_token_id
     end = set(end if isinstance(end, list) else [end])
     generated: dict[int, list[int]] = {}
@@ -149,7 +198,7 @@ def transcribe_ids(
                     features, cache = static.pad(features), {"cache": static.cache}
                 mask = full_attention_mask(features)  # Whisper attends to every frame; generate() asks to be told
                 ids = model.generate(input_features=features, attention_mask=mask, generation_config=generation,
-                                     **cache).cpu()
+                                     stopping_criteria=stopping, **cache).cpu()
             for i, row in zip(indices, ids.tolist()):
                 generated[i] = next((row[:k] for k, token in enumerate(row) if token in end), row)
     finally:
@@ -167,9 +216,11 @@ def transcribe(
     placement: tuple[torch.device, torch.dtype] | None = None,
     num_beams: int = 1,
     fast: bool = False,
+    stop_repeats: int = 0,
 ) -> list[str]:
     """Transcribe every prepared example (:func:`transcribe_ids`, the same arguments); texts in ``dataset`` order."""
-    ids = transcribe_ids(model, processor, dataset, batch_size, max_length, sort_by_length, placement, num_beams, fast)
+    ids = transcribe_ids(model, processor, dataset, batch_size, max_length, sort_by_length, placement, num_beams, fast,
+                         stop_repeats)
     return [text.strip() for text in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
@@ -189,12 +240,14 @@ def evaluate_model(
     fp16: bool = False,
     num_beams: int = 1,
     fast: bool | None = None,
+    stop_repeats: int = 0,
 ) -> dict:
     """Scores (``wer_ortho``, ``wer``, ``wer_words``, ``cer_words``, ``n``) plus predictions, references and seconds.
 
     The model runs where :func:`helpers.runtime.device.inference_placement` says (fp16 on CUDA when ``fp16``); the
     caller's model is left as it was when that needs a converted copy. ``num_beams`` 1 is greedy decoding,
-    the course's; ``fast`` is ``config.fast_generate`` (:func:`choose_decoding` says which way and why).
+    the course's; ``fast`` is ``config.fast_generate`` (:func:`choose_decoding` says which way and why);
+    ``stop_repeats`` stops looping transcripts (:class:`RepeatedTail`; 0, the course's way, never).
     """
     placement = inference_placement(fp16)
     fast, why = choose_decoding(fast, placement[0], math.ceil(len(dataset) / batch_size))
@@ -203,21 +256,94 @@ def evaluate_model(
     started = time.perf_counter()
     runner = model_for_inference(model, fp16)
     predictions = transcribe(runner, processor, dataset, batch_size, max_length, placement=placement,
-                             num_beams=num_beams, fast=fast)
+                             num_beams=num_beams, fast=fast, stop_repeats=stop_repeats)
     references = references_of(dataset, processor)
     return {"scores": wer_scores(predictions, references), "predictions": predictions, "references": references,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def zero_shot_indices(size: int, samples: int | None, seed: int) -> list[int]:
+    """The test clips the zero-shot baseline transcribes: all ``size``, or a seeded sample of ``samples``, in order."""
+    if samples is None or samples >= size:
+        return list(range(size))
+    return sorted(np.random.default_rng(seed).choice(size, size=samples, replace=False).tolist())
+
+
+def zero_shot_max_length(dataset: Dataset, processor: WhisperProcessor, generation_max_length: int, margin: int) -> int:
+    """Tokens a zero-shot transcript may take: the longest reference's text tokens and its end, plus ``margin``,
+    at most ``generation_max_length`` (what Whisper's ``generate`` counts after its decoder prompt)."""
+    special = set(processor.tokenizer.all_special_ids)
+    longest = max((sum(token not in special for token in ids) for ids in dataset["labels"]), default=0)
+    return max(1, min(generation_max_length, longest + 1 + margin))
+
+
+def bootstrap_interval(predictions: list[str], references: list[str], rounds: int = 1000, seed: int = 0) -> dict:
+    """95 % intervals of ``wer`` and ``wer_words`` over clips resampled with replacement (what a sample's
+    score could have been with other clips of the same split); clip-level errors over reference words."""
+    keep = scored_pairs(predictions, references)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, clean in (("wer", basic_normalize), ("wer_words", normalize)):
+        errors, words = np.zeros(len(keep)), np.zeros(len(keep))
+        for row, i in enumerate(keep):
+            reference, prediction = clean(references[i]), clean(predictions[i])
+            words[row] = len(reference.split())
+            if words[row]:
+                counts = jiwer.process_words(reference, prediction)
+                errors[row] = counts.substitutions + counts.deletions + counts.insertions
+            else:
+                errors[row] = len(prediction.split())
+        if not keep or not words.sum():
+            out[name] = None
+            continue
+        picks = rng.integers(0, len(keep), size=(rounds, len(keep)))
+        rates = 100 * errors[picks].sum(axis=1) / np.maximum(words[picks].sum(axis=1), 1)
+        out[name] = [round(float(x), 1) for x in np.percentile(rates, [2.5, 97.5])]
+    return out
+
+
+def evaluate_zero_shot(model: WhisperForConditionalGeneration, processor: WhisperProcessor, test: Dataset,
+                       config: CourseConfig) -> dict:
+    """The zero-shot baseline, as :func:`evaluate_model` returns it, at a fraction of a whole pass's cost.
+
+    ``config.zero_shot_samples`` test clips (a seeded sample; all with ``None``), each transcript stopped at
+    a repeated tail (``config.stop_repeats``) and at the longest of those references plus
+    ``config.zero_shot_token_margin`` tokens. ``sample`` says which clips (``indices``), of how many, the
+    token limit, and the 95 % bootstrap intervals of ``wer`` and ``wer_words``. A zero-shot Whisper sits
+    far above 100 % on Dhivehi either way; these only stop it spending decoder steps on loops.
+    """
+    indices = zero_shot_indices(len(test), config.zero_shot_samples, config.seed)
+    clips = test.select(indices) if len(indices) < len(test) else test
+    limit = zero_shot_max_length(clips, processor, config.generation_max_length, config.zero_shot_token_margin)
+    result = evaluate_model(model, processor, clips, config.eval_batch_size, limit, fp16=config.fp16,
+                            fast=config.fast_generate, stop_repeats=config.stop_repeats)
+    result["sample"] = {"indices": indices, "of": len(test), "max_length": limit, "stop_repeats": config.stop_repeats,
+                        "interval_95": bootstrap_interval(result["predictions"], result["references"])}
+    return result
+
+
+def describe_zero_shot(result: dict) -> str:
+    """One line on what the zero-shot score covers: all clips or a sample, with its 95 % interval."""
+    sample = result.get("sample") or {}
+    n, of = len(sample.get("indices", result.get("predictions", []))), sample.get("of")
+    interval = (sample.get("interval_95") or {}).get("wer")
+    spread = f"; 95 % interval of wer {interval[0]:.0f}-{interval[1]:.0f} %" if interval else ""
+    covered = f"a seeded sample of {n} of the {of} test clips" if of and n < of else f"all {n} test clips"
+    limit = f", transcripts stopped at a repeated tail or {sample['max_length']} tokens" if sample else ""
+    return f"Zero-shot: {covered}{limit}{spread}."
+
+
 def evaluation_key(config: CourseConfig, model: str, dataset: Dataset, processor: WhisperProcessor) -> dict:
-    """What a score depends on: model, data, language (as Whisper's token: any spelling of it), task,
-    generation settings, the clips themselves, and the names of the scores (a baseline saved when ``wer``
-    meant another metric is computed again)."""
+    """What a score depends on: model, data, language (as Whisper's token: any spelling of it), task, generation
+    settings (the zero-shot pass's sample and stopping included), the clips themselves, and the names of the
+    scores (a baseline saved when ``wer`` meant another metric is computed again)."""
     clips = hashlib.sha256(json.dumps(references_of(dataset, processor), ensure_ascii=False).encode()).hexdigest()
     return {"model": str(model), "data": config.data, "language": language_token(config.language),
             "task": config.task, "generation_max_length": config.generation_max_length, "n": len(dataset),
             "clips": clips[:16],
-            "fp16": config.fp16 and torch.cuda.is_available(), "metrics": list(SCORE_NAMES)}
+            "fp16": config.fp16 and torch.cuda.is_available(), "metrics": list(SCORE_NAMES),
+            "zero_shot": {"samples": config.zero_shot_samples, "seed": config.seed, "stop_repeats": config.stop_repeats,
+                          "token_margin": config.zero_shot_token_margin}}
 
 
 def reuse_or_evaluate(path: str | Path, key: dict, evaluate) -> tuple[dict, bool]:
@@ -231,6 +357,14 @@ def reuse_or_evaluate(path: str | Path, key: dict, evaluate) -> tuple[dict, bool
     result = evaluate()
     write_json(path, {"key": key, **result})
     return result, False
+
+
+def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict, bool]:
+    """:func:`reuse_or_evaluate` on the workspace's artifact ``name`` (``baseline``, ``results``), stamped with
+    this run: ``(result, reused)``."""
+    result = reuse_or_evaluate(artifact_path(name), key, evaluate)
+    stamp(name, processor)
+    return result
 
 
 def results_record(config: CourseConfig, baseline: dict, finetuned: dict, beam_search: dict | None = None) -> dict:
@@ -266,6 +400,11 @@ def beam_search_record(greedy: dict, beams: dict, num_beams: int) -> dict:
 
 def predictions_record(zero_shot: dict, fine_tuned: dict) -> dict:
     """What ``predictions.json`` holds, from the CLI and notebook 05 alike: the references and both models'
-    transcripts, clip for clip (``zero_shot`` and ``fine_tuned`` as :func:`evaluate_model` returns them)."""
-    return {"references": fine_tuned["references"], "zero_shot": zero_shot["predictions"],
-            "fine_tuned": fine_tuned["predictions"]}
+    transcripts, clip for clip (``zero_shot`` as :func:`evaluate_zero_shot` and ``fine_tuned`` as
+    :func:`evaluate_model` return them). Where the zero-shot pass transcribed a sample, the clips it left out
+    hold ``None``."""
+    indices = (zero_shot.get("sample") or {}).get("indices") or range(len(zero_shot["predictions"]))
+    aligned: list[str | None] = [None] * len(fine_tuned["predictions"])
+    for i, text in zip(indices, zero_shot["predictions"]):
+        aligned[i] = text
+    return {"references": fine_tuned["references"], "zero_shot": aligned, "fine_tuned": fine_tuned["predictions"]}

@@ -19,8 +19,13 @@ import unicodedata
 from pathlib import Path
 from typing import Callable
 
+import evaluate
 import jiwer
+from huggingface_hub import constants
+from packaging.version import Version
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+
+from helpers.services.hub import hub_reachable
 
 _basic = BasicTextNormalizer()
 
@@ -159,27 +164,19 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
     """The course's ``100 * evaluate.load("wer").compute(...)`` on the pairs and text ``wer`` scores.
 
     Returns ``(score, sentence)``: the score rounded as ours are, or ``None`` and one sentence saying why it
-    could not be computed (no ``evaluate``, one too old for jiwer 4, or no Hub to fetch the script from:
+    could not be computed (an ``evaluate`` too old for jiwer 4, or no Hub to fetch the script from:
     ``evaluate.load`` downloads ``wer.py`` for the installed version, or reads it from its cache).
     ``path`` goes to ``evaluate.load`` (a local script works offline).
     """
     keep = scored_pairs(predictions, references)
     refs = [basic_normalize(references[i]) for i in keep]
     hyps = [basic_normalize(predictions[i]) for i in keep]
-    try:
-        import evaluate
-    except ImportError:
-        return None, "Skipped: the evaluate package is not installed (pip install 'evaluate>=0.4.4')."
-    from packaging.version import Version
-
     if Version(evaluate.__version__) < Version("0.4.4"):
         return None, (f"Skipped: evaluate {evaluate.__version__}'s WER script calls jiwer's compute_measures, "
                       "which jiwer 4 removed; evaluate 0.4.4 and later use process_words.")
     if not refs:
         return None, "Skipped: no reference has a word to score."
     local = Path(path).is_file()
-    from helpers.services.hub import hub_reachable
-
     offline = not local and (_offline_mode(evaluate) or not hub_reachable())
     was_offline = evaluate.config.HF_EVALUATE_OFFLINE
     # Offline, evaluate goes straight to its cache instead of retrying the Hub.
@@ -199,8 +196,6 @@ def course_evaluate_wer(predictions: list[str], references: list[str], path: str
 
 
 def _offline_mode(evaluate) -> bool:
-    from huggingface_hub import constants
-
     return bool(evaluate.config.HF_EVALUATE_OFFLINE or constants.HF_HUB_OFFLINE)
 
 

@@ -21,7 +21,14 @@ from datasets import Dataset, DatasetDict, Features, List, Value
 from datasets.fingerprint import Hasher
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
-from helpers.audio import DECODE_REASONS, SAMPLING_RATE, AudioDecodeError, from_int16, load_audio, to_flac
+from helpers.audio import (
+    DECODE_REASONS,
+    SAMPLING_RATE,
+    AudioDecodeError,
+    from_int16,
+    load_audio,
+    to_flac,
+)
 
 MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees exactly 30 s; longer clips would be cut mid-sentence.
 DROP_REASONS = {

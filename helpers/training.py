@@ -1,7 +1,7 @@
 """Training with ``Seq2SeqTrainer`` on today's API (scoring lives in :mod:`helpers.evaluation`).
 
 Built for sessions that die (Colab disconnects, a killed process): ``train`` resumes from the newest
-*complete* checkpoint in the output folder (``last_checkpoint`` skips one whose save was cut off), or from
+*complete* checkpoint in the output folder (:func:`helpers.runtime.checkpoints.last_checkpoint` skips one whose save was cut off), or from
 the small copies a :class:`~helpers.runtime.mirror.CheckpointMirror` keeps on Drive, and checkpoints rotate
 (``save_total_limit``). A CUDA out-of-memory
 error becomes ``OutOfMemory`` (:mod:`helpers.runtime.device`), a ``CourseError`` naming the settings that help.
@@ -9,11 +9,8 @@ error becomes ``OutOfMemory`` (:mod:`helpers.runtime.device`), a ``CourseError``
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import shutil
-import zipfile
 from pathlib import Path
 
 import torch
@@ -30,9 +27,11 @@ from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
 from helpers.config import CourseConfig
 from helpers.evaluation import choose_decoding
 from helpers.metrics import CHECKPOINT_METRIC, make_compute_metrics
+from helpers.runtime.checkpoints import STATE, checkpoint_is_complete, last_checkpoint
 from helpers.runtime.device import explain_oom
 from helpers.runtime.distributed import ExactEvalSeq2SeqTrainer
 from helpers.runtime.errors import CourseError
+from helpers.runtime.mirror import find_mirror
 from helpers.runtime.trainer_internals import load_best_model, load_checkpoint_weights
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
@@ -81,7 +80,9 @@ def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) ->
         logging_steps=config.logging_steps,
         save_total_limit=config.save_total_limit,
         report_to=["tensorboard"],
-        load_best_model_at_end=True,
+        # Off where a profile saves more often than it evaluates (t4: saves every 100 steps, one evaluation at
+        # 500, as the course's; transformers needs every save evaluated to choose): the model is the last step's.
+        load_best_model_at_end=config.load_best_model_at_end,
         metric_for_best_model=CHECKPOINT_METRIC,  # wer_words: see helpers.metrics
         greater_is_better=False,
         push_to_hub=False,  # pushing is a separate, token-safe step (helpers.extras.sharing)
@@ -177,79 +178,6 @@ def build_trainer(
     return trainer
 
 
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-            "adapter_model.safetensors")
-
-
-def _file_is_whole(path: Path) -> bool:
-    """Whether a checkpoint file holds all the bytes its own format says it has (read from its ends only).
-
-    ``torch.save`` writes zip archives, whose directory is at the very end; a safetensors file starts
-    with its header's length and the header gives every tensor's end offset. A copy cut short, as a
-    Drive upload interrupted by a disconnect leaves it, fails these checks; a complete file passes them
-    without being loaded.
-    """
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return False
-        with open(path, "rb") as handle:
-            start = handle.read(8)
-            if path.suffix in (".pt", ".pth", ".bin") and start[:4] == b"PK\x03\x04":
-                return zipfile.is_zipfile(path)
-            if path.suffix == ".safetensors":
-                header_size = int.from_bytes(start, "little")
-                header = json.loads(handle.read(header_size))
-                ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
-                return size == 8 + header_size + max(ends, default=0)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return False
-    return True
-
-
-def checkpoint_is_complete(folder: str | Path) -> bool:
-    """Whether a checkpoint folder was saved to the end and can be resumed from.
-
-    ``Trainer._save_checkpoint`` writes the weights, then optimizer, scheduler and RNG states, and
-    ``trainer_state.json`` last, straight into ``checkpoint-N`` (transformers 5 uses no temporary folder).
-    A kill during saving therefore leaves ``trainer_state.json`` missing or cut off. A readable state,
-    weights, and every file whole (a Drive folder synced up to a disconnect may hold cut or empty
-    copies; see ``_file_is_whole``) mean complete.
-    """
-    folder = Path(folder)
-    try:
-        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
-        files = [p for p in folder.iterdir() if p.is_file()]
-    except (OSError, ValueError):
-        return False
-    if not isinstance(state, dict) or "global_step" not in state:
-        return False
-    if not any((folder / name).is_file() for name in _WEIGHTS):
-        return False
-    return all(_file_is_whole(p) for p in files)
-
-
-def last_checkpoint(output_dir: str | Path, verbose: bool = True) -> str | None:
-    """The newest *complete* ``checkpoint-N`` folder in ``output_dir``, or ``None``.
-
-    transformers' ``get_last_checkpoint`` takes the highest N even when its save was cut off, and resuming
-    from it fails or silently restarts the optimizer; here such a folder is skipped (and left in place:
-    the trainer overwrites it when it reaches that step again).
-    """
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return None
-    found = sorted(
-        ((int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))),
-        reverse=True,
-    )
-    for _, folder in found:
-        if checkpoint_is_complete(folder):
-            return str(folder)
-        if verbose:
-            print(f"Skipping {folder}: its save was interrupted (a file is missing or cut short).")
-    return None
 
 
 def train(trainer: Seq2SeqTrainer, resume: bool = True):
@@ -265,8 +193,6 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     continue the old run. A CUDA out-of-memory error becomes ``OutOfMemory``.
     """
     if trainer.is_world_process_zero():
-        from helpers.runtime.mirror import find_mirror
-
         mirror = find_mirror(trainer)
         if not resume:
             _remove_earlier_checkpoints([Path(trainer.args.output_dir)] + ([mirror.folder] if mirror else []))
@@ -310,7 +236,7 @@ def _check_metric_names(checkpoint: str, metric: str | None) -> None:
     (now ``eval_wer_words``) and the course's as ``eval_wer_basic`` (now ``eval_wer``): resumed, the best
     checkpoint would be chosen and the tables and plots drawn from numbers under the wrong names.
     """
-    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    state = TrainerState.load_from_json(str(Path(checkpoint) / STATE))
     evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
     if metric and evaluations and not any(f"eval_{metric}" in entry for entry in evaluations):
         raise CourseError(f"The checkpoints in {Path(checkpoint).parent} logged no '{metric}' (they were saved "
@@ -325,7 +251,7 @@ def _finished(trainer: Seq2SeqTrainer, checkpoint: str) -> bool:
     notebook, or the same command twice). The Trainer has no public call for this, so its own loaders are used
     (:mod:`helpers.runtime.trainer_internals`).
     """
-    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    state = TrainerState.load_from_json(str(Path(checkpoint) / STATE))
     if state.global_step < trainer.args.max_steps:
         return False
     trainer.state = state

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check that needs a CUDA GPU, in one go: the gpu test tier, then the GPU benchmarks.
-#   bash scripts/gpu_checks.sh                 # all of it: tier, eval, lora (about 10 minutes on an H100/H200)
-#   bash scripts/gpu_checks.sh eval lora       # only some steps: tier, eval, lora, step (step: training step variants)
+#   bash scripts/gpu_checks.sh unit            # the unit's GPU phases (the budget's): about 6 minutes on an H100
+#   bash scripts/gpu_checks.sh                 # all of it: unit, tier, eval, lora (about 16 minutes on an H100/H200)
+#   bash scripts/gpu_checks.sh eval lora       # only some steps: unit, tier, eval, lora, step (step: training step variants)
 #   OUT=folder bash scripts/gpu_checks.sh      # where the logs and JSON go (default benchmarks/results/gpu-checks)
 # Expected output and what each figure means: docs/evaluation-speed.md and docs/lora-and-8bit.md.
 # The benchmarks run fewer clips and steps than their defaults and extrapolate (gpu_eval reports seconds for
@@ -13,7 +14,7 @@ OUT=${OUT:-benchmarks/results/gpu-checks}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-STEPS=${*:-tier eval lora}
+STEPS=${*:-unit tier eval lora}
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -27,6 +28,19 @@ for name in ["torch", "transformers", "datasets", "accelerate", "peft", "bitsand
         print(name, "FAILED:", error)
 EOF
 } 2>&1 | tee "$OUT/versions.log"
+if wants unit; then
+  # The unit's GPU phases at the t4 profile's settings, each capped at 15 GiB (benchmarks/budget.py counts them):
+  # 1. a training step, SDPA (what we train with) against eager (the course's), batch 16, fp16, checkpointing;
+  timeout 150 "$PY" -m benchmarks.gpu_step --steps 10 --warmup 3 --variants course sdpa --memory-cap-gib 15 \
+    --results-dir "$OUT" 2>&1 | tee "$OUT/unit_step.log"
+  # 2. zero-shot at Dhivehi's lengths with loops: the course's pass (128 tokens, batch 32) against ours (capped at
+  #    the longest reference, repeated tails stopped), eager and on the fast path;
+  timeout 200 "$PY" -m benchmarks.gpu_unit --clips 128 --results-dir "$OUT" 2>&1 | tee "$OUT/unit_zero_shot.log"
+  # 3. the fine-tuned model's passes at Dhivehi's lengths: the course's Trainer.evaluate, ours eager, the fast path
+  #    (compiled decoder step, warm and cold), greedy ids compared.
+  timeout 240 "$PY" -m benchmarks.gpu_eval --clips 64 --fast-batch-sizes 16 --results-dir "$OUT" 2>&1 \
+    | tee "$OUT/unit_fine_tuned.log"
+fi
 if wants tier; then
   # Includes the fast path's compile-and-compare and LoRA through the CLI (8-bit skipped without bitsandbytes).
   timeout 300 "$PY" -m pytest -m gpu tests/test_gpu.py -o addopts="" -q -s -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tier.log"

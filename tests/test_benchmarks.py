@@ -229,3 +229,71 @@ def test_lora_gpu_script_runs_on_a_cpu_with_tiny_models(tmp_path):
     assert lora["merged_ids_equal"] is True  # merge_and_save's model decodes as the adapter-wrapped one
     assert "CUDA" in cases["lora-int8"]["error"]  # 8-bit weights need bitsandbytes on a GPU: named, not hidden
     assert results["summary"]["merges_equal"] is True
+
+
+def _budget_inputs():
+    """Dhivehi-like reference lengths (40-200 tokens) and the unit costs' shape, without measuring anything."""
+    import numpy as np
+
+    references = np.random.default_rng(0).integers(40, 200, size=2212).tolist()
+    costs = {"train_batch": 2, "train_step_s": {"sdpa": 4.0, "eager": 5.0}, "encoder_s_per_clip": 0.3,
+             "decoder_step_s": {"16": 0.05, "32": 0.09}}
+    prep = {"ours": {"cpu_ms_per_clip": 13.0, "cores_used": 1.3}, "recipe": {"cpu_ms_per_clip": 84.0, "cores_used": 1.0}}
+    return references, costs, prep
+
+
+def test_budget_counts_every_pass_from_the_profile():
+    """The t4 profile's passes, counted from its CourseConfig: they change when its values change."""
+    from benchmarks.budget import NOTEBOOKS, course_passes, unit_passes
+    from helpers.config import get_config
+
+    references, _, _ = _budget_inputs()
+    t4 = get_config("t4")
+    passes = unit_passes(t4, references, loop_share=0.5, stopped_at=30)
+    assert [p.notebook for p in passes if p.kind == "setup"] == list(NOTEBOOKS)
+    assert {p.notebook for p in passes if p.gpu_runtime} == {"04_train", "05_evaluate"}
+    train = [p for p in passes if p.kind == "train"]
+    assert len(train) == 1 and (train[0].steps, train[0].batch, train[0].attention) == (500, 16, "sdpa")
+    during = [p for p in passes if p.kind == "evaluate" and p.notebook == "04_train"]
+    assert len(during) == 1 and during[0].clips == t4.validation_size  # one evaluation, at step 500
+    zero_shot, final = [p for p in passes if p.notebook == "05_evaluate" and p.kind == "evaluate"]
+    assert zero_shot.clips == t4.zero_shot_samples and final.clips == 2212
+    assert not [p for p in passes if p.kind == "beam"]  # beam search is opt-in
+    # Every batch runs to its longest row: at least one step a row's token, at most the limit a batch.
+    assert final.tokens == sum(references) + len(references)
+    assert final.decoder_steps <= 139 * 226 and zero_shot.decoder_steps <= 25 * (max(references) + 18)
+
+    more = unit_passes(get_config("t4", eval_steps=100, save_steps=100, load_best_model_at_end=True), references, 0.5, 30)
+    assert len([p for p in more if p.kind == "evaluate" and p.notebook == "04_train"]) == 5
+    beams = unit_passes(get_config("t4", eval_num_beams=5), references, 0.5, 30)
+    beam = [p for p in beams if p.kind == "beam"]
+    assert len(beam) == 1 and beam[0].beams == 5 and beam[0].tokens == 5 * final.tokens
+    whole = unit_passes(get_config("t4", zero_shot_samples=None), references, 0.5, 30)
+    assert [p.clips for p in whole if p.what.startswith("zero-shot")] == [2212]
+    unstopped = unit_passes(get_config("t4", stop_repeats=0), references, 0.5, 30)
+    assert [p for p in unstopped if p.what.startswith("zero-shot")][0].tokens > zero_shot.tokens
+
+    course = course_passes(references, loop_share=0.5)
+    assert [(p.kind, p.clips) for p in course if p.kind == "evaluate"] == [("evaluate", 2212), ("evaluate", 2212)]
+    assert [p.steps for p in course if p.kind == "train"] == [500]
+    assert all(p.gpu_runtime for p in course)  # the course runs everything in its T4 runtime
+
+
+def test_budget_projection_rests_on_the_courses_45_minutes():
+    from benchmarks.budget import COURSE_T4_MINUTES, course_passes, project, unit_passes
+    from helpers.config import get_config
+
+    references, costs, prep = _budget_inputs()
+    course = course_passes(references, 0.5)
+    result = project(unit_passes(get_config("t4"), references, 0.5, 30), course, costs, prep)
+    basis = [p for p in result["course"]["passes"]
+             if p["notebook"] == "course: fine-tuning" and p["kind"] in ("train", "evaluate")]
+    assert sum(p["minutes"] for p in basis) == pytest.approx(COURSE_T4_MINUTES, abs=0.05)
+    ours = result["ours"]
+    assert ours["t4_minutes"] == pytest.approx(ours["notebooks"]["04_train"] + ours["notebooks"]["05_evaluate"], abs=0.1)
+    assert ours["all_minutes"] > ours["t4_minutes"] and "45 minutes" in result["basis"]
+    assert result["ratios"]["unit_work_ratio"] == pytest.approx(ours["all_minutes"] / result["course"]["all_minutes"],
+                                                                abs=1e-3)
+    slower = project(unit_passes(get_config("t4", eval_steps=100, save_steps=100), references, 0.5, 30), course,
+                     costs, prep)
+    assert slower["ours"]["notebooks"]["04_train"] > ours["notebooks"]["04_train"]

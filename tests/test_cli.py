@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers.config import REPO_ROOT, get_config
+from helpers.runtime.errors import CourseError
 
 TINY_RUN = ["--max-steps", "6", "--save-steps", "3", "--eval-steps", "3", "--logging-steps", "1", "--batch-size", "4",
             "--max-train-samples", "12", "--max-test-samples", "6", "--num-proc", "1"]
@@ -156,3 +157,32 @@ def test_rerunning_a_finished_run_does_not_train_again(smoke_run, corpus):
     for record in (before, after):  # the passes' seconds are measured again; everything else must not change
         del record["finetuned_beam_search"]["seconds"], record["finetuned_beam_search"]["greedy_seconds"]
     assert after == before
+
+
+def test_every_courseconfig_setting_is_a_flag_with_its_type_and_help():
+    """The flags come from CourseConfig's fields: a new setting is on the command line without a word here."""
+    import dataclasses
+
+    from helpers.cli import HELP, NOT_FLAGS, _parser, config_flags, config_from_args
+    from helpers.config import CourseConfig
+
+    settings = {f.name for f in dataclasses.fields(CourseConfig)} - set(NOT_FLAGS)
+    assert {name for name, _, _ in config_flags()} == settings and set(HELP) == settings  # each with its own help
+    parse = _parser().parse_args
+    for command in ("prepare", "run"):
+        config = config_from_args(parse([command, "--profile", "smoke", "--batch-size", "3", "--train-batch-size", "5",
+                                         "--learning-rate", "2e-4", "--no-fp16", "--freeze-encoder", "--stop-repeats",
+                                         "0", "--zero-shot-samples", "7", "--lora-target-modules", "q_proj,k_proj"]))
+        assert (config.train_batch_size, config.learning_rate, config.fp16, config.freeze_encoder) == (5, 2e-4, False,
+                                                                                                        True)
+        assert (config.stop_repeats, config.zero_shot_samples, config.lora_target_modules) == (0, 7,
+                                                                                                ("q_proj", "k_proj"))
+    # 'none' clears a setting that may be empty, whatever its type; a flag not given keeps the profile's value
+    config = config_from_args(parse(["run", "--profile", "t4", "--language", "none", "--max-test-samples", "none",
+                                     "--dropout", "None"]))
+    assert (config.language, config.max_test_samples, config.dropout) == (None, None, None)
+    assert config_from_args(parse(["run", "--profile", "cpu"])).max_test_samples == 100
+    with pytest.raises(SystemExit):  # a setting that cannot be empty takes no 'none'
+        parse(["run", "--max-steps", "none"])
+    with pytest.raises(CourseError, match="needs --peft lora"):
+        config_from_args(parse(["run", "--profile", "smoke", "--load-in-8bit"]))

@@ -5,7 +5,15 @@ import dataclasses
 import pytest
 
 from helpers.cli import _parser, config_from_args
-from helpers.config import PROFILES, RECIPES, CourseConfig, choose_profile, describe, get_config, workspace_dir
+from helpers.config import (
+    PROFILES,
+    RECIPES,
+    CourseConfig,
+    choose_profile,
+    describe,
+    get_config,
+    workspace_dir,
+)
 from helpers.runtime.errors import CourseError
 
 
@@ -14,8 +22,10 @@ def test_t4_profile_has_the_course_settings():
     assert config.model == "openai/whisper-small"
     assert (config.language, config.task) == ("sinhalese", "transcribe")
     assert (config.train_batch_size, config.learning_rate, config.warmup_steps, config.max_steps) == (16, 1e-5, 50, 500)
-    # saves every 100 steps (a disconnect loses at most ~9 T4 minutes), each with a WER on 300 dev clips
-    assert (config.eval_steps, config.save_steps, config.logging_steps, config.validation_size) == (100, 100, 25, 300)
+    # saves every 100 steps (a disconnect loses at most a fifth of the run); evaluates once, at 500, as the
+    # course, on 300 dev clips, so it chooses nothing
+    assert (config.eval_steps, config.save_steps, config.logging_steps, config.validation_size) == (500, 100, 25, 300)
+    assert config.load_best_model_at_end is False
     assert config.gradient_checkpointing and config.fp16 and config.generation_max_length == 225
     assert config.lr_scheduler_type == "constant_with_warmup"
 

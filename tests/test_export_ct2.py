@@ -9,6 +9,8 @@ which is the comparison that can catch a wrong tensor. int8 is checked for size 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from helpers.extras.ctranslate2 import CT2Whisper, export_ctranslate2, transcrib
 from helpers.runtime.errors import CourseError
 from tests.support import pretrained_model
 
-pytest.importorskip("ctranslate2", reason="pip install ctranslate2 (a dependency of the project)")
+pytest.importorskip("ctranslate2", reason="pip install -e '.[ct2]' (the extra the export needs)")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -122,3 +124,10 @@ def test_cli_export_subcommand(tmp_path, capsys):
     assert config["suppress_ids_begin"] == [220, 50257]  # the generation config's rules went along
     original = (SMOKE_MODEL_DIR / "model.safetensors").stat().st_size
     assert (tmp_path / "ct2" / "model.bin").stat().st_size < 0.35 * original
+
+
+def test_without_the_ct2_extra_the_export_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # as on an install without the [ct2] extra
+    with pytest.raises(CourseError, match=re.escape("pip install 'whisper-course-helpers[ct2]'")):
+        export_ctranslate2(SMOKE_MODEL_DIR, tmp_path / "ct2")
+    assert not (tmp_path / "ct2").exists()

@@ -18,7 +18,12 @@ from datasets import Dataset
 
 from helpers.audio import load_audio, to_flac
 from helpers.config import BUNDLED_CORPUS, get_config
-from helpers.evaluation import FAST_GENERATE_MIN_BATCHES, choose_decoding, transcribe, transcribe_ids
+from helpers.evaluation import (
+    FAST_GENERATE_MIN_BATCHES,
+    choose_decoding,
+    transcribe,
+    transcribe_ids,
+)
 from tests.support import pretrained_model
 
 

@@ -25,7 +25,7 @@ from huggingface_hub import constants
 from helpers.config import REPO_ROOT, SMOKE_MODEL_DIR, get_config
 from helpers.extras import sharing
 from helpers.extras.sharing import course_model_card
-from helpers.runtime import colab
+from helpers.notebook import session
 from helpers.services import hub
 from tests.standins import HubStandIn, install_colab
 
@@ -94,14 +94,14 @@ def test_a_colab_secret_token_is_used_and_one_not_granted_says_how_to_grant_it(o
                                                                                capsys):
     install_colab(monkeypatch, secrets={"HF_TOKEN": TOKEN})
     assert hub.who_am_i() == HubStandIn.USER
-    colab.login()
+    session.login()
     assert "token was found" in capsys.readouterr().out
 
     install_colab(monkeypatch, secrets={}, not_granted=("HF_TOKEN",))
     assert hub.who_am_i() is None
     prompted = []
     monkeypatch.setattr(huggingface_hub, "notebook_login", lambda **kwargs: prompted.append(kwargs))
-    colab.login()
+    session.login()
     out = capsys.readouterr().out
     assert "The Colab secret HF_TOKEN exists but this notebook may not read it" in out and "'Notebook access'" in out
     assert len(prompted) == 1  # then, in Colab, the login prompt as without a token

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -21,7 +22,13 @@ import torch
 
 from helpers.cli import main
 from helpers.config import SMOKE_MODEL_DIR, get_config
-from helpers.extras.lora import apply_lora, load_base_in_8bit, merge_and_save, trainable_share, training_method
+from helpers.extras.lora import (
+    apply_lora,
+    load_base_in_8bit,
+    merge_and_save,
+    trainable_share,
+    training_method,
+)
 from helpers.runtime.errors import CourseError
 from helpers.training import checkpoint_is_complete
 from tests.support import kill_after_first_checkpoint, pretrained_model
@@ -347,3 +354,10 @@ def test_recipe_follows_the_method():
     assert get_config("t4").learning_rate == 1e-5  # full fine-tuning keeps the course's
     assert get_config("smoke", peft="lora").recipe == "random-init"  # the random model keeps its own
     assert get_config("t4", peft="lora", learning_rate=5e-4).learning_rate == 5e-4  # yours wins
+
+
+def test_without_the_lora_extra_the_cli_says_how_to_install_it(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # as on an install without the [lora] extra
+    assert main(run_args(corpus, tmp_path)) == 2  # refused before any data is read or model loaded
+    assert "pip install 'whisper-course-helpers[lora]'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

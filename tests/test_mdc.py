@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers.data import DataSourceError, load_common_voice
-from helpers.runtime.colab import SecretNotGranted
+from helpers.runtime.secrets import SecretNotGranted
 from helpers.services.mdc import find_common_voice
 from tests.standins import MdcStandIn, common_voice_archive, install_colab
 from tests.test_data import tsv_rows

@@ -1,4 +1,4 @@
-"""What the notebooks call: helpers.runtime.workspace (the hand-off), helpers.runtime.colab (set-up, login), helpers.notebook.display
+"""What the notebooks call: helpers.runtime.workspace (the hand-off), helpers.notebook.session (set-up, login), helpers.notebook.display
 (tables, the helpers' own source, named metrics), helpers.extras.sharing (card labels, export, a long recording)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from helpers.config import get_config
 from helpers.data import load_common_voice, read_cv_tsv, subsample
 from helpers.extras import sharing
-from helpers.notebook import display
+from helpers.notebook import display, session
 from helpers.notebook.course import COURSE_FIGURES, colab_badge, colab_url
-from helpers.preparation import prepare_splits, prepare_dataset
+from helpers.preparation import prepare_dataset, prepare_splits
 from helpers.runtime import colab
 from helpers.runtime import workspace as ws
 from helpers.runtime.errors import CourseError
@@ -28,6 +28,7 @@ def workspace(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     folder = tmp_path / "workspace" / "smoke"  # each profile has its own folder in the workspace
     folder.mkdir(parents=True)
+    ws.set_run(get_config("smoke"))  # as a notebook's set-up cell does
     return folder
 
 
@@ -63,6 +64,12 @@ def test_a_missing_stage_input_names_the_notebook_that_makes_it(workspace, artif
         ws.saved_path(artifact)
 
 
+def test_the_workspace_needs_the_set_up_cell_first(workspace):
+    ws.set_run(None)  # a kernel where the set-up cell did not run
+    with pytest.raises(CourseError, match=r"set-up cell \(setup\(\)\) first"):
+        ws.saved_path("results")
+
+
 def test_saved_path_returns_a_present_artifact(workspace):
     path = workspace / "results.json"
     path.write_text("{}")
@@ -77,7 +84,7 @@ def test_a_rerun_stage_replaces_its_dataset_even_while_the_old_one_is_open(works
     ws.save_to_workspace(DatasetDict(train=Dataset.from_dict({"x": [7]})), "prepared")
     assert load_from_disk(str(ws.saved_path("prepared")))["train"]["x"][:] == [7]
     assert opened["train"].num_rows == 3
-    assert sorted(p.name for p in workspace.iterdir()) == ["prepared"]  # no .new/.old folders left behind
+    assert sorted(p.name for p in workspace.iterdir()) == [".stamps", "prepared"]  # no .new/.old folders left behind
 
 
 def test_embedded_clips_survive_the_originals_and_missing_ones_are_counted(tmp_path, workspace, corpus, processor):
@@ -264,17 +271,17 @@ def test_login_offline_without_a_token_says_pushing_is_skipped_and_never_prompts
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv(colab.NONINTERACTIVE_ENV, raising=False)
     monkeypatch.setattr("helpers.services.hub._cached_token", lambda: None)
-    monkeypatch.setattr(colab, "interactive", lambda: True)  # a person is looking
+    monkeypatch.setattr(session, "interactive", lambda: True)  # a person is looking
 
     def prompt(**kwargs):
         raise AssertionError("notebook_login() was called")
 
     monkeypatch.setattr(huggingface_hub, "notebook_login", prompt)
-    colab.login()
+    session.login()
     assert "pushing will be skipped" in capsys.readouterr().out
     request.getfixturevalue("hub_online")  # online: now the course's login is offered
     with pytest.raises(AssertionError, match="notebook_login"):
-        colab.login()
+        session.login()
 
 
 def test_login_online_in_a_batch_run_goes_on_without_asking(monkeypatch, capsys, hub_online):
@@ -282,14 +289,14 @@ def test_login_online_in_a_batch_run_goes_on_without_asking(monkeypatch, capsys,
     monkeypatch.setenv(colab.NONINTERACTIVE_ENV, "1")
     monkeypatch.setattr("helpers.services.hub._cached_token", lambda: None)
     assert not colab.interactive()
-    colab.login()
+    session.login()
     assert "continuing without logging in" in capsys.readouterr().out
 
 
 def test_login_with_a_token_never_shows_it(monkeypatch, capsys):
     fake = "hf_" + "Zx9" * 12
     monkeypatch.setenv("HF_TOKEN", fake)
-    colab.login()
+    session.login()
     out = capsys.readouterr().out
     assert "token was found" in out and fake not in out and fake[:8] not in out
 
@@ -301,7 +308,7 @@ def test_setup_prints_the_profile_and_workspace_and_quiets_the_libraries(workspa
     import transformers
 
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    config = colab.setup(max_steps=7)
+    config = session.setup(max_steps=7)
     out = capsys.readouterr().out
     assert config.profile == "smoke" and config.max_steps == 7
     assert "Profile 'smoke' (COURSE_PROFILE=smoke is set)" in out and f"Workspace: {workspace}" in out
@@ -314,14 +321,14 @@ def test_setup_prints_the_profile_and_workspace_and_quiets_the_libraries(workspa
 def test_the_short_run_has_fewer_steps_and_clips_and_a_folder_of_its_own(workspace, monkeypatch, capsys,
                                                                           restore_libraries):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
-    config = colab.setup(short_run=True, max_steps=12)  # what the learner sets still wins
-    expected = {**colab.SHORT_RUN["smoke"], "max_steps": 12}
+    config = session.setup(short_run=True, max_steps=12)  # what the learner sets still wins
+    expected = {**session.SHORT_RUN["smoke"], "max_steps": 12}
     assert {key: getattr(config, key) for key in expected} == expected
     assert config.warmup_steps == 1  # the recipe's warm-up follows the shorter run (a tenth of it)
-    short = workspace.parent / colab.SHORT_RUN_FOLDER / "smoke"
+    short = workspace.parent / session.SHORT_RUN_FOLDER / "smoke"
     assert f"Workspace: {short}" in capsys.readouterr().out
     assert ws.artifact_path("prepared") == short / "prepared"
-    colab.setup(short_run=True)  # run twice in one kernel: still the same folder, not short-run/short-run
+    session.setup(short_run=True)  # run twice in one kernel: still the same folder, not short-run/short-run
     assert ws.artifact_path("prepared") == short / "prepared"
-    assert set(colab.SHORT_RUN) == {"smoke", "t4", "offline", "cpu"}
-    assert colab.SHORT_RUN["t4"]["max_steps"] < get_config("t4").max_steps
+    assert set(session.SHORT_RUN) == {"smoke", "t4", "offline", "cpu"}
+    assert session.SHORT_RUN["t4"]["max_steps"] < get_config("t4").max_steps

@@ -26,12 +26,14 @@ from packaging.version import Version
 
 import helpers
 from helpers.config import REPO_ROOT, describe, get_config
+from helpers.notebook.colab_install import RUNTIME_CONSTRAINTS, install
 from helpers.notebook.course import (
     BLOG_POST,
     COLAB_CHECKOUT,
     COLLATOR_ISSUE,
     CONSTRAINTS,
     COURSE_UNIT,
+    EXTRAS,
     NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
@@ -172,11 +174,11 @@ def test_the_one_setup_cell_is_the_template_and_comes_first(name):
     setup = [cell for cell in notebook.cells if "setup" in cell.metadata.get("tags", [])]
     assert len(setup) == 1 and [c for c in cells if "config = setup(" in c] == [setup[0].source]
     if name == WORKSHOP:
-        assert cells[:2] == [cells[0], setup_cell(sync_notebooks.WORKSHOP_SETUP)]
+        assert cells[:2] == [cells[0], setup_cell(sync_notebooks.WORKSHOP_SETUP, ("lora", "ct2"))]
         assert cells[0].startswith("SHORT_RUN = True") and "\nDATA = None" in cells[0]
     else:
         args = "needs_gpu=True" if name in GPU_NOTEBOOKS else ""
-        assert cells[0] == setup_cell(args)
+        assert cells[0] == setup_cell(args, EXTRAS.get(name, ()))
 
 
 # Colab's own torch (a CUDA build, with torchvision and torchaudio built for it): the set-up cell must leave
@@ -191,7 +193,7 @@ REINSTALLING = {"-U", "--upgrade", "--force-reinstall", "-I", "--ignore-installe
 SETUP_RUNNER = r"""
 import json, subprocess, sys, types
 source_file, colab, report = sys.argv[1:4]
-install, found, rest = open(source_file, encoding="utf-8").read().partition("from helpers.runtime.colab import setup")
+install, found, rest = open(source_file, encoding="utf-8").read().partition("from helpers.notebook.session import setup")
 if colab == "1":
     sys.modules["google.colab"] = types.ModuleType("google.colab")
 calls, real_run = [], subprocess.run
@@ -235,13 +237,15 @@ def torch_problems(commands: list[str], editable: dict[str, list[str]], follow: 
                 if word.split("=")[0] in REINSTALLING:
                     problems.append(f"{word} reinstalls what is there: {command}")
                 elif word in ("-e", "--editable"):
-                    folder = next(words)
+                    folder, _, extras = next(words).partition("[")
                     if folder not in editable:
                         problems.append(f"unknown folder installed: {folder}")
                     requirements += editable.get(folder, [])
-                elif word in ("-c", "--constraint"):  # a constraint on torch would replace Colab's
+                    requirements += [r for e in extras.rstrip("]").split(",") if e for r in project_extra(e)]
+                elif word in ("-c", "--constraint"):  # a constraint on torch, unless to the torch there, replaces it
                     pinned = constraints.get(next(words), {})
-                    problems += [f"{word} pins {name}=={pinned[name]}" for name in TORCH_FAMILY & set(pinned)]
+                    problems += [f"{word} pins {name}=={pinned[name]}" for name in TORCH_FAMILY & set(pinned)
+                                 if pinned[name] != installed_version(name)]
                 elif word in ("-r", "--requirement"):
                     problems.append(f"a requirements file this test does not read: {next(words)}")
                 elif not word.startswith("-"):
@@ -276,6 +280,20 @@ def torch_problems(commands: list[str], editable: dict[str, list[str]], follow: 
 OUR_CONSTRAINTS = {f"{COLAB_CHECKOUT}/{CONSTRAINTS}": read_constraints(REPO_ROOT / CONSTRAINTS)}
 
 
+def installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def project_extra(extra: str) -> list[str]:
+    """The requirements of one of pyproject.toml's optional dependencies (``lora``, ``ct2``)."""
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"][extra]
+
+
 def project_requirements() -> list[str]:
     """The dependencies ``pip install -e`` of this repository asks for, from pyproject.toml."""
     tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
@@ -284,16 +302,18 @@ def project_requirements() -> list[str]:
 
 @pytest.fixture(scope="module")
 def run_setup(tmp_path_factory):
-    """``run_setup(name, colab)``: the commands the set-up cell would run, and what it prints (cached)."""
-    done: dict[tuple[str, bool], tuple[list[str], str]] = {}
+    """``run_setup(name, colab)``: the commands the set-up cell would run, what it prints, and the constraints
+    files it wrote, by their path in Colab (cached)."""
+    done: dict[tuple[str, bool], tuple[list[str], str, dict[str, dict[str, str]]]] = {}
 
-    def run(name: str, colab: bool) -> tuple[list[str], str]:
+    def run(name: str, colab: bool) -> tuple[list[str], str, dict[str, dict[str, str]]]:
         cells = code_cells(load(name))
         last = next(i for i, source in enumerate(cells) if "config = setup(" in source)
         source = "\n".join(cells[: last + 1])
         if (source, colab) not in done:
             tmp = tmp_path_factory.mktemp("setup")
             (tmp / "checkout").mkdir()
+            shutil.copy(REPO_ROOT / CONSTRAINTS, tmp / "checkout" / CONSTRAINTS)  # what the fetch brings
             (tmp / "cell.py").write_text(source.replace(COLAB_CHECKOUT, str(tmp / "checkout")), encoding="utf-8")
             env = {**os.environ, "COURSE_PROFILE": "smoke", "COURSE_WORKSPACE": str(tmp / "workspace"),
                    "HF_HUB_OFFLINE": "1", "COURSE_NONINTERACTIVE": "1", "OMP_NUM_THREADS": "1"}
@@ -303,7 +323,9 @@ def run_setup(tmp_path_factory):
             assert result.returncode == 0, result.stderr[-3000:]
             calls = json.loads((tmp / "calls.json").read_text())
             calls = [call.replace(str(tmp / "checkout"), COLAB_CHECKOUT) for call in calls]
-            done[source, colab] = calls, result.stdout
+            written = tmp / "checkout" / RUNTIME_CONSTRAINTS  # the constraints the install was given
+            constraints = {f"{COLAB_CHECKOUT}/{RUNTIME_CONSTRAINTS}": read_constraints(written)} if colab else {}
+            done[source, colab] = calls, result.stdout, constraints
         return done[source, colab]
 
     return run
@@ -312,9 +334,17 @@ def run_setup(tmp_path_factory):
 @pytest.mark.parametrize("name", ALL)
 def test_setup_cell_installs_only_in_colab_and_never_replaces_colabs_torch(name, run_setup):
     assert run_setup(name, colab=False)[0] == []  # outside Colab it installs nothing
-    commands = run_setup(name, colab=True)[0]
+    commands, printed, constraints = run_setup(name, colab=True)
     assert any(pip_installs(c) for c in commands) and any(REPO_URL in c for c in commands)
-    assert torch_problems(commands, {COLAB_CHECKOUT: project_requirements()}, constraints=OUR_CONSTRAINTS) == []
+    assert torch_problems(commands, {COLAB_CHECKOUT: project_requirements()}, constraints=constraints) == []
+    # what the runtime owns is pinned at the runtime's version, the rest at the tested one
+    pinned = next(iter(constraints.values()))
+    assert pinned["torch"] == installed_version("torch") and pinned["numpy"] == installed_version("numpy")
+    ours = read_constraints(REPO_ROOT / CONSTRAINTS)
+    assert pinned["transformers"] == ours["transformers"] and pinned["datasets"] == ours["datasets"]
+    assert "Set-up took" in printed and "no restart needed" in printed
+    assert [a[-1] for c in commands for a in pip_installs(c)] == [COLAB_CHECKOUT + "".join(
+        f"[{','.join(EXTRAS[name])}]" for _ in [0] if name in EXTRAS)]  # the extras this notebook offers
     for source in code_cells(load(name)):  # any other install (gradio in 06) is Colab-only, and leaves torch
         for line in source.splitlines():
             if "pip install" in line and "config = setup(" not in source:
@@ -361,15 +391,16 @@ def test_the_setup_cell_installs_the_pinned_release_and_says_how_long_it_took():
     cell = setup_cell()
     assert f'"{RELEASE}"' in cell and "fetch -q --depth 1 {repo} {release}" in cell
     assert "main" not in cell.replace("google.colab", "")  # never whatever main is today
-    assert 'print(what, "...", flush=True)' in cell and "Installed in" in cell
+    assert 'print(f"Fetching {repo} at {release} ...", flush=True)' in cell
+    assert "install(checkout, extras=(), start=start)" in cell  # says how long set-up took, from the fetch on
     assert RELEASE == f"v{helpers.__version__}"  # tools/release.py tags the commit that carries this version
     assert 'version = { attr = "helpers.__version__" }' in (REPO_ROOT / "pyproject.toml").read_text()
-    assert f"-c {{checkout}}/{CONSTRAINTS} -e {{checkout}}" in cell  # the tested versions, not the newest
+    assert install.__defaults__[1] == CONSTRAINTS  # the tested versions, not the newest
 
 
 def test_the_setup_cell_fails_loudly_when_the_release_cannot_be_fetched(tmp_path, monkeypatch, capsys):
     """The install part of the cell, run as in Colab, against a repository that does not exist."""
-    install = setup_cell().split("from helpers.runtime.colab import setup")[0]
+    install = setup_cell().split("from helpers.notebook.session import setup")[0]
     install = install.replace(REPO_URL, (tmp_path / "no-such-repo").as_uri())
     install = install.replace(COLAB_CHECKOUT, str(tmp_path / "c"))
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))

@@ -13,7 +13,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from helpers.audio import load_audio, to_int16  # noqa: E402
-from helpers.notebook.plots import plot_lengths, plot_log_mel, plot_metrics, plot_training, training_curves  # noqa: E402
+from helpers.notebook.plots import (  # noqa: E402
+    plot_lengths,
+    plot_log_mel,
+    plot_metrics,
+    plot_training,
+    training_curves,
+)
 from helpers.preparation import MAX_AUDIO_SECONDS, log_mel  # noqa: E402
 
 # The shape of Seq2SeqTrainer's state.log_history: training logs, then evaluations, then a summary.

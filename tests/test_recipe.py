@@ -7,7 +7,14 @@ import pytest
 
 from helpers import config as config_module
 from helpers.cli import _parser, config_from_args
-from helpers.config import RECIPES, choose_profile, describe, get_config, is_random_init, workspace_dir
+from helpers.config import (
+    RECIPES,
+    choose_profile,
+    describe,
+    get_config,
+    is_random_init,
+    workspace_dir,
+)
 from helpers.runtime.errors import CourseError
 
 
@@ -65,18 +72,18 @@ def test_colab_without_a_gpu_keeps_the_real_run_and_the_gpu_stages_say_what_to_d
     monkeypatch.setattr(config_module, "in_colab", lambda: True)
     profile, reason = choose_profile()
     assert profile == "t4" and "Colab" in reason and "no GPU" in reason
-    from helpers.runtime import colab
+    from helpers.notebook import session
 
-    monkeypatch.setattr(colab, "in_colab", lambda: True)
-    monkeypatch.setattr(colab, "mount_drive", lambda: None)
-    config = colab.setup()  # 00-03 and 06 run on a CPU runtime
+    monkeypatch.setattr(session, "in_colab", lambda: True)
+    monkeypatch.setattr(session, "mount_drive", lambda: None)
+    config = session.setup()  # 00-03 and 06 run on a CPU runtime
     assert config.profile == "t4"
     with pytest.raises(CourseError, match="T4 GPU") as error:
-        colab.setup(needs_gpu=True)  # 04 and 05 would run whisper-small on two vCPUs
+        session.setup(needs_gpu=True)  # 04 and 05 would run whisper-small on two vCPUs
     assert "COURSE_PROFILE=cpu" in str(error.value) and "openai/whisper-tiny" in str(error.value)
     # the choice it offers: a real small model on a CPU, which 04 and 05 then run without stopping
     monkeypatch.setenv("COURSE_PROFILE", "cpu")
-    config = colab.setup(needs_gpu=True)
+    config = session.setup(needs_gpu=True)
     assert (config.profile, config.model, config.recipe, config.freeze_encoder) == (
         "cpu", "openai/whisper-tiny", "course", True)
 

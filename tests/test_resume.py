@@ -193,7 +193,12 @@ def test_a_baseline_or_results_file_from_before_the_metrics_were_renamed_is_neve
     from datasets import Dataset
 
     from helpers.config import get_config
-    from helpers.evaluation import evaluation_key, read_results, results_record, reuse_or_evaluate
+    from helpers.evaluation import (
+        evaluation_key,
+        read_results,
+        results_record,
+        reuse_or_evaluate,
+    )
     from helpers.metrics import wer_scores
     from helpers.runtime.errors import CourseError
     from helpers.runtime.workspace import write_json

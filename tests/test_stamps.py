@@ -6,8 +6,14 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from helpers.config import get_config
+from helpers.evaluation import evaluate_once
 from helpers.runtime import workspace
-from helpers.runtime.workspace import RunMismatch, read_stamp, run_stamp, tokenizer_fingerprint
+from helpers.runtime.workspace import (
+    RunMismatch,
+    read_stamp,
+    run_stamp,
+    tokenizer_fingerprint,
+)
 
 
 @pytest.fixture
@@ -186,7 +192,7 @@ def test_another_runs_checkpoints_are_checked_where_resume_is_known(ws, processo
 
 def test_a_zero_shot_score_is_computed_once_and_stamped(ws, processor):
     workspace.set_run(get_config("smoke"))
-    first, reused = workspace.evaluate_once("baseline", {"model": "m"}, lambda: {"scores": {"wer": 120.0}}, processor)
+    first, reused = evaluate_once("baseline", {"model": "m"}, lambda: {"scores": {"wer": 120.0}}, processor)
     assert not reused and read_stamp(workspace.artifact_path("baseline"))
-    again, reused = workspace.evaluate_once("baseline", {"model": "m"}, lambda: pytest.fail("recomputed"), processor)
+    again, reused = evaluate_once("baseline", {"model": "m"}, lambda: pytest.fail("recomputed"), processor)
     assert reused and again["scores"] == {"wer": 120.0}

@@ -10,8 +10,9 @@ import pytest
 from helpers.config import BUNDLED_CORPUS, REPO_ROOT, get_config
 from helpers.evaluation import evaluation_key, reuse_or_evaluate
 from helpers.notebook import workshop
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 from helpers.runtime.workspace import artifact_path, read_json, set_run
+from tests.standins import MdcStandIn, common_voice_archive
 
 
 @pytest.fixture
@@ -56,9 +57,36 @@ def test_mdc_check_follows_the_data_source_and_the_key(learner, monkeypatch):
     mdc = get_config("t4", data="mdc:some-dataset-id")
     missing = workshop.check_mdc(mdc)
     assert not missing.ok and "MDC_API_KEY" in missing.says and 'DATA = "bundled"' in missing.says
-    monkeypatch.setenv("MDC_API_KEY", "a-key-for-the-test")
-    found = workshop.check_mdc(mdc)
-    assert found.ok and "a-key-for-the-test" not in found.line() and "accept the dataset's terms" in found.says
+
+
+def test_mdc_check_asks_the_api_for_the_key_and_the_terms(learner, monkeypatch, corpus):
+    """The pre-flight tries the key on the newest release with a real request: accepted, a wrong key, terms not
+    accepted; it never downloads the archive."""
+    with MdcStandIn(common_voice_archive(corpus)) as server:
+        monkeypatch.setenv("MDC_API_URL", f"{server.url}/api")
+        monkeypatch.setenv("MDC_API_KEY", MdcStandIn.KEY)
+        config = get_config("t4", data="common-voice:dv")
+        allowed = workshop.check_mdc(config)
+        assert allowed.ok and "Dhivehi (version 23.0)" in allowed.says and "accepted the terms" in allowed.says
+        assert MdcStandIn.KEY not in allowed.line()
+        server.terms_accepted = False
+        refused = workshop.check_mdc(config)
+        assert not refused.ok and "terms have not been accepted" in refused.says
+        assert "tick its terms" in refused.says and "organization membership" in refused.says  # the API's own words
+        by_id = workshop.check_mdc(get_config("t4", data=f"mdc:{MdcStandIn.RELEASE_ID}"))
+        assert not by_id.ok and "terms have not been accepted" in by_id.says
+        monkeypatch.setenv("MDC_API_KEY", "a-key-it-does-not-know")
+        wrong = workshop.check_mdc(config)
+        assert not wrong.ok and "rejected the API key" in wrong.says and "a-key-it-does-not-know" not in wrong.line()
+        unknown = workshop.check_mdc(get_config("t4", data="mdc:no-such-release"))
+        assert not unknown.ok and "has no dataset 'no-such-release'" in unknown.says
+        asked = [(method, path.split("?")[0]) for method, path, _ in server.requests]
+    assert ("POST", f"/api/datasets/{MdcStandIn.RELEASE_ID}/download") in asked
+    assert not any(path.startswith("/files/") for _, path in asked)  # the archive itself is never fetched
+    monkeypatch.setenv("MDC_API_URL", "http://127.0.0.1:9/api")  # nothing listens there
+    monkeypatch.setenv("MDC_API_KEY", MdcStandIn.KEY)
+    offline = workshop.check_mdc(get_config("t4", data=f"mdc:{MdcStandIn.RELEASE_ID}"))
+    assert not offline.ok and "could not be reached" in offline.says
 
 
 def test_hub_token_check_finds_the_token_without_showing_it(learner, monkeypatch):

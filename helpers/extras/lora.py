@@ -22,13 +22,19 @@ merged model: an ordinary Whisper folder that ``from_pretrained`` and ``pipeline
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
+from transformers import (
+    BitsAndBytesConfig,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    set_seed,
+)
 
 from helpers.config import CourseConfig
 from helpers.runtime.errors import CourseError
@@ -53,9 +59,12 @@ def parse_target_modules(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def check_peft(method: str | None) -> None:
-    """Refuse a PEFT method we do not support, in one sentence."""
+    """Refuse a PEFT method we do not support, or one whose library is not installed, in one sentence."""
     if method is not None and method not in METHODS:
         raise CourseError(f"Unknown PEFT method {method!r}; use {', '.join(METHODS)} (or none for full fine-tuning).")
+    if method is not None and importlib.util.find_spec("peft") is None:
+        raise CourseError("LoRA needs peft, an extra: pip install 'whisper-course-helpers[lora]' (pip install -e "
+                          "'.[lora]' in a clone; notebook 04's set-up cell installs it).")
 
 
 def make_inputs_require_grad(model: torch.nn.Module) -> list:
@@ -118,8 +127,6 @@ def lora_from_config(model: WhisperForConditionalGeneration, config: CourseConfi
     The adapter's A matrices start random: seeded with ``config.seed`` here (the trainer seeds only later),
     so the same command starts from the same adapter in any process, as a resumed run's reference must.
     """
-    from transformers import set_seed
-
     check_peft(config.peft)
     if not config.peft:
         raise CourseError("LoRA needs peft='lora' (--peft lora).")
@@ -149,8 +156,6 @@ def load_base_in_8bit(model_id: str, like: WhisperForConditionalGeneration | Non
     except ImportError as error:
         raise CourseError("8-bit base weights need bitsandbytes: pip install 'whisper-course-helpers[int8]' "
                           "(or pip install bitsandbytes).") from error
-    from transformers import BitsAndBytesConfig
-
     model = WhisperForConditionalGeneration.from_pretrained(
         model_id, quantization_config=BitsAndBytesConfig(load_in_8bit=True), dtype=torch.float16,
         device_map={"": int(os.environ.get("LOCAL_RANK", "0"))},  # one whole copy per process

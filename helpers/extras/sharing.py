@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HfHubHTTPError
+from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
 from helpers.config import CourseConfig
+from helpers.extras.lora import training_method
 from helpers.runtime.errors import CourseError, first_line
+from helpers.runtime.secrets import SecretNotGranted
 from helpers.services.hub import find_token, redact
 from helpers.services.hub_errors import explain_hub_error, transport_errors
 
@@ -30,8 +33,6 @@ def card_language(config: CourseConfig) -> str | None:
     tail = str(config.data).rstrip("/").replace("\\", "/").split("/")[-1].split(":")[-1].split("-")[-1]
     if tail.isalpha() and 2 <= len(tail) <= 3:
         return tail.lower()
-    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
-
     return TO_LANGUAGE_CODE.get((config.language or "").lower(), config.language)
 
 
@@ -60,8 +61,6 @@ def course_model_card(config: CourseConfig, repo_id: str, scores: dict | None, m
                       adapter_dir: Path | None = None):
     """The model card 06 shows and ``python -m helpers run --push-to`` publishes, from the run's config, its
     fine-tuned ``scores`` and the saved model (with ``adapter_dir`` when only a LoRA adapter trained)."""
-    from helpers.extras.lora import training_method
-
     return model_card(repo_id, base_model=source_label(config.model, keep=1), dataset_name=source_label(config.data),
                       language=card_language(config), scores=scores, training=training_summary(config),
                       method=training_method(model_dir, adapter_dir))
@@ -208,8 +207,6 @@ def push_model(model_dir: Path, repo_id: str, token: str | None = None, private:
     anything that looks like a token masked (a Hub error may quote the request, headers included).
     With ``raise_on_failure`` a failure raises ``PushError`` instead of returning the message.
     """
-    from helpers.runtime.colab import SecretNotGranted
-
     model_dir = Path(model_dir)
     try:
         token = token or find_token()

@@ -84,9 +84,18 @@ NOTEBOOK_DOCS: dict[str, tuple[tuple[str, str], ...]] = {
     "workshop.ipynb": (("workshop.md", "the teacher's guide"), ("README.md", "all the documentation")),
 }
 
-# The set-up cell's first part: in Colab, fetch the pinned release and install it, saying what it does and
-# how long it took, and stopping with the tool's own error when a step fails. Elsewhere it does nothing.
-_INSTALL = f'''# Set-up. In Colab: install the course at release {RELEASE} (about a minute; Colab's own torch is kept).
+# What each notebook that offers an extra installs with the course (pyproject.toml's optional dependencies):
+# LoRA in 04, the CTranslate2 export in 06, both in the workshop's one runtime.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "04_train.ipynb": ("lora",),
+    "06_share.ipynb": ("ct2",),
+    WORKSHOP: ("lora", "ct2"),
+}
+
+# The set-up cell's first part: in Colab, fetch the pinned release and install it beside the runtime's own
+# packages (helpers.notebook.colab_install, imported from the fetched folder), saying what it does and how long
+# it took, and stopping with the tool's own error when a step fails. Elsewhere it does nothing.
+_INSTALL = f'''# Set-up. In Colab: install the course at release {RELEASE}, beside the runtime's own packages.
 import sys
 
 if "google.colab" in sys.modules:
@@ -96,30 +105,31 @@ if "google.colab" in sys.modules:
 
     repo, release = "{REPO_URL}", "{RELEASE}"
     checkout = "{COLAB_CHECKOUT}"
-    steps = [
-        (f"Fetching {{repo}} at {{release}}", f"rm -rf {{checkout}} && git init -q {{checkout}} && cd {{checkout}} && "
-         f"git fetch -q --depth 1 {{repo}} {{release}} && git checkout -q FETCH_HEAD"),
-        ("Installing it with pip, at the versions it was tested with",
-         f"pip install -q -c {{checkout}}/{CONSTRAINTS} -e {{checkout}}"),
-    ]
     if not os.path.exists(f"{{checkout}}/.installed-{{release}}"):  # once per runtime
         start = time.time()
-        for what, command in steps:
-            print(what, "...", flush=True)
-            done = subprocess.run(command, shell=True, capture_output=True, text=True)
-            if done.returncode:  # stop here, with the tool's own words, rather than fail later on an import
-                raise RuntimeError(f"{{what}} failed (exit {{done.returncode}}):\\n{{done.stderr[-3000:]}}")
+        print(f"Fetching {{repo}} at {{release}} ...", flush=True)
+        done = subprocess.run(f"rm -rf {{checkout}} && git init -q {{checkout}} && cd {{checkout}} && "
+                              f"git fetch -q --depth 1 {{repo}} {{release}} && git checkout -q FETCH_HEAD",
+                              shell=True, capture_output=True, text=True)
+        if done.returncode:  # stop here, with the tool's own words, rather than fail later on an import
+            raise RuntimeError(f"Fetching {{repo}} at {{release}} failed (exit {{done.returncode}}):\\n"
+                               + done.stderr[-3000:])
+        sys.path.insert(0, checkout)
+        from helpers.notebook.colab_install import install
+
+        install(checkout, extras={{extras}}, start=start)  # says how long set-up took
         open(f"{{checkout}}/.installed-{{release}}", "w").close()
-        print(f"Installed in {{time.time() - start:.0f}} s.")
-    sys.path.insert(0, checkout)
+    if checkout not in sys.path:
+        sys.path.insert(0, checkout)
 '''
 
 
 def setup_call(args: str = "") -> str:
     """The lines a notebook's source holds in its set-up cell: the import and ``config = setup(args)``."""
-    return f"from helpers.runtime.colab import setup\n\nconfig = setup({args})"
+    return f"from helpers.notebook.session import setup\n\nconfig = setup({args})"
 
 
-def setup_cell(args: str = "") -> str:
-    """The whole set-up cell: the Colab install of :data:`RELEASE`, then :func:`setup_call`."""
-    return _INSTALL + "\n" + setup_call(args)
+def setup_cell(args: str = "", extras: tuple[str, ...] = ()) -> str:
+    """The whole set-up cell: the Colab install of :data:`RELEASE` with ``extras`` (:data:`EXTRAS`), then
+    :func:`setup_call`."""
+    return _INSTALL.replace("{extras}", repr(tuple(extras))) + "\n" + setup_call(args)

@@ -12,6 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from IPython.display import HTML, Audio, Markdown
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from helpers.audio import SAMPLING_RATE, from_int16
 from helpers.config import BUNDLED_CORPUS, SINHALA_CORPUS, CourseConfig, is_random_init
 from helpers.metrics import CHECKPOINT_METRIC
 from helpers.notebook.course import COURSE_FIGURES
@@ -31,8 +37,6 @@ METRIC_LABELS: dict[str, str] = {
 
 def markdown_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]):
     """An ``IPython.display.Markdown`` table (renders in Jupyter and Colab; plain text elsewhere)."""
-    from IPython.display import Markdown
-
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
@@ -123,10 +127,6 @@ class Source:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from pygments import highlight
-        from pygments.formatters import HtmlFormatter
-        from pygments.lexers import PythonLexer
-
         formatter = HtmlFormatter(noclasses=True, linenos="inline", hl_lines=sorted(self.marks), style="default")
         notes = "".join(f"<li><b>line {number}</b>: {html.escape(note)}</li>"
                         for number, note in sorted(self.marks.items()))
@@ -174,14 +174,17 @@ TRAINING_ARGUMENT_NOTES: dict[str, str] = {
     "generation_max_length": "longest transcript generated in evaluation, in tokens; far above a Common Voice "
                              "sentence, it only stops runaway repetitions",
     "save_steps": "checkpoint every N steps (weights + optimizer: about 2.9 GB for whisper-small on the runtime's "
-                  "disk, 0.48 GB copied to Drive); a multiple of "
-                  "eval_steps so the best model can be found",
-    "eval_steps": "evaluate every N steps; each evaluation costs about a minute of generation on a T4",
+                  "disk, 0.48 GB copied to Drive), for a disconnect; with load_best_model_at_end it must be a "
+                  "multiple of eval_steps",
+    "eval_steps": "evaluate every N steps (the course: once, at 500); each evaluation of 300 clips costs about "
+                  "a minute of generation on a T4",
     "logging_steps": "log the training loss every N steps (TensorBoard, the progress table); costs nothing",
     "save_total_limit": "keep only the newest N checkpoints (and the best) on the runtime's disk; Drive keeps the "
                         "newest copy and the best",
     "report_to": "TensorBoard event files under output_dir/runs",
-    "load_best_model_at_end": "after training, reload the checkpoint with the best metric (not simply the last one)",
+    "load_best_model_at_end": "after training, reload the checkpoint with the best metric (not simply the last "
+                              "one); with one evaluation, at the end, there is nothing to choose (off in the real "
+                              "run, which saves between evaluations)",
     "metric_for_best_model": "the metric that picks the best checkpoint: wer_words (words kept whole, not "
                              "cut at vowel marks as the course's wer cuts them)",
     "greater_is_better": "False: a lower WER is better",
@@ -259,8 +262,6 @@ def real_run_note(config: CourseConfig, about: str = "scores"):
 
     ``about`` is ``"scores"`` (error rates) or ``"transcripts"`` (what the model wrote).
     """
-    from IPython.display import Markdown
-
     course = (f"The course reports, for whisper-small on Common Voice 13 Dhivehi: zero-shot {_figures('zero-shot')}; "
               f"after 500 steps {_figures('fine-tuned')}.")
     if is_random_init(config.model):
@@ -278,3 +279,31 @@ def real_run_note(config: CourseConfig, about: str = "scores"):
         text = (f"**What to expect.** {course} Today's Common Voice release is not CV13 (more clips, other "
                 "speakers and test sentences), so expect figures near these, not equal to them.")
     return Markdown(f"> {text}")
+
+
+def transcripts_side_by_side(predictions: Mapping[str, Sequence[str]], test: Sequence[Mapping[str, Any]],
+                             clips: int | Sequence[int] = 5):
+    """A few test clips, each with an audio player, its reference, the zero-shot and the fine-tuned transcript.
+
+    ``predictions`` is what ``predictions.json`` holds (``references``, ``zero_shot``, ``fine_tuned``: clip for
+    clip, in the test split's order, see :func:`helpers.evaluation.predictions_record`); ``test`` is the
+    prepared test split those transcripts were made from (its ``audio_16k`` column). ``clips`` is how many
+    clips to show (the first ones with a reference) or which ones, by index. Returns an
+    ``IPython.display.HTML``: a table that Jupyter and Colab render with a player per clip.
+    """
+    references, zero_shot, fine_tuned = (list(predictions[key]) for key in ("references", "zero_shot", "fine_tuned"))
+    if not len(references) == len(zero_shot) == len(fine_tuned) == len(test):
+        raise CourseError(f"These transcripts are of {len(references)} clips and the test split has {len(test)}: "
+                          "they were made from another test split. Run this stage's scoring cells again.")
+    if isinstance(clips, int):
+        clips = [i for i, reference in enumerate(references) if reference.strip()][:clips]
+    rows = []
+    for i in clips:
+        player = Audio(from_int16(test[i]["audio_16k"]), rate=SAMPLING_RATE, normalize=False).src_attr()
+        texts = "".join(f'<tr><th style="text-align:left">{name}</th><td style="text-align:left">'
+                        f"{html.escape(text)}</td></tr>"
+                        for name, text in (("reference", references[i]), ("zero-shot", zero_shot[i]),
+                                           ("fine-tuned", fine_tuned[i])))
+        rows.append(f'<tr><td style="vertical-align:top">clip {i}<br><audio controls preload="none" src="{player}">'
+                    f"</audio></td><td><table>{texts}</table></td></tr>")
+    return HTML(f'<table class="transcripts">{"".join(rows)}</table>')

@@ -13,7 +13,20 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.config import CourseConfig, in_colab, is_random_init, workspace_dir
+import torch
+
+from helpers.config import CourseConfig, is_random_init, workspace_dir
+from helpers.data import DataSourceError
+from helpers.evaluation import (
+    describe_zero_shot,
+    evaluate_once,
+    evaluate_zero_shot,
+    evaluation_key,
+)
+from helpers.model import load_model_and_processor
+from helpers.runtime.secrets import in_colab
+from helpers.services.hub import find_token
+from helpers.services.mdc import check_access, find_common_voice, mdc_api_key
 
 # (start, what, what runs and for how long on a free T4 with SHORT_RUN = True, what to teach meanwhile).
 # The compute times are estimates from the course's 45 minutes for 500 steps, not measured on a T4.
@@ -81,8 +94,6 @@ def _space(name: str, path: Path, need_gb: float, what_to_do: str) -> Check:
 
 def check_gpu() -> Check:
     """A CUDA GPU, named with its memory; else where to switch one on."""
-    import torch
-
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
         return Check("GPU", True, f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB")
@@ -106,30 +117,32 @@ def check_disk(path: Path | None = None, need_gb: float | None = None, config: C
 
 
 def check_mdc(config: CourseConfig) -> Check:
-    """Whether this run's data needs the Mozilla Data Collective, and if so its key and the catalogue."""
-    from helpers.data import DataSourceError
-    from helpers.services.mdc import _mdc_api_key, find_common_voice
+    """Whether this run's data needs the Mozilla Data Collective, and if so whether the key may download it.
 
+    The release is found in the catalogue (``common-voice:<locale>``) and the key is tried on it with a real
+    request (:func:`helpers.services.mdc.check_access`): a rejected key and terms not yet accepted each
+    come back as what to do, the day before rather than during the class.
+    """
     source = config.data
     if not source.startswith(("mdc:", "common-voice:")):
         return Check("MDC access", True, f"not needed: the data is {source}")
-    if not _mdc_api_key():
+    if not mdc_api_key():
         return Check("MDC access", False, "no MDC_API_KEY: add it as a Colab secret (stage 1 lists the steps), or "
                                           'set DATA = "bundled" above the set-up cell to use the bundled clips')
-    if source.startswith("common-voice:"):
-        try:
+    try:
+        if source.startswith("common-voice:"):
             release = find_common_voice(source.removeprefix("common-voice:"))
-        except DataSourceError as error:
-            return Check("MDC access", False, str(error))
-        return Check("MDC access", True, f"key found; newest release {release.name} {release.version} (accept its "
-                                         "terms on its MDC page before the day, or the download is refused)")
-    return Check("MDC access", True, "key found (accept the dataset's terms on its MDC page before the day)")
+            dataset_id, name = release.id, f"{release.name} (version {release.version})"
+        else:
+            dataset_id = name = source.removeprefix("mdc:").strip()
+        allowed = check_access(dataset_id)
+    except DataSourceError as error:
+        return Check("MDC access", False, str(error))
+    return Check("MDC access", True, f"{name}: {allowed}")
 
 
 def check_hub_token() -> Check:
     """A Hugging Face token for pushing in stage 6 (optional: without one, stage 6 exports instead)."""
-    from helpers.services.hub import find_token
-
     if find_token():
         return Check("Hub token", True, "found (not shown); stage 6 can push")
     return Check("Hub token", False, "none: stage 6 will write an export folder instead of pushing; to push, add a "
@@ -152,15 +165,11 @@ def zero_shot_baseline(config: CourseConfig, test, processor) -> dict:
 
     The same key, file and stamp as stage 5's, so stage 5 reuses this score instead of computing it again.
     """
-    from helpers.evaluation import evaluate_model, evaluation_key
-    from helpers.model import load_model_and_processor
-    from helpers.runtime.workspace import evaluate_once
-
     def score() -> dict:
         model, model_processor = load_model_and_processor(config.model, config.language, config.task)
-        return evaluate_model(model, model_processor, test, config.eval_batch_size, config.generation_max_length,
-                              fp16=config.fp16)
+        return evaluate_zero_shot(model, model_processor, test, config)
 
     result, reused = evaluate_once("baseline", evaluation_key(config, config.model, test, processor), score, processor)
     print("Zero-shot score", "reused from baseline.json" if reused else "computed and saved to baseline.json")
+    print(describe_zero_shot(result))
     return result

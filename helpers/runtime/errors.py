@@ -11,6 +11,14 @@ class CourseError(Exception):
     """A problem the learner can fix (a missing folder, an unknown language): one clear sentence, no traceback."""
 
 
+class DataSourceError(CourseError):
+    """The data source does not exist or is not shaped as expected; the message says what was expected.
+
+    Raised by :mod:`helpers.data` and by the MDC download behind it (:mod:`helpers.services.mdc`), so it lives
+    below both; ``helpers.data.DataSourceError`` is the name the course uses.
+    """
+
+
 def first_line(error: BaseException) -> str:
     """The first non-empty line of ``error``'s message (its type's name when it has none), for one-sentence errors."""
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

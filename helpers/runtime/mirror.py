@@ -24,18 +24,17 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import TrainerCallback
 
+from helpers.runtime.checkpoints import STATE, checkpoint_is_complete, last_checkpoint
 from helpers.runtime.errors import first_line
-from helpers.runtime.workspace import check_stamp, read_stamp, write_stamp
-from helpers.training import checkpoint_is_complete, last_checkpoint
 
 OPTIMIZER = "optimizer.pt"
-STATE = "trainer_state.json"  # written last: checkpoint_is_complete reads a copy without it as unfinished
 
 
 def _is_model_weights(path: Path) -> bool:
@@ -70,30 +69,27 @@ def _optimizer_without_moments(checkpoint: Path, optimizer) -> dict:
 class CheckpointMirror(TrainerCallback):
     """After every checkpoint save, copy what resuming needs to ``folder`` (on Drive in Colab), smaller.
 
-    Pass it to the trainer (``callbacks=[CheckpointMirror(folder)]``) and call :func:`helpers.training.train`,
-    which restores from ``folder`` when the trainer's own output folder has nothing newer. With ``stamp`` (the
-    run's, :func:`helpers.runtime.workspace.run_stamp`), ``train`` first claims the folder for this run
-    (:meth:`claim`); ``start_over`` then ends the sentence that refuses another run's checkpoints.
+    Pass it to the trainer (``callbacks=[CheckpointMirror(folder)]``) and train with ``helpers.training.train``,
+    which restores from ``folder`` when the trainer's own output folder has nothing newer. ``claim``, when
+    given, is called by :meth:`claim` once ``train`` knows whether it resumes (the workspace's stamp check).
     """
 
-    def __init__(self, folder: str | Path, stamp: dict | None = None, start_over: str = ""):
+    def __init__(self, folder: str | Path, claim: Callable[[bool], None] | None = None):
         self.folder = Path(folder)
-        self.stamp, self.start_over = stamp, start_over
+        self.claim_for_run = claim
 
     def claim(self, resume: bool, output_dir: str | Path) -> None:
         """Make the checkpoints here and in ``output_dir`` this run's, once ``resume`` is known.
 
-        Resuming, those already there must be this run's (model, data, language, training method...): another
-        run's stop the run with what differs (:class:`~helpers.runtime.workspace.RunMismatch`) before anything
-        is touched. Starting over, :func:`helpers.training.train` has deleted them; either way the folder is
-        then stamped as this run's. Without a stamp, nothing is checked.
+        Calls the ``claim`` given to the mirror with whether earlier checkpoints (here or in ``output_dir``)
+        are to be resumed: it stops a resume of another run's before anything is touched, and marks the folder
+        as this run's (:func:`helpers.runtime.workspace.checkpoint_copies_on_drive`). Starting over,
+        ``train`` has deleted them first.
         """
-        if self.stamp is None:
-            return
-        earlier = [path for folder in (self.folder, Path(output_dir)) for path in folder.glob("checkpoint-*")]
-        if resume and earlier and read_stamp(self.folder) is not None:
-            check_stamp(self.folder, self.stamp, self.start_over)
-        write_stamp(self.folder, self.stamp)
+        if self.claim_for_run is not None:
+            earlier = any(path.is_dir() for folder in (self.folder, Path(output_dir))
+                          for path in folder.glob("checkpoint-*"))
+            self.claim_for_run(resume and earlier)
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:

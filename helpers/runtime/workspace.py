@@ -1,10 +1,10 @@
 """The workspace: where the seven notebooks hand their results to each other, and how each is checked.
 
-Each profile has its own folder (:func:`helpers.config.workspace_dir`; in Colab on Google Drive, so a
+Each profile has its own folder (:func:`profile_dir`; in Colab on Google Drive, so a
 disconnect loses nothing). Artifacts are named in :data:`ARTIFACTS`; :func:`load_from_workspace` (or
 :func:`saved_path`) finds one or says which notebook makes it. Every artifact is stamped with the run that
 made it: saving stamps it, loading it checks the stamp against the run set up in this notebook
-(:func:`set_run`, called by ``helpers.runtime.colab.setup``), so a stage never reads another run's files
+(:func:`set_run`, called by ``helpers.notebook.session.setup``), so a stage never reads another run's files
 without a word. The savers and loaders do this themselves, so the notebooks' cells show no bookkeeping.
 
 Three layers, in this order below: JSON files written atomically (a killed session never leaves half of
@@ -23,9 +23,37 @@ import os
 import shutil
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from helpers.config import CourseConfig, in_colab, workspace_dir
+import datasets
+from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
 from helpers.runtime.errors import CourseError
+from helpers.runtime.mirror import CheckpointMirror
+from helpers.runtime.secrets import in_colab
+
+if TYPE_CHECKING:  # only for the annotations: a run's stamp reads a CourseConfig's fields, by name
+    from helpers.config import CourseConfig
+
+WORKSPACE_ENV = "COURSE_WORKSPACE"
+
+
+def workspace_root() -> Path:
+    """Where the workspace's profile folders live: ``COURSE_WORKSPACE``, ``MyDrive/whisper-course`` in Colab
+    with Drive mounted, else ./workspace."""
+    if os.environ.get(WORKSPACE_ENV):
+        return Path(os.environ[WORKSPACE_ENV])
+    if Path("/content/drive/MyDrive").is_dir():
+        return Path("/content/drive/MyDrive/whisper-course")
+    return Path.cwd() / "workspace"
+
+
+def profile_dir(profile: str) -> Path:
+    """The workspace folder of ``profile`` (made when missing): each profile its own, so a smoke run never
+    feeds a real one."""
+    path = workspace_root() / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_json(path: str | Path, data) -> None:
@@ -97,9 +125,6 @@ def training_method(config: CourseConfig) -> str:
 def language_token(language: str | None) -> str | None:
     """Whisper's token for ``language``, as its tokenizer maps names and codes: "sinhala", "Sinhalese" and
     "si" are all ``<|si|>``. A name Whisper does not know stays as it is (the model's loader refuses it)."""
-    # Imported here: transformers binds tqdm when imported, and the set-up cell picks the progress bars first.
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
-
     if not language:
         return None
     code = TO_LANGUAGE_CODE.get(language.lower(), language.lower())
@@ -181,15 +206,16 @@ def set_run(config: CourseConfig | None) -> None:
     _run = config
 
 
-def _profile() -> str | None:
-    return _run.profile if _run else None
+def _folder() -> Path:
+    """The workspace folder of the run set up in this notebook."""
+    if _run is None:
+        raise CourseError("No run is set up in this kernel: run the notebook's set-up cell (setup()) first.")
+    return profile_dir(_run.profile)
 
 
 @contextlib.contextmanager
 def no_progress():
     """Hide ``datasets`` progress bars for bookkeeping steps (casting, saving) that take no time."""
-    import datasets
-
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -208,7 +234,7 @@ def runtime_dir(name: str) -> Path:
     Under ``COURSE_RUNTIME_DIR`` when set, ``/content/runtime`` in Colab (fast, free, gone after a
     disconnect), else in a ``runtime`` folder of the workspace; one folder per workspace and profile.
     """
-    workspace = workspace_dir(_profile())
+    workspace = _folder()
     # The workspace's last two folders (root and profile): the workshop's short run gets its own folder too.
     if os.environ.get(RUNTIME_ENV):
         return Path(os.environ[RUNTIME_ENV]) / workspace.parent.name / workspace.name / name
@@ -221,13 +247,13 @@ def artifact_path(name: str) -> Path:
     """Where artifact ``name`` (a key of :data:`ARTIFACTS`) lives in the workspace, made or not."""
     if name not in ARTIFACTS:
         raise KeyError(f"unknown artifact {name!r}; known: {', '.join(ARTIFACTS)}")
-    return workspace_dir(_profile()) / ARTIFACTS[name][0]
+    return _folder() / ARTIFACTS[name][0]
 
 
 def _start_over(name: str) -> str:
     maker = ARTIFACTS[name][1] if name in ARTIFACTS else "the stage that makes it"
     return (f"Give this notebook the same settings as that run, or run {maker} again to remake it for this "
-            f"run (or delete {workspace_dir(_profile())} to start the whole course over).")
+            f"run (or delete {_folder()} to start the whole course over).")
 
 
 def artifact_stamp(name: str, processor=None) -> dict:
@@ -262,11 +288,11 @@ def saved_path(name: str, made_by: str | None = None, processor=None) -> Path:
         made_by = made_by or maker
     else:
         relative, what = name, name
-    path = workspace_dir(_profile()) / relative
+    path = _folder() / relative
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         hint = f"run {made_by} first (it saves {what} there)" if made_by else "run the previous stage first"
         raise CourseError(f"{what.capitalize()} ({relative}) is not in the workspace "
-                          f"{workspace_dir(_profile())}: {hint}.")
+                          f"{_folder()}: {hint}.")
     if name in ARTIFACTS:
         check(name, processor)
     return path
@@ -313,9 +339,7 @@ def load_from_workspace(name: str, processor=None):
     path = saved_path(name, processor=processor)
     if path.suffix == ".json":
         return json.loads(path.read_text(encoding="utf-8"))
-    from datasets import load_from_disk
-
-    return load_from_disk(str(path))
+    return datasets.load_from_disk(str(path))
 
 
 @contextlib.contextmanager
@@ -340,28 +364,25 @@ def saving_to_workspace(*names: str, processor=None):
             stamp(name, processor)
 
 
-def evaluate_once(name: str, key: dict, evaluate, processor=None) -> tuple[dict, bool]:
-    """:func:`helpers.evaluation.reuse_or_evaluate` on artifact ``name``, stamped: ``(result, reused)``."""
-    from helpers.evaluation import reuse_or_evaluate
-
-    result = reuse_or_evaluate(artifact_path(name), key, evaluate)
-    stamp(name, processor)
-    return result
-
-
-def checkpoint_copies_on_drive(processor=None):
+def checkpoint_copies_on_drive(processor=None) -> CheckpointMirror:
     """The :class:`~helpers.runtime.mirror.CheckpointMirror` that keeps small copies of each save in the workspace.
 
     Whether the copies already there may be resumed is decided where ``RESUME`` is known:
-    ``train(trainer, resume=RESUME)`` checks that they are this run's before resuming from them, and starting
-    over deletes them and stamps the folder anew (``CheckpointMirror.claim``).
+    ``train(trainer, resume=RESUME)`` claims them (``CheckpointMirror.claim``). Resuming another run's (model,
+    data, language, training method...: their stamp says) stops with what differs; starting over deletes them,
+    and either way the folder is then stamped as this run's.
     """
-    from helpers.runtime.mirror import CheckpointMirror
+    folder = artifact_path("training")
+    stamp = run_stamp(_run, processor)
 
-    stamp = run_stamp(_run, processor) if _run is not None else None
-    return CheckpointMirror(artifact_path("training"), stamp=stamp, start_over=(
-        "Set RESUME = False in 04's training cell to start over (the earlier run's checkpoints are deleted "
-        "first), or give this notebook that run's settings to resume it."))
+    def claim_for_this_run(resuming: bool) -> None:
+        if resuming and read_stamp(folder) is not None:
+            check_stamp(folder, stamp, "Set RESUME = False in 04's training cell to start over (the earlier run's "
+                                       "checkpoints are deleted first), or give this notebook that run's settings "
+                                       "to resume it.")
+        write_stamp(folder, stamp)
+
+    return CheckpointMirror(folder, claim=claim_for_this_run)
 
 
 def embed_audio(splits):
@@ -371,9 +392,8 @@ def embed_audio(splits):
     whose clip is missing keep their path and no bytes, so preprocessing counts them as "file not found"
     (``save_to_disk`` would stop at them if the column were still an ``Audio`` feature).
     """
-    from datasets import Features, Value
-
-    features = Features({"audio": {"bytes": Value("binary"), "path": Value("string")}, "sentence": Value("string")})
+    features = datasets.Features({"audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                                  "sentence": datasets.Value("string")})
 
     def read(batch: dict) -> dict:
         out = []

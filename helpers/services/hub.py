@@ -12,13 +12,12 @@ import re
 import sys
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 from huggingface_hub import get_token as _cached_token
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-)
+from huggingface_hub.errors import HfHubHTTPError
 
 from helpers.runtime.errors import can_connect, first_line
+from helpers.runtime.secrets import SecretNotGranted, colab_secret
 from helpers.services.hub_errors import hub_problem, transport_errors
 
 
@@ -28,8 +27,6 @@ def find_token() -> str | None:
     Raises ``SecretNotGranted`` (a ``CourseError``) when the only token is a Colab secret this notebook has
     not been given access to.
     """
-    from helpers.runtime.colab import colab_secret
-
     # huggingface_hub's own lookup: HF_TOKEN, then the login cache (and, in Colab's kernel, the secret too,
     # but a refused one only as a warning, hence ours after it).
     return _cached_token() or colab_secret("HF_TOKEN")
@@ -54,8 +51,6 @@ def hub_reachable(timeout: float = 1.5) -> bool:
     The endpoint probed is ``huggingface_hub``'s own (``HF_ENDPOINT`` when it was set, else huggingface.co),
     so a mirror or a local stand-in counts as the Hub exactly when the client would talk to it.
     """
-    from huggingface_hub import constants
-
     return not constants.HF_HUB_OFFLINE and can_connect(constants.ENDPOINT, timeout)
 
 
@@ -67,8 +62,6 @@ def use_cache_only_if_unreachable(*sources: str | None) -> str | None:
     cache still loads, and one that is not fails at once with one clear sentence.
     """
     hub_ids = [s for s in sources if s and _HUB_ID.fullmatch(str(s)) and not Path(str(s)).expanduser().exists()]
-    from huggingface_hub import constants
-
     if not hub_ids or constants.HF_HUB_OFFLINE or hub_reachable():
         return None
     os.environ["HF_HUB_OFFLINE"] = "1"  # for what imports huggingface_hub later, and for child processes
@@ -90,8 +83,6 @@ def _whoami(token: str) -> tuple[str | None, BaseException | None]:
 
 def who_am_i(token: str | None = None) -> str | None:
     """The logged-in user's name, or ``None`` when there is no valid token (or no readable one) or no network."""
-    from helpers.runtime.colab import SecretNotGranted
-
     try:
         token = token or find_token()
     except SecretNotGranted:  # login() has said how to grant it
@@ -101,8 +92,6 @@ def who_am_i(token: str | None = None) -> str | None:
 
 def login_status() -> str:
     """One sentence for learners: who is logged in, or why pushing will be skipped (bad token, no network)."""
-    from helpers.runtime.colab import SecretNotGranted
-
     try:
         token = find_token()
     except SecretNotGranted as error:

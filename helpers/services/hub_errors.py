@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 
+import requests
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -31,12 +32,7 @@ def transport_errors() -> tuple[type[BaseException], ...]:
             found.append(importlib.import_module(name).TransportError)
         except (ImportError, AttributeError):
             pass
-    try:
-        import requests
-
-        found += [requests.ConnectionError, requests.Timeout]
-    except ImportError:
-        pass
+    found += [requests.ConnectionError, requests.Timeout]
     return tuple(found)
 
 

@@ -1,12 +1,12 @@
 """Common Voice from the Mozilla Data Collective (MDC), through its ``datacollective`` SDK.
 
 Common Voice left the Hugging Face Hub in October 2025. ``mdc:<dataset id>`` downloads one dataset
-(:func:`load_from_mdc`, the API key from ``MDC_API_KEY``, a ``.env`` file or a Colab secret);
+(:func:`download_from_mdc`, the API key from ``MDC_API_KEY``, a ``.env`` file or a Colab secret);
 ``common-voice:<locale>`` first finds the newest release for a locale in the MDC's public catalogue
 (:func:`find_common_voice`). Every way a download can fail (no key, a wrong key, terms not accepted, a secret
 not granted to this notebook, a cut download, a full disk) ends in one sentence saying what to do, and a
-half-downloaded archive is never used. The unpacked release is then read as a Common Voice folder
-(:func:`helpers.data.load_cv_folder`).
+half-downloaded archive is never used. :func:`helpers.data.load_common_voice` then reads the unpacked release
+as a Common Voice folder.
 """
 
 from __future__ import annotations
@@ -19,22 +19,20 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import DatasetDict
+import datacollective  # noqa: F401 - importing the SDK loads a .env file into the environment (its key, say)
+import requests
+from datacollective import download_dataset, get_dataset_details, list_datasets
+from datacollective.errors import AuthenticationError, DownloadError, RateLimitError
 
-from helpers.config import VALIDATION_SIZE, in_colab
-from helpers.data import DataSourceError, load_cv_folder
-from helpers.runtime.errors import can_connect, error_chain, first_line
+from helpers.runtime.errors import DataSourceError, can_connect, error_chain, first_line
+from helpers.runtime.secrets import colab_secret, in_colab
 
 
-def _mdc_api_key() -> str | None:
+def mdc_api_key() -> str | None:
     """The MDC API key from the environment, a ``.env`` file (the SDK reads it) or a Colab secret.
 
     Raises ``SecretNotGranted`` when the Colab secret exists but this notebook may not read it.
     """
-    import datacollective  # noqa: F401 - importing the SDK loads a .env file into the environment
-
-    from helpers.runtime.colab import colab_secret
-
     if not os.environ.get("MDC_API_KEY"):
         key = colab_secret("MDC_API_KEY")
         if key:
@@ -61,6 +59,24 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
                 errno.EISDIR}
 
 
+# What the API's answers mean, in the words every failed MDC request ends with (a download, the pre-flight).
+_KEY_REJECTED = (f"it rejected the API key in MDC_API_KEY (401 Unauthorized: mistyped, expired or revoked); create a "
+                 f"new key at {MDC_KEYS_PAGE} and put it in MDC_API_KEY (in Colab: the secret of that name)")
+_RATE_LIMITED = "it is limiting requests (429 Too Many Requests); wait a few minutes and run this again"
+
+
+def _terms_not_accepted(detail: str) -> str:
+    # The API says "Private dataset requires organization membership" when the terms were not accepted.
+    return (f"it refused the download ({detail}), which means the dataset's terms have not been accepted with this "
+            "account: open the dataset's page on https://mozilladatacollective.com, tick its terms, press Download "
+            "or Connect API once, then run this again")
+
+
+def _no_such_dataset(dataset_id: str, detail: str) -> str:
+    return (f"it has no dataset {dataset_id!r} ({detail}); check the id, the last part of the dataset page's "
+            "address, or use common-voice:<locale> to find the newest release")
+
+
 class _IncompleteArchive(Exception):
     """The downloaded archive is shorter or longer than the catalogue says."""
 
@@ -71,9 +87,6 @@ def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
     The SDK raises one error per HTTP status (``_send_api_request``) and wraps whatever cut a download in
     its ``DownloadError``, so the chain is searched, the most telling error first.
     """
-    import requests
-    from datacollective.errors import AuthenticationError, DownloadError, RateLimitError
-
     chain = error_chain(error)
 
     def found(kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
@@ -86,23 +99,18 @@ def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
         return hit if hit is not None and hit.errno is None and not found(DownloadError) else None
 
     if found(AuthenticationError):
-        return (f"it rejected the API key in MDC_API_KEY (401 Unauthorized: mistyped, expired or revoked); create a "
-                f"new key at {MDC_KEYS_PAGE} and put it in MDC_API_KEY (in Colab: the secret of that name)")
+        return _KEY_REJECTED
     disk = next((e for e in chain if isinstance(e, OSError) and (e.errno in _DISK_ERRNOS or "not writable" in str(e))),
                 None)
     if disk is not None:  # a full disk is the likeliest in Colab, mid-download of a large release
         return (f"the archive could not be written ({first_line(disk)}); free some disk space or set MDC_DOWNLOAD_PATH "
                 "to a folder you can write to, then run this again")
     if answered(PermissionError):
-        # The API says "Private dataset requires organization membership" when the terms were not accepted.
-        return (f"it refused the download ({first_line(answered(PermissionError))}), which means the dataset's terms "
-                "have not been accepted with this account: open the dataset's page on https://mozilladatacollective.com, "
-                "tick its terms, press Download or Connect API once, then run this again")
+        return _terms_not_accepted(first_line(answered(PermissionError)))
     if answered(FileNotFoundError):
-        return (f"it has no dataset {dataset_id!r} ({first_line(answered(FileNotFoundError))}); check the id, the last "
-                "part of the dataset page's address, or use common-voice:<locale> to find the newest release")
+        return _no_such_dataset(dataset_id, first_line(answered(FileNotFoundError)))
     if found(RateLimitError):
-        return "it is limiting requests (429 Too Many Requests); wait a few minutes and run this again"
+        return _RATE_LIMITED
     cut = found(DownloadError)
     if cut is not None:
         resumable = "resumes where it stopped" if cut.checksum else "starts it again"
@@ -115,9 +123,9 @@ def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
     return None
 
 
-def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 42,
-                  validation_size: int = VALIDATION_SIZE) -> DatasetDict:
-    """Download (once) a Common Voice release from the Mozilla Data Collective and load its folder.
+def download_from_mdc(dataset_id: str, download_dir: str | None = None, extract: bool = True) -> Path:
+    """Download (once) a Common Voice release from the Mozilla Data Collective: its unpacked folder, or with
+    ``extract=False`` its archive (what the teacher's mirror shares, :mod:`helpers.services.data_mirror`).
 
     The SDK reads the API key from ``MDC_API_KEY`` itself; we only check it is there, and never print it.
     The SDK downloads to ``<archive>.part`` and renames it when the stream ends; the archive is then checked
@@ -127,14 +135,11 @@ def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 
     """
     if not dataset_id:
         raise DataSourceError("'mdc:' needs a dataset id after it, e.g. mdc:<id shown on the dataset's MDC page>.")
-    if not _mdc_api_key():
+    if not mdc_api_key():
         raise DataSourceError(
             "Loading from the Mozilla Data Collective needs an API key in the MDC_API_KEY environment variable "
             f"(in Colab: a secret of that name); create one at {MDC_KEYS_PAGE}, then accept the dataset's terms."
         )
-    from datacollective import download_dataset, get_dataset_details
-    from datacollective.errors import DownloadError
-
     folder = download_dir or _mdc_download_dir()
     archive = None
     try:
@@ -143,6 +148,8 @@ def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 
         expected = int(details.sizeBytes or 0)
         if expected and archive.stat().st_size != expected:
             raise _IncompleteArchive(f"{archive.name} has {archive.stat().st_size} bytes of {expected}")
+        if not extract:
+            return Path(archive)
         extracted = download_dataset(dataset_id, download_directory=folder, extract=True)  # reuses the archive
     except (_IncompleteArchive, tarfile.TarError, EOFError, zlib.error) as error:
         if archive is not None:
@@ -156,7 +163,40 @@ def load_from_mdc(dataset_id: str, download_dir: str | None = None, seed: int = 
         if why is None:
             raise
         raise DataSourceError(f"Could not download {dataset_id!r} from the Mozilla Data Collective: {why}.") from error
-    return load_cv_folder(Path(extracted), seed, validation_size)
+    return Path(extracted)
+
+
+def check_access(dataset_id: str) -> str:
+    """Whether this MDC key may download ``dataset_id``, asked with a real request; what the API said, or raises.
+
+    Asks for a download session (``POST /api/datasets/<id>/download``), as a download does first: the API
+    answers 401 for a key it rejects and 403 until this account has accepted the dataset's terms, and
+    otherwise hands back a pre-signed address of the archive, which is not fetched. Raises
+    ``DataSourceError`` with one sentence saying what to do.
+    """
+    key = mdc_api_key()
+    if not key:
+        raise DataSourceError(f"No MDC_API_KEY: create a key at {MDC_KEYS_PAGE} (in Colab: a secret of that name).")
+    api = (os.environ.get("MDC_API_URL") or _MDC_API).rstrip("/")
+    try:
+        answer = requests.post(f"{api}/datasets/{dataset_id}/download", timeout=15,
+                               headers={"Authorization": f"Bearer {key}"})
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise DataSourceError("The Mozilla Data Collective could not be reached (no network, or the site is down); "
+                              "check the connection and run this again.") from error
+    try:
+        detail = str(answer.json().get("error") or answer.json().get("message") or answer.reason)
+    except ValueError:
+        detail = answer.reason
+    why = {401: _KEY_REJECTED, 403: _terms_not_accepted(detail), 404: _no_such_dataset(dataset_id, detail),
+           429: _RATE_LIMITED}.get(answer.status_code)
+    if why is None and not answer.ok:
+        why = f"it answered with an error ({answer.status_code} {detail}); try again later"
+    if why:
+        raise DataSourceError(f"The Mozilla Data Collective will not let this key download {dataset_id!r}: {why}.")
+    size = answer.json().get("sizeBytes")
+    return "the key is accepted and this account has accepted the terms" + (
+        f": the download ({float(size) / 1e9:.2f} GB) is allowed" if size else ": the download is allowed")
 
 
 COMMON_VOICE_SOURCE = "common-voice:"  # common-voice:<locale>: the newest release in the MDC's catalogue
@@ -193,7 +233,7 @@ def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") 
     """The newest Common Voice (scripted speech) release for ``locale`` in the MDC's public catalogue.
 
     The catalogue needs no account or key (``datacollective.list_datasets``); downloading the release does
-    (see :func:`load_from_mdc`). Raises ``DataSourceError`` when the catalogue cannot be reached or lists no
+    (see :func:`download_from_mdc`). Raises ``DataSourceError`` when the catalogue cannot be reached or lists no
     release for ``locale``.
     """
     if not can_connect(os.environ.get("MDC_API_URL") or _MDC_API, timeout=2.0):
@@ -201,8 +241,6 @@ def find_common_voice(locale: str, query: str = "Common Voice Scripted Speech") 
             "The Mozilla Data Collective's catalogue cannot be reached (no network?), so the newest Common Voice "
             f"release for {locale!r} cannot be looked up; pass mdc:<dataset id> or an unpacked release folder."
         )
-    from datacollective import list_datasets
-
     try:
         found = list_datasets(query, locale=locale, sort="newest", results_per_page=50)
     except (OSError, RuntimeError, ValueError) as error:  # requests' errors are OSErrors; 429 a RuntimeError

@@ -21,7 +21,7 @@
 # · **In Sanchit Gandhi's blog post:** [Prepare Environment](https://huggingface.co/blog/fine-tune-whisper#prepare-environment)
 
 # %% tags=["setup"]
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 
 config = setup()
 
@@ -51,7 +51,7 @@ config = setup()
 # Without a token, or with the Hub out of reach, the cell says that pushing will be skipped and goes on.
 
 # %%
-from helpers.runtime.colab import login
+from helpers.notebook.session import login
 
 login()  # a token already there is used as is; online without one, the course's notebook_login() appears
 
@@ -59,7 +59,7 @@ login()  # a token already there is used as is; online without one, the course's
 # Then check who is logged in (run it again after logging in above):
 
 # %%
-from helpers.services.hub import login_status
+from helpers.notebook.session import login_status
 
 print(login_status())
 

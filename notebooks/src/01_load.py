@@ -24,7 +24,7 @@
 # · **In the blog post:** [Load Dataset](https://huggingface.co/blog/fine-tune-whisper#load-dataset)
 
 # %% tags=["setup"]
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 
 config = setup()
 
@@ -57,7 +57,7 @@ config = setup()
 
 # %%
 from helpers.data import DataSourceError
-from helpers.services.mdc import find_common_voice
+from helpers.notebook.session import find_common_voice
 
 try:
     release = find_common_voice("dv")  # the MDC's public catalogue: name, version, size, licence, id
@@ -124,7 +124,7 @@ Audio(wave, rate=SAMPLING_RATE)
 # disconnect, when the download on the runtime's disk is gone.
 
 # %%
-from helpers.runtime.workspace import embed_audio, save_to_workspace
+from helpers.notebook.session import embed_audio, save_to_workspace
 
 print("Saved to", save_to_workspace(embed_audio(splits), "loaded"))
 

@@ -23,12 +23,12 @@
 # · **In the blog post:** [Prepare Feature Extractor, Tokenizer and Data](https://huggingface.co/blog/fine-tune-whisper#prepare-feature-extractor-tokenizer-and-data)
 
 # %% tags=["setup"]
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 
 config = setup()
 
 # %%
-from helpers.runtime.workspace import load_from_workspace
+from helpers.notebook.session import load_from_workspace
 
 loaded = load_from_workspace("loaded")
 loaded
@@ -171,7 +171,7 @@ plot_lengths(durations, label_lengths, max_tokens=max_tokens)
 
 # %%
 from helpers.notebook.display import disk_size
-from helpers.runtime.workspace import save_to_workspace
+from helpers.notebook.session import save_to_workspace
 
 path = save_to_workspace(prepared, "prepared", processor)  # marked as this run's: model, data and tokenizer
 save_to_workspace(report, "report", processor)

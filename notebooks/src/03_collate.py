@@ -23,7 +23,7 @@
 # · **In the blog post:** [Define a Data Collator](https://huggingface.co/blog/fine-tune-whisper#define-a-data-collator)
 
 # %% tags=["setup"]
-from helpers.runtime.colab import setup
+from helpers.notebook.session import setup
 
 config = setup()
 
@@ -31,7 +31,7 @@ config = setup()
 from transformers import WhisperConfig
 
 from helpers.model import load_processor
-from helpers.runtime.workspace import load_from_workspace
+from helpers.notebook.session import load_from_workspace
 
 prepared = load_from_workspace("prepared")
 processor = load_processor(config.model, config.language, config.task)
@@ -125,8 +125,9 @@ for name, ids in (("ours", decoder_input(labels)[row]), ("course", decoder_input
 #
 # - Collate eight examples sorted by duration (`prepared["train"].sort("duration")`) and eight random
 #   ones: how much `-100` padding does each batch carry?
-# - Remove the strip from the collator in 04 (the same editable class), and train a few steps of the smoke
-#   profile: what does the model learn to put first?
+# - Remove the strip from the collator in 04 (the same editable class), and train a few steps there
+#   (`setup(needs_gpu=True, max_steps=50)`; without a GPU, `setup(needs_gpu=True, profile="cpu", max_steps=50)`):
+#   what does the model learn to put first?
 
 # %% [markdown]
 # <details><summary><b>Solutions</b> (open them after trying)</summary>
