@@ -91,18 +91,18 @@ def test_multilingual_checkpoints_keep_language_and_task(capsys):
 
 
 def test_prepare_command_with_an_english_only_checkpoint(english_model, corpus, tmp_path, capsys, monkeypatch):
-    from helpers import preparation
+    from helpers import cli
     from helpers.cli import main
 
     made = {}
-    prepare_splits = preparation.prepare_splits
+    prepare_splits = cli.prepare_splits
 
     def keep(splits, processor, *args, **kwargs):  # what prepare computes, to look at its labels
         made["prepared"], report = prepare_splits(splits, processor, *args, **kwargs)
         made["processor"] = processor
         return made["prepared"], report
 
-    monkeypatch.setattr(preparation, "prepare_splits", keep)
+    monkeypatch.setattr(cli, "prepare_splits", keep)  # the name the command calls
     code = main(["prepare", "--profile", "smoke", "--model", str(english_model), "--language", "sinhalese",
                  "--data", str(corpus), "--output-dir", str(tmp_path), "--max-train-samples", "4",
                  "--max-test-samples", "2", "--num-proc", "1"])
