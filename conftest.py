@@ -5,8 +5,12 @@ for ``pytest notebooks`` and ``pytest tests`` alike."""
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist (``-n 2``, pytest.ini), send each test file's tests to one worker, so that a module's
     fixture (a CLI run, a conversion) runs once rather than in each worker, and every notebook to one worker,
-    in order: they share a workspace, each reading what the one before it left there. (``--dist loadgroup``
-    would say this with marks, but it renames node ids, which pytest 9.2 no longer allows.)"""
+    in order: they share a workspace, each reading what the one before it left there. xdist's own ``--dist loadfile``
+    scatters the notebooks over both workers, each with its own temporary workspace, and 02 then stops for want
+    of 01's output; ``--dist loadgroup`` would say this with marks, but it renames node ids, which pytest 9.2 no
+    longer allows; a separate notebook run (``--dist loadfile`` for tests/, then ``-n 0`` for notebooks/) leaves a
+    core idle while the notebooks run one after another (measured on a subset: docs/developing.md). This relies
+    on xdist's private ``_split_scope`` (listed in helpers/runtime/trainer_internals.py, tests/test_private_apis.py)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class FilesTogetherNotebooksInOrder(LoadScopeScheduling):

@@ -56,6 +56,7 @@ COURSE_EVAL = dict(batch=16, max_length=225)  # the fine-tuning page's Seq2SeqTr
 # What nothing here can measure, the same on both sides (estimates, minutes): one set-up cell (pip installs
 # what the runtime lacks), downloading the whole release, and pushing whisper-small's 0.97 GB to the Hub.
 SETUP_MINUTES, DOWNLOAD_MINUTES, PUSH_MINUTES = 1.0, 3.0, 2.0
+LAUNCH_BOUND_STEP_S = 0.045  # an eager decoder step on a GPU, batch 16, launch-bound (H100 and H200 alike)
 NOTEBOOKS = ("00_hub_login", "01_load", "02_preprocess", "03_collate", "04_train", "05_evaluate", "06_share")
 GPU_NOTEBOOKS = ("04_train", "05_evaluate")  # the only ones that ask Colab for a GPU runtime
 
@@ -231,15 +232,47 @@ def project(ours: list[Pass], course: list[Pass], costs: dict, prep: dict) -> di
                     f"Colab's); set-up {SETUP_MINUTES:g}, download {DOWNLOAD_MINUTES:g} and push {PUSH_MINUTES:g} "
                     "minutes: estimates, the same for both sides")
     out["t4_seconds_per_work_second"] = round(per_work_second, 5)
+    out["launch_bound"] = launch_bound(ours, course, costs)
     return out
 
 
-def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: int = 3, eval_batches=(16, 32),
+def launch_bound(ours: list[Pass], course: list[Pass], costs: dict) -> dict:
+    """A second basis, for the decoding share: on a GPU, eager decoding is launch-bound, about 45 ms a decoder
+    step whatever the rows (measured on an H100, docs/evaluation-speed.md). Every decoder step costs that; the
+    course's 45 minutes less its evaluation's steps are its training, which ours scales by the SDPA/eager ratio
+    measured here. Set-up cells as above; T4 runtimes only."""
+    page = "course: fine-tuning"
+    eval_steps = sum(p.decoder_steps for p in course if p.notebook == page and p.kind == "evaluate")
+    train = next(p for p in course if p.notebook == page and p.kind == "train")
+    course_train_minutes = COURSE_T4_MINUTES - eval_steps * LAUNCH_BOUND_STEP_S / 60
+    per_train_work = course_train_minutes / work_seconds(train, costs)
+
+    def gpu_minutes(p: Pass) -> float:
+        if p.kind == "train":
+            return work_seconds(p, costs) * per_train_work
+        if p.kind in ("evaluate", "beam"):
+            return p.decoder_steps * LAUNCH_BOUND_STEP_S / 60
+        return SETUP_MINUTES if p.kind == "setup" else 0.0
+
+    notebooks: dict[str, float] = {}
+    for p in ours:
+        if p.gpu_runtime:
+            notebooks[p.notebook] = round(notebooks.get(p.notebook, 0) + gpu_minutes(p), 1)
+    return {"step_s": LAUNCH_BOUND_STEP_S, "course_train_minutes": round(course_train_minutes, 1),
+            "course_eval_minutes": round(COURSE_T4_MINUTES - course_train_minutes, 1), "notebooks": notebooks,
+            "t4_minutes": round(sum(notebooks.values()), 1)}
+
+
+def _say(message: str) -> None:
+    print(f"   budget: {message}", flush=True)
+
+
+def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: int = 3, eval_batches=(8, 16),
                   loop_limit: int = 128) -> dict:
     """Unit costs on this CPU with real pretrained weights: training steps both ways, encoder, decoder steps,
     and how the zero-shot model loops (share of rows at the limit; where :class:`RepeatedTail` stops them)."""
     import torch
-    from transformers import GenerationConfig, WhisperForConditionalGeneration
+    from transformers import WhisperForConditionalGeneration
 
     from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
     from helpers.data import load_common_voice
@@ -272,6 +305,7 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - t
 
+    _say(f"training steps, batch {train_batch}, SDPA and eager alternating")
     for attention in models:  # warm-up: allocations, first-call overheads
         step(attention)
     times: dict[str, list[float]] = {"sdpa": [], "eager": []}
@@ -280,6 +314,7 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
             times[attention].append(step(attention))
     del models
 
+    _say(f"training step medians {({k: round(statistics.median(v), 2) for k, v in times.items()})}; encoder, decoder")
     model.eval()
     test = prepared["test"]
     features = collator.features([test[i % len(test)] for i in range(8)])
@@ -289,20 +324,10 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
         model.model.encoder(features)
         encoder_s = (time.perf_counter() - t) / 8
 
-    decoder = {}
-    for rows in eval_batches:
-        feats = collator.features([test[i % len(test)] for i in range(rows)])
-        elapsed = {}
-        for new in (2, 18):
-            generation = GenerationConfig.from_dict({**model.generation_config.to_dict(), "max_new_tokens": new,
-                                                     "min_new_tokens": new})
-            t = time.perf_counter()
-            with torch.inference_mode():
-                model.generate(input_features=feats, generation_config=generation)
-            elapsed[new] = time.perf_counter() - t
-        decoder[str(rows)] = max(1e-6, (elapsed[18] - elapsed[2]) / 16)
+    decoder = {str(rows): decoder_step_seconds(model, collator, test, rows) for rows in eval_batches}
 
     # Zero-shot with real weights: which rows loop to the limit, and where a repeated tail stops them.
+    _say(f"decoder step seconds {decoder}; zero-shot loops")
     free = transcribe_ids(model, processor, test, batch_size=8, max_length=loop_limit)
     stopped = transcribe_ids(model, processor, test, batch_size=8, max_length=loop_limit, stop_repeats=4)
     looping = [i for i, ids in enumerate(free) if len(ids) >= loop_limit]
@@ -321,6 +346,41 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
                       "repeated_tail": vars(RepeatedTail(4))},
         "seconds": time.perf_counter() - started,
     }
+
+
+def remeasure_decoder(model_dir: Path, corpus: Path, eval_batches=(8, 16)) -> dict:
+    """:func:`decoder_step_seconds` at ``eval_batches`` rows, on its own (``--costs ... --remeasure-decoder``)."""
+    from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
+    from helpers.data import load_common_voice
+    from helpers.model import load_model_and_processor
+    from helpers.preparation import prepare_splits
+
+    model, processor = load_model_and_processor(str(model_dir), "sinhalese", "transcribe")
+    model.eval()
+    test = prepare_splits(load_common_voice(str(corpus), validation_size=2), processor, num_proc=1)[0]["test"]
+    collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
+    return {str(rows): decoder_step_seconds(model, collator, test, rows) for rows in eval_batches}
+
+
+def decoder_step_seconds(model, collator, test, rows: int, steps: int = 24) -> float:
+    """Median seconds of one greedy decoder step with a KV cache at ``rows`` rows, the encoder run beforehand
+    (a step of ``generate`` without its bookkeeping; the encoder is timed on its own)."""
+    import torch
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    features = collator.features([test[i % len(test)] for i in range(rows)])
+    times = []
+    with torch.inference_mode():
+        encoded = model.model.encoder(features).last_hidden_state
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        ids = torch.tensor([[50258, 50259, 50359, 50363]] * rows)  # a decoder prompt's shape
+        for _ in range(steps + 1):
+            t = time.perf_counter()
+            hidden = model.model.decoder(input_ids=ids, encoder_hidden_states=encoded, past_key_values=cache,
+                                         use_cache=True).last_hidden_state
+            ids = model.proj_out(hidden[:, -1:]).argmax(-1)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times[1:])  # the first call also reads the prompt and fills the cross-attention cache
 
 
 def preprocessing_costs(results_file: Path | None = None) -> dict:
@@ -371,10 +431,19 @@ def table(result: dict) -> str:
              f"{r['gpu_work_ratio']:.2f}x; {r['t4_minutes_ratio']:.2f}x |",
              f"| training step, SDPA / eager (whisper-base, batch {result['costs']['train_batch']}, checkpointing) | | "
              f"{r['train_step_sdpa_vs_eager']:.2f}x |"]
+    lb = result.get("launch_bound")
+    if lb:
+        rows.append(f"| ours, T4 minutes if every decoder step costs {1000 * lb['step_s']:.0f} ms (eager decoding, "
+                    f"launch-bound; the course's 45 min then hold {lb['course_eval_minutes']:.0f} min of evaluation) | "
+                    f"{', '.join(f'{k} {v:.1f}' for k, v in lb['notebooks'].items())} | {lb['t4_minutes']:.1f} |")
     return "\n".join(rows) + f"\n\nBasis: {result['basis']}."
 
 
 def main(argv: list[str] | None = None) -> dict:
+    import os
+
+    # Before torch starts its OpenMP threads: spinning ones made single ops up to 100x slower on a shared machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from helpers.config import PRETRAINED_DIR, SINHALA_CORPUS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,12 +452,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=3, help="timed training steps each way (default 3)")
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--costs", type=Path, help="reuse measured costs from an earlier result instead of measuring")
+    parser.add_argument("--remeasure-decoder", action="store_true", help="with --costs: time the decoder steps again")
     parser.add_argument("--prep-results", type=Path, help="benchmarks.run results with preprocessing's CPU time "
                         "(default benchmarks/results/latest.json)")
     parser.add_argument("--result", type=Path, help="where to write the JSON (default results/budget-latest.json)")
     args = parser.parse_args(argv)
     if args.costs:
         costs = json.loads(args.costs.read_text())["costs"]
+        if args.remeasure_decoder:
+            costs["decoder_step_s"] = remeasure_decoder(args.model, args.corpus)
     else:
         costs = measure_costs(args.model, args.corpus, args.train_batch, args.steps)
     result = budget(costs, preprocessing_costs(args.prep_results))

@@ -20,7 +20,10 @@ Steps, each measured in its own process (so peak memory is that step's, children
    against the pipeline's 5 beams, what finished rows cost; it fails if a greedy setting changes the WER;
 6. the levers one by one on a sample of clips (``benchmarks.levers``);
 7. what a t4 run writes to Google Drive (``benchmarks.drive``): five saves of the smoke model on a folder
-   that counts every byte, scaled to whisper-small's parameters, against the 4 GB budget (issue 17).
+   that counts every byte, scaled to whisper-small's parameters, against the 4 GB budget (issue 17);
+8. the unit's budget (``benchmarks.budget``): every pass the seven notebooks make on the t4 profile and every
+   pass of the course's unit, counted, measured with whisper-base and projected to a T4 from the course's
+   45 minutes (issue 24), with this run's preprocessing figures.
 
 It prints a table and, as its last line, JSON with the ratios; the raw figures go to
 ``benchmarks/results/<timestamp>.json`` and ``benchmarks/results/latest.json``. ``--update-readme``
@@ -393,10 +396,11 @@ def real_eval_table(real: dict) -> str:
     return "\n\n".join(lines)
 
 
-def update_readme(text: str, path: Path = README) -> None:
-    """Replace the table between the benchmark markers of ``docs/benchmarks.md`` (the rest of the page stays)."""
+def update_readme(text: str, path: Path = README,
+                  markers: tuple[str, str] = ("<!-- benchmark-table -->", "<!-- /benchmark-table -->")) -> None:
+    """Replace the table between ``markers`` in ``docs/benchmarks.md`` (the rest of the page stays)."""
     readme = path.read_text(encoding="utf-8")
-    start, end = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
+    start, end = markers
     if start not in readme or end not in readme:
         print(f"{path} has no {start} ... {end} markers; the table was not written there.")
         return
@@ -420,6 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-model", action="store_true", help="no training / evaluation measurements")
     parser.add_argument("--skip-levers", action="store_true")
     parser.add_argument("--skip-drive", action="store_true", help="no measurement of what training writes to Drive")
+    parser.add_argument("--skip-budget", action="store_true", help="no unit budget (it measures whisper-base: minutes)")
     parser.add_argument("--skip-num-proc-1", action="store_true", help="do not also run ours with num_proc=1")
     parser.add_argument("--prep-rounds", type=int, default=2,
                         help="runs of ours with num_proc workers and with one, alternating (default 2)")
@@ -535,10 +540,28 @@ def main(argv: list[str] | None = None) -> dict:
         drive["process"] = measured
     results["drive"] = drive
 
+    unit = None
+    if not args.skip_budget:
+        print("-- the unit's budget: every pass counted, measured with whisper-base, projected to a T4", flush=True)
+        prep_json, budget_json = work / "prep-costs.json", work / "budget.json"
+        prep_json.write_text(json.dumps({"ours": ours, "recipe": recipe}))
+        budget_json.unlink(missing_ok=True)
+        measured = run_measured(["benchmarks.budget", "--prep-results", str(prep_json), "--result", str(budget_json)],
+                                env)
+        if measured["returncode"] != 0:
+            raise SystemExit(f"the unit budget failed (exit {measured['returncode']})")
+        unit = json.loads(budget_json.read_text())
+        unit["process"] = measured
+    results["budget"] = unit
+
     results["ratios"] = ratios(recipe, ours, ours_1, model, real_eval)
     r = results["ratios"]
     if drive:
         r["drive_t4_run_gb"] = drive["whisper_small"]["scaled_from_smoke_bytes"] / 1e9
+    if unit:
+        r["unit_work_ratio"] = unit["ratios"]["unit_work_ratio"]
+        r["unit_t4_minutes"] = unit["ours"]["t4_minutes"]
+        r["unit_all_minutes"] = unit["ours"]["all_minutes"]
     results["goals"] = {
         "p1_throughput_ratio>=8": r["p1_throughput_ratio"] >= GOALS["p1_throughput_ratio"],
         "p2_disk_ratio<=0.25": r["p2_disk_ratio"] <= GOALS["p2_disk_ratio"],
@@ -553,6 +576,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["goals"]["train_step_ratio<=1.05"] = r["train_step_ratio"] <= GOALS["train_step_ratio"]
     if drive:
         results["goals"]["drive_t4_run<=4GB"] = r["drive_t4_run_gb"] <= GOALS["drive_t4_run_gb"]
+    if unit:
+        results["goals"].update(unit["goals"])
     results["load_average_after"] = load_average()
     results["total_s"] = time.perf_counter() - started
 
@@ -563,8 +588,15 @@ def main(argv: list[str] | None = None) -> dict:
     stamp = re.sub(r"[^0-9T]", "", results["started"][:19])
     for name in (f"{stamp}.json", "latest.json"):
         (args.results_dir / name).write_text(json.dumps(results, indent=2) + "\n")
+    if unit:
+        from benchmarks.budget import table as budget_table
+
+        print()
+        print(budget_table(unit))
     if args.update_readme:
         update_readme(text)
+        if unit:
+            update_readme(budget_table(unit), markers=("<!-- budget-table -->", "<!-- /budget-table -->"))
     print(f"\nRaw figures: {args.results_dir / f'{stamp}.json'}")
     summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
     summary.update(same_clips=results["check"]["ok"], n_clips=results["check"]["corpus_clips"],

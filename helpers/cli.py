@@ -12,11 +12,15 @@ zero-shot and the final model. ``--peft lora`` trains LoRA adapters only (O/adap
 O/model the merged model); ``--export-ct2`` adds a CTranslate2 copy in O/ct2.
 
     python -m helpers export-ct2 --model-dir O/model --output-dir O/ct2 [--quantization int8]
+
+``share-data`` is the teacher's mirror (``helpers.services.data_mirror``): the Common Voice release, downloaded
+once, into a private Hub dataset (``--to-hub ORG/NAME``) or a folder to share (``--to-folder DIR``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -25,7 +29,7 @@ from pathlib import Path
 
 from helpers.audio import from_int16
 from helpers.config import PROFILES, CourseConfig, describe, get_config
-from helpers.data import load_common_voice, subsample
+from helpers.data import find_cv_folder, load_common_voice, subsample
 from helpers.evaluation import (
     beam_search_record,
     describe_zero_shot,
@@ -48,10 +52,16 @@ from helpers.runtime.distributed import (
     local_main_process_first,
     wait_for_everyone,
 )
-from helpers.runtime.errors import CourseError
-from helpers.runtime.workspace import check_stamp, run_stamp, write_json, write_stamp
+from helpers.runtime.errors import CourseError, check_writable, explain_disk_error
+from helpers.runtime.lock import RunLock
+from helpers.runtime.mirror import save_costs
+from helpers.runtime.workspace import check_stamp, checkpoint_stamp, run_stamp, write_json, write_stamp
+from helpers.services.data_mirror import share_data
 from helpers.services.hub import use_cache_only_if_unreachable
 from helpers.training import build_trainer, train
+
+AGAIN = "then run the same command again"
+REPORT_ROOM = 2**20  # report.json lists every dropped clip: well under a megabyte
 
 # The command line's settings are CourseConfig's fields, one flag each (--max-steps for max_steps), so a new
 # setting cannot be left off one side; these are the fields that are not settings, and the flags' help.
@@ -59,7 +69,8 @@ NOT_FLAGS = ("profile", "reason", "recipe", "recipe_reason")  # --profile has it
 ALIASES = {"train_batch_size": ("--batch-size",)}  # the spelling the docs use, beside --train-batch-size
 HELP = {
     "model": "model id on the Hub or a local folder (e.g. openai/whisper-small)",
-    "data": "Common Voice folder, audiofolder, mdc:<dataset-id>, common-voice:<locale> or a Hub dataset id",
+    "data": ("Common Voice folder, audiofolder, mdc:<dataset-id>, common-voice:<locale>, a Hub dataset id, or a "
+             "teacher's mirror (mirror:ORG/NAME, or the shared folder)"),
     "language": "language to transcribe, e.g. sinhalese; 'none' for English-only models",
     "task": "transcribe or translate; 'none' for English-only models",
     "output_dir": "folder for checkpoints, TensorBoard logs, the model and results",
@@ -166,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
                              help="also export the model to CTranslate2 (faster-whisper) in OUTPUT/ct2")
             sub.add_argument("--ct2-quantization", default="float16",
                              help="weights of the CTranslate2 export: float16 (default), int8, or float32")
+    share = commands.add_parser("share-data", help="a teacher's mirror: share a Common Voice release with a class",
+                                description=("put the release you downloaded into a private Hub dataset and/or a "
+                                             "folder to share (Common Voice is CC0); learners set DATA to read it"))
+    share.add_argument("--data", required=True,
+                       help="common-voice:<locale> or mdc:<id> (downloaded once), a release folder or its archive")
+    share.add_argument("--to-hub", metavar="ORG/NAME", help="a private Hub dataset; learners set DATA='mirror:ORG/NAME'")
+    share.add_argument("--to-folder", metavar="DIR", help="a folder to share, e.g. on Google Drive")
     push = commands.add_parser("push", help="push a saved model folder to the Hub")
     push.add_argument("--model-dir", required=True)
     push.add_argument("--repo-id", required=True)
@@ -198,7 +216,8 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
                            config.max_train_samples, config.max_test_samples)
-        prepared, report = prepare_splits(splits, processor, max_label_tokens=448, num_proc=config.num_proc)
+        prepared, report = prepare_splits(splits, processor, max_label_tokens=448, num_proc=config.num_proc,
+                                           seed=config.seed)
     if is_main_process():
         write_json(output_dir / "report.json", report)  # atomic: a kill never leaves half a report
         print(format_report(report))
@@ -210,11 +229,17 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
 
 
 def prepare(config: CourseConfig) -> dict:
-    output_dir = Path(config.output_dir)
-    processor = load_processor(config.model, config.language, config.task)
-    _, report = load_and_prepare(config, processor, output_dir)
+    output_dir = check_writable(config.output_dir, REPORT_ROOM, "the report", AGAIN)  # before, not after, the work
+    with one_run_at_a_time(output_dir):
+        processor = load_processor(config.model, config.language, config.task)
+        _, report = load_and_prepare(config, processor, output_dir)
     print(f"Wrote {output_dir / 'report.json'}")
     return report
+
+
+def one_run_at_a_time(output_dir: Path, main: bool = True):
+    """The run's lock on ``output_dir`` (:mod:`helpers.runtime.lock`), held by the main process only."""
+    return RunLock(output_dir, "or use another --output-dir") if main else contextlib.nullcontext()
 
 
 def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = False,
@@ -233,23 +258,26 @@ def run(config: CourseConfig, resume: bool = True, auto_find_batch_size: bool = 
     if config.load_in_8bit and not config.peft:
         raise CourseError("8-bit base weights (load_in_8bit) are frozen: they need peft='lora' (--peft lora).")
     main = is_main_process()  # under a launcher this starts the process group, which the Trainer reuses
-    output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
-    stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
-    check_checkpoints(stamp, output_dir, resume)
-    prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
-    zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
-    trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
-    final_model = save_model(config, trainer, processor, output_dir, stamp)
-    results = None
-    if main:
-        results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
-        if export_ct2:
-            export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
-                           config)
-        if push_to:
-            push(config, push_to, results["finetuned"], output_dir)                   # stage 6
+    output_dir = check_writable(config.output_dir, then=AGAIN)  # before minutes of loading and preparing
+    with one_run_at_a_time(output_dir, main):  # two runs in one folder would mix their checkpoints
+        model, processor = load_model_and_processor(config.model, config.language, config.task, config.dropout)
+        if main:  # room for a checkpoint and the final model, or the run stops at its first save
+            cost = save_costs(model.num_parameters(), model.num_parameters(only_trainable=True))
+            check_writable(output_dir, cost["full"] + cost["final_model"], "a checkpoint and the model", AGAIN)
+        stamp = run_stamp(config, processor)  # which run made the files in output_dir (helpers.runtime.workspace)
+        check_checkpoints(checkpoint_stamp(stamp, config), output_dir, resume)
+        prepared, _ = load_and_prepare(config, processor, output_dir)                      # stages 1 and 2
+        zero_shot = score_zero_shot(config, model, processor, prepared["test"], output_dir, resume, stamp)  # 5's
+        trainer = train_model(config, model, processor, prepared, output_dir, resume, auto_find_batch_size)  # 3, 4
+        final_model = save_model(config, trainer, processor, output_dir, stamp)
+        results = None
+        if main:
+            results = score_fine_tuned(config, final_model, processor, prepared["test"], zero_shot, output_dir)  # 5
+            if export_ct2:
+                export_and_try(output_dir / "model", output_dir / "ct2", ct2_quantization, processor, prepared["test"],
+                               config)
+            if push_to:
+                push(config, push_to, results["finetuned"], output_dir)                   # stage 6
     return from_main_process(results)  # also keeps the others until the main process is done
 
 
@@ -281,7 +309,7 @@ def score_zero_shot(config: CourseConfig, model, processor, test, output_dir: Pa
                                               lambda: evaluate_zero_shot(model, processor, test, config))
         print(f"Zero-shot{' (reused from ' + baseline_file.name + ')' if reused else ''}: {zero_shot['scores']}")
         print(describe_zero_shot(zero_shot))
-        write_stamp(output_dir / "checkpoints", stamp)
+        write_stamp(output_dir / "checkpoints", checkpoint_stamp(stamp, config))
     wait_for_everyone()  # the others would otherwise wait for it inside training's first collective call
     return zero_shot
 
@@ -362,10 +390,16 @@ def _quantization(text: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-
+    config = None
     try:
         if args.command == "push":
             print(push_model(Path(args.model_dir), args.repo_id, raise_on_failure=True))
+            return 0
+        if args.command == "share-data":
+            release = Path(args.data).expanduser()
+            if release.is_dir():  # a release folder, or one above it (cv-corpus-*/, a Drive folder)
+                release = find_cv_folder(release) or release
+            print("\n".join(share_data(str(release) if release.is_dir() else args.data, args.to_hub, args.to_folder)))
             return 0
         if args.command == "export-ct2":
             out = export_ctranslate2(Path(args.model_dir), Path(args.output_dir), _quantization(args.quantization))
@@ -385,4 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a full or read-only disk, whichever library met it, is one sentence too
+        output_dir = config.output_dir if config else getattr(args, "output_dir", None)
+        sentence = explain_disk_error(error, output_dir, then=AGAIN + ": it goes on from what was saved")
+        if sentence is None:
+            raise
+        print(f"error: {sentence}", file=sys.stderr)
         return 2

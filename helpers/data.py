@@ -11,7 +11,9 @@ Common Voice left the Hugging Face Hub in October 2025 and is published by the M
 * ``mdc:<dataset-id>``: downloaded with the ``datacollective`` SDK, API key in ``MDC_API_KEY``;
 * ``common-voice:<locale>``: the newest Common Voice release for that locale in the MDC's public catalogue
   (:func:`find_common_voice`), then downloaded as ``mdc:<its id>``;
-* a Hub dataset id ``owner/name`` (optionally ``owner/name:config``), for mirrors and your own datasets.
+* a Hub dataset id ``owner/name`` (optionally ``owner/name:config``), for mirrors and your own datasets;
+* a teacher's mirror of a release (:mod:`helpers.services.data_mirror`): ``mirror:<owner>/<name>`` on the
+  Hub, or a folder (a shared Drive folder) or file holding the release's archive, unpacked on the runtime's disk.
 
 Every source gives the same three splits, each with only ``audio`` (undecoded, see ``helpers.audio``) and
 ``sentence``: ``validation``, a fixed, seeded slice of the source's dev split (``validation_size`` clips; of
@@ -24,14 +26,15 @@ Loading is strict about the *shape* of a source and lenient about its *rows*. A 
 a training set (no such folder, no train split, a tsv without ``path``/``sentence``, a tsv that is not
 UTF-8 text) raises ``DataSourceError`` with one sentence saying what was expected. Rows are never
 dropped here: a row naming a missing clip, or with an empty sentence, goes on to preprocessing, which
-skips it and counts it under its reason (``helpers.preparation``). Tsv quirks are parsed as meant: a
-UTF-8 (or UTF-16) byte-order mark, Windows line ends, extra or missing optional columns, fields in
-quotes, and quotes inside sentences (Common Voice writes them unescaped).
+skips it and counts it under its reason (``helpers.preparation``). A tsv is read as Common Voice's own loader
+read it (``csv``, tabs, ``QUOTE_NONE``: quotes are part of the sentence, as Common Voice writes them), with a
+UTF-8 (or UTF-16) byte-order mark, Windows line ends, and extra or missing optional columns taken in stride.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -40,8 +43,9 @@ import numpy as np
 from datasets import Audio, Dataset, DatasetDict, concatenate_datasets, load_dataset
 from datasets.exceptions import DatasetsError
 
-from helpers.config import VALIDATION_SIZE
+from helpers.config import CACHE_DIR, VALIDATION_SIZE
 from helpers.runtime.errors import DataSourceError, first_line
+from helpers.services.data_mirror import MIRROR_SOURCE, find_archive, is_archive, load_mirror_folder
 from helpers.services.hub_errors import explain_hub_error, transport_errors
 from helpers.services.mdc import (
     COMMON_VOICE_SOURCE,
@@ -50,6 +54,8 @@ from helpers.services.mdc import (
 )
 
 TRANSCRIPT_COLUMNS = ("sentence", "transcription", "text", "transcript", "normalized_text")
+# Where a teacher's mirror is unpacked outside Colab (in Colab: the runtime's disk, helpers.services.data_mirror).
+MIRROR_UNPACK_DIR = CACHE_DIR / "releases"
 CV_EXPECTED = "a Common Voice locale folder with clips/, train.tsv, dev.tsv and test.tsv"
 # Split folder names an audiofolder may use, as datasets' audiofolder understands them.
 SPLIT_NAMES = {
@@ -58,18 +64,6 @@ SPLIT_NAMES = {
     "test": "test", "testing": "test", "eval": "test", "evaluation": "test",
 }
 _SEARCH_DEPTH = 3  # cv-corpus-23.0-2025-09-05/dv/train.tsv sits two levels below a Drive folder
-
-
-def _unquote(field: str) -> str:
-    """Strip the quotes of a CSV-quoted field, and only of those; doubled inner quotes become single.
-
-    Common Voice writes quotes inside sentences unescaped, so ``"Stop!" she said, "now"`` stays as is:
-    a field counts as quoted only if every quote inside it is doubled.
-    """
-    field = field.strip()
-    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in field[1:-1].replace('""', ""):
-        return field[1:-1].replace('""', '"')
-    return field
 
 
 def _read_text(path: Path) -> str:
@@ -87,15 +81,16 @@ def _read_text(path: Path) -> str:
 
 
 def read_cv_tsv(path: Path) -> list[dict[str, str]]:
-    """Read one Common Voice tsv into dicts keyed by its header (a BOM, CRLF, quoting, ragged rows are fine).
+    """Read one Common Voice tsv into dicts keyed by its header, as Common Voice's own loader read them: the
+    ``csv`` module, tab-separated, ``QUOTE_NONE`` (Common Voice never quotes a field, and a quote inside a
+    sentence is part of it). A BOM, CRLF, blank lines and rows with missing or surplus cells are fine.
 
     Raises ``DataSourceError`` when the file is not text or has no ``path`` or ``sentence`` column.
     """
-    # splitlines() also ends lines at \r\n and a lone \r; empty lines are skipped below.
-    lines = _read_text(path).splitlines()
-    if not lines:
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = [name.strip() for name in next(reader, [])]
+    if not any(header):
         raise DataSourceError(f"{path} is empty; expected a header row with at least 'path' and 'sentence'.")
-    header = [_unquote(name) for name in lines[0].split("\t")]
     missing = {"path", "sentence"} - set(header)
     if missing:
         raise DataSourceError(
@@ -103,16 +98,10 @@ def read_cv_tsv(path: Path) -> list[dict[str, str]]:
             "'client_id path sentence up_votes down_votes age gender accents variant locale segment'."
         )
     records = []
-    for line in lines[1:]:
-        if not line.strip():
-            continue
-        row = [_unquote(cell) for cell in line.split("\t")]
-        if len(row) > len(header) and '"' in line:
-            # A quoted field holding a tab: let the csv module honour the quotes for this line.
-            quoted = [cell.strip() for cell in next(csv.reader([line], delimiter="\t"))]
-            row = quoted if len(quoted) <= len(header) else row
-        row += [""] * (len(header) - len(row))
-        records.append(dict(zip(header, row)))
+    for row in reader:
+        cells = [cell.strip() for cell in row[: len(header)]]  # surplus cells have no column to go in
+        if any(cells):
+            records.append(dict(zip(header, cells + [""] * (len(header) - len(cells)))))
     return records
 
 
@@ -336,6 +325,8 @@ def load_common_voice(source: str | Path, seed: int = 42, validation_size: int =
     ['audio', 'sentence']
     """
     text = str(source).strip()
+    if text.startswith(MIRROR_SOURCE):
+        return load_cv_folder(load_mirror_folder(text, MIRROR_UNPACK_DIR), seed, validation_size)
     if text.startswith("mdc:"):
         return load_from_mdc(text[4:].strip(), seed=seed, validation_size=validation_size)
     if text.startswith(COMMON_VOICE_SOURCE):
@@ -346,11 +337,15 @@ def load_common_voice(source: str | Path, seed: int = 42, validation_size: int =
     if path.is_file() and path.name in ("train.tsv", "dev.tsv", "test.tsv", "validated.tsv", "metadata.csv",
                                         "metadata.jsonl"):
         path = path.parent  # a tsv or metadata file stands for its folder
+    if is_archive(path):
+        return load_cv_folder(load_mirror_folder(str(path), MIRROR_UNPACK_DIR), seed, validation_size)
     if path.is_dir():
         if find_cv_folder(path) is not None:
             return load_cv_folder(path, seed, validation_size)
         if _metadata_files(path):
             return load_audiofolder(path, seed, validation_size)
+        if find_archive(path) is not None:  # a teacher's mirror folder: the release's archive, unpacked once
+            return load_cv_folder(load_mirror_folder(str(path), MIRROR_UNPACK_DIR), seed, validation_size)
         if any(path.glob("*.tsv")):
             return load_cv_folder(path, seed, validation_size)  # explains which split is missing
         raise DataSourceError(

@@ -42,6 +42,7 @@ from helpers.config import CourseConfig
 from helpers.metrics import (
     SCORE_NAMES,
     basic_normalize,
+    left_out_note,
     normalize,
     scored_pairs,
     wer_scores,
@@ -258,6 +259,9 @@ def evaluate_model(
     predictions = transcribe(runner, processor, dataset, batch_size, max_length, placement=placement,
                              num_beams=num_beams, fast=fast, stop_repeats=stop_repeats)
     references = references_of(dataset, processor)
+    note = left_out_note(references)
+    if note:
+        print(note)
     return {"scores": wer_scores(predictions, references), "predictions": predictions, "references": references,
             "seconds": round(time.perf_counter() - started, 1)}
 

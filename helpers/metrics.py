@@ -111,6 +111,15 @@ def scored_pairs(predictions: list[str], references: list[str]) -> list[int]:
     return [i for i, reference in enumerate(references) if normalize(reference)]
 
 
+def left_out_note(references: list[str]) -> str | None:
+    """One sentence when :func:`scored_pairs` leaves clips out of the scores: how many, and why; else ``None``."""
+    left = sum(1 for reference in references if not normalize(reference))
+    if not left:
+        return None
+    return (f"{left} of {len(references)} clips are left out of every score: their reference transcript has no "
+            "words (empty, or only punctuation), so no error rate is defined for them.")
+
+
 class ErrorRate:
     """What the course's ``metric = evaluate.load("wer")`` gives: ``metric.compute(predictions=..., references=...)``,
     a fraction, corpus-level (all errors over all reference words), with jiwer directly (see the module's note).

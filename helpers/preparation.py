@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, DatasetDict, Features, List, Value
+from datasets import Dataset, DatasetDict, Features, List, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
 from transformers import WhisperFeatureExtractor, WhisperProcessor
 
@@ -29,12 +29,14 @@ from helpers.audio import (
     load_audio,
     to_flac,
 )
+from helpers.metrics import normalize
 
 MAX_AUDIO_SECONDS = 30.0  # Whisper's encoder sees exactly 30 s; longer clips would be cut mid-sentence.
 DROP_REASONS = {
     **DECODE_REASONS,  # missing, empty, undecodable, truncated clips (helpers.audio)
     "too_long_audio": f"the audio is longer than {MAX_AUDIO_SECONDS:.0f} s",
     "empty_transcript": "the transcript is empty",
+    "no_words_transcript": "the transcript has no words (only punctuation or symbols): nothing to learn or score",
     "too_many_label_tokens": "the labels (with prefix tokens) exceed the model's max_target_positions",
 }
 SHOWN_DROPPED_ROWS = 20  # per split on screen; report.json lists every one
@@ -61,6 +63,8 @@ def prepare_dataset(example: dict, max_label_tokens: int = 448) -> dict:
         reason = "too_long_audio"
     elif not (sentence or "").strip():  # nothing to learn from
         reason = "empty_transcript"
+    elif not normalize(sentence):  # "?!... —": no word, and every score would leave the clip out
+        reason = "no_words_transcript"
     elif len(label_ids) > max_label_tokens:  # the decoder attends to max_target_positions tokens at most
         reason = "too_many_label_tokens"
     else:
@@ -200,17 +204,48 @@ def prepare_split(
 
 def prepare_splits(
     splits: DatasetDict, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1,
-    prepare: Callable = prepare_dataset,
+    prepare: Callable = prepare_dataset, seed: int = 42,
 ) -> tuple[DatasetDict, dict]:
     """The course's ``common_voice.map(prepare_dataset, ...)`` and its 30 s filter, on every split.
 
     :func:`prepare_split` on each, every clip through ``prepare`` (:func:`prepare_dataset`, or notebook 02's
-    edited copy); returns the prepared ``DatasetDict`` and a per-split report."""
+    edited copy); returns the prepared ``DatasetDict`` and a per-split report. A validation split that lost
+    clips is refilled from the prepared training clips (:func:`refill_validation`, drawn with ``seed``)."""
     prepared, report = {}, {}
     for name, split in splits.items():
         prepared[name], report[name] = prepare_split(split, processor, max_label_tokens, num_proc, desc=name,
                                                      prepare=prepare)
-    return DatasetDict(prepared), report
+    return refill_validation(prepared, report, seed), report
+
+
+def refill_validation(prepared: dict, report: dict, seed: int = 42) -> DatasetDict:
+    """Top the validation split up to the size it was loaded with, from the training clips that survived.
+
+    The validation slice is drawn before preprocessing (of train, when a source has no dev split); the clips
+    preprocessing drops from it would leave the best checkpoint chosen on fewer clips, or on none (a small
+    corpus whose slice happened to draw only broken files). Prepared training clips drawn with ``seed`` move
+    over, never the last one; ``report`` says so (``refilled``, ``moved_to_validation`` and a ``note``), and
+    still counts each dropped clip once, in the split it came from.
+    """
+    if "validation" not in prepared or "train" not in prepared:
+        return DatasetDict(prepared)
+    validation, train = prepared["validation"], prepared["train"]
+    take = min(report["validation"]["total"] - len(validation), len(train) - 1)
+    if take <= 0:
+        return DatasetDict(prepared)
+    chosen = set(int(i) for i in np.random.default_rng(seed).choice(len(train), size=take, replace=False))
+    moved = train.select(sorted(chosen))
+    prepared = {**prepared, "validation": concatenate_datasets([validation, moved]) if len(validation) else moved,
+                "train": train.select([i for i in range(len(train)) if i not in chosen])}
+    seconds = round(float(sum(moved["duration"])), 2)
+    part, rest = report["validation"], report["train"]
+    part.update(kept=part["kept"] + take, refilled=take, kept_seconds=round(part["kept_seconds"] + seconds, 2))
+    rest.update(kept=rest["kept"] - take, moved_to_validation=take, kept_seconds=round(rest["kept_seconds"] - seconds, 2))
+    part["note"] = (f"{part['dropped']} of the {part['total']} validation clips were dropped in preprocessing; {take} "
+                    f"prepared training clips took their place (drawn with seed {seed}), so the best checkpoint is "
+                    f"chosen on {len(prepared['validation'])} clips.")
+    rest["note"] = f"{take} prepared clips moved to validation, in place of the validation clips dropped."
+    return DatasetDict(prepared)
 
 
 def format_report(report: dict) -> str:
@@ -225,6 +260,8 @@ def format_report(report: dict) -> str:
             lines.append(f"    - {Path(str(row['source'])).name}: {row['why']}")
         if len(rows) > SHOWN_DROPPED_ROWS:
             lines.append(f"    ... and {len(rows) - SHOWN_DROPPED_ROWS} more, listed in report.json")
+        if part.get("note"):
+            lines.append(f"  {part['note']}")
     return "\n".join(lines)
 
 

@@ -30,8 +30,8 @@ from helpers.metrics import CHECKPOINT_METRIC, make_compute_metrics
 from helpers.runtime.checkpoints import STATE, checkpoint_is_complete, last_checkpoint
 from helpers.runtime.device import explain_oom
 from helpers.runtime.distributed import ExactEvalSeq2SeqTrainer
-from helpers.runtime.errors import CourseError
-from helpers.runtime.mirror import find_mirror
+from helpers.runtime.errors import CourseError, DiskError, check_writable, explain_disk_error
+from helpers.runtime.mirror import find_mirror, save_costs
 from helpers.runtime.trainer_internals import load_best_model, load_checkpoint_weights
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns until v6).
@@ -192,8 +192,17 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     Trainer's rotation would keep the higher-numbered old ones and delete the new, and a later resume would
     continue the old run. A CUDA out-of-memory error becomes ``OutOfMemory``.
     """
+    full_save = None
     if trainer.is_world_process_zero():
         mirror = find_mirror(trainer)
+        model = trainer.model
+        cost = save_costs(sum(p.numel() for p in model.parameters()),
+                          sum(p.numel() for p in model.parameters() if p.requires_grad))
+        full_save = cost["full"]
+        # Before the first step, not at the first save minutes later: a read-only or full folder stops here.
+        check_writable(trainer.args.output_dir, full_save, "a checkpoint", "then run this again")
+        if mirror:
+            check_writable(mirror.folder, cost["mirror"], "a copy of a checkpoint", "then run this again")
         if not resume:
             _remove_earlier_checkpoints([Path(trainer.args.output_dir)] + ([mirror.folder] if mirror else []))
         if mirror:  # another run's checkpoints stop a resume here, where RESUME is known; starting over restamps
@@ -216,7 +225,16 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
         checkpointing=bool(getattr(args, _CHECKPOINTING, False)),
         fp16=bool(args.fp16 or args.bf16),
     ):
-        return trainer.train(resume_from_checkpoint=checkpoint)
+        try:
+            return trainer.train(resume_from_checkpoint=checkpoint)
+        except Exception as error:
+            # A save that filled the disk says "unexpected pos" (torch.save) or "I/O error" (safetensors).
+            sentence = explain_disk_error(error, args.output_dir, full_save,
+                                          "then run this again: it resumes from the last complete checkpoint "
+                                          "(the save that was cut short is skipped)")
+            if sentence is None:
+                raise
+            raise DiskError(sentence) from error
 
 
 def _remove_earlier_checkpoints(folders: list[Path]) -> None:

@@ -7,7 +7,8 @@
 #
 # It builds a throwaway environment in .try-newest/ (ignored by git; TRY_NEWEST_DIR changes it) from PyPI, with
 # .venv's torch shared rather than reinstalled (torch is never pinned: Colab keeps its own). Run scripts/setup.sh
-# first. tests/test_trainer_internals.py runs first: it names the private Trainer calls a new transformers broke.
+# first. tests/test_trainer_internals.py and tests/test_private_apis.py run first: they name the private APIs a new
+# release broke (the list is in helpers/runtime/trainer_internals.py).
 # When everything passes, move the pins with:  .try-newest/venv/bin/python -m tools.constraints
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,8 +38,9 @@ for name in transformers datasets huggingface_hub peft datacollective ctranslate
     echo "  $name $latest is out, but pip could only install $installed with the rest (see: $PY -m pip install --dry-run $name==$latest)"
 done
 export COURSE_PROFILE=${COURSE_PROFILE:-smoke} HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-echo "== tests/test_trainer_internals.py (the private Trainer calls) =="
-"$PY" -m pytest -p no:cacheprovider -n 0 -q -o addopts= tests/test_trainer_internals.py 2>&1 | tail -n 15
+echo "== tests/test_trainer_internals.py, tests/test_private_apis.py (the private APIs we lean on) =="
+"$PY" -m pytest -p no:cacheprovider -n 0 -q -o addopts= tests/test_trainer_internals.py tests/test_private_apis.py 2>&1 |
+  tail -n 15
 echo "== pytest $* =="
 # (The differences were listed above; the test that fails on them would only repeat it.)
 "$PY" -m pytest -p no:cacheprovider -rfE --deselect tests/test_constraints.py::test_the_suite_runs_with_the_pinned_versions \

@@ -1,4 +1,5 @@
-"""Shared fixtures: the offline smoke model's processor, openai-whisper's reference code, the corpus.
+"""Shared fixtures: the offline smoke model's processor, openai-whisper's reference code, the corpus, one torch
+thread for a module's in-process training.
 
 With ``CI=true`` a skipped test fails the run (the tiers CI cannot reach, ``gpu`` and ``hub``, excepted): in CI a skip means a
 missing dependency (ffmpeg, openai-whisper) hiding tests, not an optional tier.
@@ -101,6 +102,18 @@ def prepared(processor, corpus):
 
     splits = load_common_voice(str(corpus))
     return splits, *prepare_splits(splits, processor, num_proc=2)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread while a module trains in this process: the tiny models gain nothing from more, and the
+    suite's two pytest-xdist workers share the machine's cores (a child process gets ``ONE_THREAD``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

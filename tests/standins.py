@@ -7,10 +7,13 @@ is a module shaped like Colab's own. Nothing of ``helpers`` is replaced.
   ``GET /api/datasets/<id>``, ``POST /api/datasets/<id>/download`` (Bearer key; 401 for a wrong key, 403
   with the API's own words when the terms were not accepted) returning a pre-signed URL, size and
   checksum, and the archive itself, with ``Range`` for a resumed download.
-* :class:`HubStandIn` answers the endpoints ``HfApi.whoami``, ``create_repo`` and ``upload_folder`` use
-  (``/api/whoami-v2``, ``/api/repos/create``, ``/api/validate-yaml``, ``/api/models/<repo>/preupload/<rev>``,
-  ``/api/models/<repo>/commit/<rev>``); it answers "regular" upload mode for every file, so the files
-  arrive base64-encoded inside the commit instead of through LFS or Xet storage, which it does not speak.
+* :class:`HubStandIn` answers the endpoints ``HfApi.whoami``, ``create_repo``, ``upload_folder`` and
+  ``create_commit`` use (``/api/whoami-v2``, ``/api/repos/create``, ``/api/validate-yaml``,
+  ``/api/{models,datasets}/<repo>/preupload/<rev>``, ``/api/{models,datasets}/<repo>/commit/<rev>``); it answers
+  "regular" upload mode for every file, so the files arrive base64-encoded inside the commit instead of through
+  LFS or Xet storage, which it does not speak. For reading back what was committed it answers
+  ``list_repo_files`` (``/api/<type>s/<repo>/tree/<rev>``) and ``hf_hub_download`` (``HEAD`` and ``GET``
+  ``/[<type>s/]<repo>/resolve/<rev>/<path>``, with the commit and ETag headers the client requires).
 * :func:`install_colab` puts a ``google.colab`` in ``sys.modules`` with Colab's ``userdata`` API:
   ``get(key)`` returns the secret or raises ``SecretNotFoundError`` (a ``google.colab.errors.Error``) or
   ``NotebookAccessError`` (the notebook was not given access), as Colab's ``userdata.py`` does.
@@ -29,7 +32,7 @@ import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 
 class _Server:
@@ -49,6 +52,9 @@ class _Server:
 
             def do_POST(self) -> None:
                 owner._dispatch(self, "POST")
+
+            def do_HEAD(self) -> None:
+                owner._dispatch(self, "HEAD")
 
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -187,6 +193,7 @@ class HubStandIn(_Server):
         self.repos: dict[str, dict] = {}
         self.commits: dict[str, list[dict[str, bytes]]] = {}
         self.refuse_commits = False
+        self.accepted: dict[str, list[dict[str, bytes]]] = {}  # the commits not refused: what the repo holds
 
     def handle(self, request, method, url, body) -> None:
         path = url.path
@@ -199,10 +206,20 @@ class HubStandIn(_Server):
             payload = json.loads(body)
             repo_id = f"{payload.get('organization') or self.USER}/{payload['name']}"
             self.repos.setdefault(repo_id, payload)
-            return self.send_json(request, 200, {"url": f"{self.url}/{repo_id}", "name": repo_id})
+            kind = payload.get("type") or "model"
+            return self.send_json(request, 200, {"url": f"{self.url}/{'' if kind == 'model' else kind + 's/'}{repo_id}",
+                                                 "name": repo_id})
         if method == "POST" and path == "/api/validate-yaml":
             return self.send_json(request, 200, {"errors": [], "warnings": []})
-        found = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
+        found = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path)
+        if method == "GET" and found and found.group(1) in self.repos:
+            return self.send_json(request, 200, [{"type": "file", "path": name, "size": len(data),
+                                                  "oid": hashlib.sha1(data).hexdigest()}
+                                                 for name, data in sorted(self.files(found.group(1)).items())])
+        found = re.fullmatch(r"/(?:datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        if method in ("GET", "HEAD") and found and found.group(1) in self.repos:
+            return self._file(request, method, found.group(1), unquote(found.group(3)))
+        found = re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
         if method == "POST" and found and found.group(1) in self.repos:
             repo_id, action = found.group(1), found.group(2)
             if action == "preupload":
@@ -211,6 +228,29 @@ class HubStandIn(_Server):
                     {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
             return self._commit(request, repo_id, body)
         self.send_json(request, 404, {"error": f"no route {method} {path}"})
+
+    def files(self, repo_id: str) -> dict[str, bytes]:
+        """The repo's files at its last accepted commit."""
+        merged: dict[str, bytes] = {}
+        for commit in self.accepted.get(repo_id, []):
+            merged.update(commit)
+        return merged
+
+    def _file(self, request, method: str, repo_id: str, name: str) -> None:
+        data = self.files(repo_id).get(name)
+        if data is None:
+            request.send_response(404)
+            request.send_header("X-Error-Code", "EntryNotFound")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        request.send_response(200)
+        request.send_header("X-Repo-Commit", hashlib.sha1(repo_id.encode()).hexdigest())
+        request.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        if method == "GET":
+            request.wfile.write(data)
 
     def _commit(self, request, repo_id: str, body: bytes) -> None:
         files = {}
@@ -223,6 +263,7 @@ class HubStandIn(_Server):
         self.commits.setdefault(repo_id, []).append(files)
         if self.refuse_commits:
             return self.send_json(request, 403, {"error": "You don't have the rights to create a commit here"})
+        self.accepted.setdefault(repo_id, []).append(files)
         oid = hashlib.sha1(body).hexdigest()
         self.send_json(request, 200, {"commitUrl": f"{self.url}/{repo_id}/commit/{oid}", "commitOid": oid,
                                       "pullRequestUrl": None})

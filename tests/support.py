@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# One thread per child process (a CLI run of the tiny model): the same reason as conftest.one_torch_thread.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 def pretrained_model(name: str) -> Path:
     """The converted real checkpoint ``name`` ("tiny.en", "base"); skipped with the setup command when missing.
@@ -76,3 +79,33 @@ def repository_copy(dest: Path) -> Path:
                     ["config", "user.name", "Course CI"], ["config", "user.email", "ci@example.invalid"]):
         subprocess.run(["git", *command], cwd=dest, check=True, capture_output=True)
     return dest
+
+
+def _as_root(*command: str) -> list[str]:
+    import os
+
+    return list(command) if os.geteuid() == 0 else ["sudo", "-n", *command]
+
+
+def mount_tmpfs(folder: Path, size: str) -> None:
+    """Mount a tmpfs of ``size`` (e.g. "4m") at ``folder``: a small disk that fills up, as Drive or a runtime's
+    disk does. Root mounts it (``sudo -n`` otherwise); skipped where neither can. Unmount with :func:`unmount`."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(_as_root("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)), check=False,
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"a tmpfs stands in for a full disk, and mounting one needs root: {done.stderr.strip()}")
+
+
+def remount_read_only(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(_as_root("mount", "-o", "remount,ro", str(folder)), check=True, capture_output=True)
+
+
+def unmount(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(_as_root("umount", "-l", str(folder)), check=False, capture_output=True)

@@ -40,9 +40,11 @@ BAD_TRAIN = {
     "too_long.mp3": "too_long_audio",
     "empty_sentence.mp3": "empty_transcript",
     "blank_sentence.mp3": "empty_transcript",
+    "punctuation_sentence.mp3": "no_words_transcript",
     "long_transcript.mp3": "too_many_label_tokens",
 }
-BAD_TEST = {"missing_test.mp3": "file_not_found", "truncated_test.mp3": "truncated_audio"}
+BAD_TEST = {"missing_test.mp3": "file_not_found", "truncated_test.mp3": "truncated_audio",
+            "punctuation_test.mp3": "no_words_transcript"}
 # Valid though unlike the rest: resampled and kept (M4A through ffmpeg, which Colab and our setup install).
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
 ODD_BUT_GOOD = ["silence.mp3", "speech_8k.wav", "speech_44k_stereo.wav", "speech.flac"] + ["speech.m4a"] * HAVE_FFMPEG
@@ -112,9 +114,10 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     train.append(("too_long.mp3", text))
     train.append((copy_good("empty_sentence.mp3")[0], ""))
     train.append((copy_good("blank_sentence.mp3")[0], " \u3000 "))
+    train.append((copy_good("punctuation_sentence.mp3")[0], "?!... —"))  # no word to learn or score
     name, text = copy_good("long_transcript.mp3")
     train.append((name, " ".join([text] * 40)))
-    # dev.tsv: a CSV-style quoted sentence and Common Voice's own unescaped quotes.
+    # dev.tsv: quotes inside sentences, as Common Voice writes them (never escaped, never a quoted field).
     name, text = copy_good()
     dev.append((name, f'"{text.replace(chr(34), chr(34) * 2)}, ""quoted"""'))
     name, _ = copy_good()
@@ -122,6 +125,7 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     for _ in range(3):
         test.append(copy_good())
     test.append(("missing_test.mp3", "නැති ගොනුවකි."))
+    test.append((copy_good("punctuation_test.mp3")[0], "?!... —"))
     name, text = copy_good("truncated_test.mp3")
     (clips / name).write_bytes((clips / name).read_bytes()[: (clips / name).stat().st_size // 2])
     test.append((name, text))
@@ -139,7 +143,7 @@ def build_odd_corpus(folder: Path, corpus: Path) -> dict:
     return {
         # Both dev clips are the validation slice (fewer than validation_size): none of dev trains.
         "train_paths": [n for n, _ in train],
-        "dev_sentences": [f'{dev[0][1][1:-1].replace(chr(34) * 2, chr(34))}', '"Stop!" she said, "now".'],
+        "dev_sentences": [dev[0][1], '"Stop!" she said, "now".'],  # every quote kept, as written
         "train_total": len(train),
         "train_kept": len(train) - len(BAD_TRAIN),
         "test_total": len(test),
@@ -230,16 +234,9 @@ def test_bad_rows_are_listed_on_screen_in_words(prepared_cli):
     assert "dropped 2: the transcript is empty" in result.stdout
 
 
-def test_run_on_the_odd_corpus_trains_and_writes_results(odd_corpus, tmp_path, capfd):
-    import torch
-
+def test_run_on_the_odd_corpus_trains_and_writes_results(odd_corpus, tmp_path, capfd, one_torch_thread):
     folder, expected = odd_corpus
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tiny model gains nothing from more, and the test machine's cores are shared
-    try:
-        code = main(["run", "--profile", "smoke", "--data", str(folder), "--output-dir", str(tmp_path), *TINY])
-    finally:
-        torch.set_num_threads(threads)
+    code = main(["run", "--profile", "smoke", "--data", str(folder), "--output-dir", str(tmp_path), *TINY])
     captured = capfd.readouterr()
     assert code == 0, captured.err[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -359,3 +356,34 @@ def test_out_of_memory_while_evaluating_names_the_eval_batch_size(corpus, proces
     monkeypatch.setattr(model, "generate", out_of_memory)
     with pytest.raises(OutOfMemory, match=r"smaller --eval-batch-size \(try 4\)"):
         transcribe(model, processor, prepared["test"], batch_size=8)
+
+
+def test_a_held_out_validation_slice_of_broken_clips_is_refilled_from_the_clips_that_survive(tmp_path, corpus):
+    """No dev split: the validation slice is a tenth of train, drawn before preprocessing. Here every clip it
+    drew is broken, and a few more in train: the run goes on, validation is refilled from the surviving
+    training clips, and every broken clip is counted once, in the split it came from."""
+    from helpers.data import load_common_voice
+
+    folder = tmp_path / "si"
+    shutil.copytree(corpus / "clips", folder / "clips")
+    for name in ("train.tsv", "test.tsv"):  # no dev.tsv
+        shutil.copy(corpus / name, folder / name)
+    held_out = [Path(a["path"]).name for a in load_common_voice(folder)["validation"]["audio"]]
+    train_rows = (corpus / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    others = [row.split("\t")[1] for row in train_rows if row.split("\t")[1] not in held_out][:3]
+    for name in held_out + others:
+        (folder / "clips" / name).write_text("not audio: a file broken in transfer\n" * 20)
+
+    out = tmp_path / "out"
+    result = cli_subprocess("prepare", "--data", str(folder), "--output-dir", str(out), "--num-proc", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    validation, train = report["validation"], report["train"]
+    size = len(held_out)
+    assert {Path(row["source"]).name for row in validation["dropped_rows"]} == set(held_out)
+    assert {Path(row["source"]).name for row in train["dropped_rows"]} == set(others)
+    assert validation["dropped"] == size and train["dropped"] == len(others)  # each once, where it came from
+    assert validation["refilled"] == size and validation["kept"] == size
+    assert train["moved_to_validation"] == size
+    assert train["kept"] == train["total"] - len(others) - size
+    assert f"{size} prepared training clips took their place" in result.stdout

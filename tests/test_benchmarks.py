@@ -26,7 +26,7 @@ def tiny_run(tmp_path_factory):
     command = [sys.executable, "-m", "benchmarks.run", "--clips", "8", "--steps", "1", "--train-batch-size", "2",
                "--eval-max-length", "8", "--eval-passes", "1", "--lever-sample", "4", "--prep-rounds", "1",
                "--eval-models", "tiny.en", "--eval-clips", "2", "--eval-real-passes", "course", "sorted",
-               "--eval-analysis-clips", "0",
+               "--eval-analysis-clips", "0", "--skip-budget",  # the budget's measurement: test_budget_* below
                "--work-dir", str(tmp / "work"), "--results-dir", str(tmp / "results")]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -297,3 +297,17 @@ def test_budget_projection_rests_on_the_courses_45_minutes():
     slower = project(unit_passes(get_config("t4", eval_steps=100, save_steps=100), references, 0.5, 30), course,
                      costs, prep)
     assert slower["ours"]["notebooks"]["04_train"] > ours["notebooks"]["04_train"]
+
+
+def test_budget_measurement_runs_both_sides_on_a_real_model():
+    """benchmarks.budget.measure_costs's code path with the smoke model (the real run uses whisper-base): both
+    attentions trained, the encoder and decoder steps timed, the zero-shot loops counted with and without the stop."""
+    from benchmarks.budget import measure_costs
+    from helpers.config import SINHALA_CORPUS, SMOKE_MODEL_DIR
+
+    costs = measure_costs(SMOKE_MODEL_DIR, SINHALA_CORPUS, train_batch=1, steps=1, eval_batches=(2, 4), loop_limit=16)
+    assert set(costs["train_step_s"]) == {"sdpa", "eager"} and all(len(v) == 1 for v in costs["train_step_runs"].values())
+    assert costs["encoder_s_per_clip"] > 0 and set(costs["decoder_step_s"]) == {"2", "4"}
+    loops = costs["zero_shot"]
+    assert loops["clips"] == 18 and 0 <= loops["loop_share"] <= 1 and loops["limit"] == 16
+    assert loops["tokens_stopped"] <= loops["tokens_free"]  # the stop only ever shortens a transcript

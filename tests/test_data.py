@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -102,13 +103,15 @@ def test_missing_dev_split_holds_validation_out_of_train(tmp_path, corpus):
 
 
 def test_tsv_quirks_are_parsed_as_meant(tmp_path):
+    """Common Voice writes quotes inside sentences as they are, never escaped, and never quotes a field: read with
+    the csv module and QUOTE_NONE, as its own loader did, every quote stays in its sentence."""
     path = tmp_path / "train.tsv"
     lines = [
         CV_HEADER.replace("segment", "segment\tsentence_domain"),                   # an extra column
         "id1\ta.mp3\tPlain sentence.\t2\t0\t\t\t\t\tsi\t\thealth",
-        'id2\tb.mp3\t"Quoted, with ""inner"" quotes."\t2\t0\t\t\t\t\tsi\t\t',      # CSV-style quoting
-        'id3\tc.mp3\t"Stop!" she said, "now".\t2\t0',                               # CV's unescaped quotes, short row
-        'id4\t"d.mp3"\t"a field\twith a tab"\t1\t0\t\t\t\t\tsi\t\t',                # a quoted tab
+        'id2\tb.mp3\t"Stop!" she said, "now".\t2\t0',                               # quotes in a sentence, short row
+        'id3\tc.mp3\t"A whole sentence in quotes."\t2\t0\t\t\t\t\tsi\t\t',        # not a quoted field
+        'id4\td.mp3\tA 5" pipe and ""doubled"" marks\t1\t0\t\t\t\t\tsi\t\t',        # an odd count, doubled ones
         "",                                                                         # a blank line
         "id5\te.mp3\t   \t1\t0\t\t\t\t\tsi\t\t\tsurplus\tcells",                      # blank sentence, ragged
     ]
@@ -117,9 +120,14 @@ def test_tsv_quirks_are_parsed_as_meant(tmp_path):
     rows = read_cv_tsv(path)
     assert [r["path"] for r in rows] == ["a.mp3", "b.mp3", "c.mp3", "d.mp3", "e.mp3"]
     assert [r["sentence"] for r in rows] == [
-        "Plain sentence.", 'Quoted, with "inner" quotes.', '"Stop!" she said, "now".', "a field\twith a tab", ""]
+        "Plain sentence.", '"Stop!" she said, "now".', '"A whole sentence in quotes."',
+        'A 5" pipe and ""doubled"" marks', ""]
     assert rows[0]["client_id"] == "id1" and rows[0]["sentence_domain"] == "health"
-    assert rows[2]["locale"] == "" and rows[2]["up_votes"] == "2"
+    assert rows[1]["locale"] == "" and rows[1]["up_votes"] == "2"
+    # What Common Voice's own loader reads from the same file (csv.DictReader, tab, QUOTE_NONE): the same text.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        theirs = [row for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row["path"]]
+    assert [row["sentence"].strip() for row in theirs] == [r["sentence"] for r in rows]
     # The same table saved as UTF-16 "Unicode text" reads the same.
     utf16 = tmp_path / "utf16.tsv"
     utf16.write_bytes("\r\n".join(lines).encode("utf-16"))

@@ -35,15 +35,7 @@ ENV = {"COURSE_PROFILE": "smoke", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tiny model gains nothing from two, and the test machine's cores are shared
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def measured(tmp_path_factory, one_thread):
+def measured(tmp_path_factory, one_torch_thread):
     work = tmp_path_factory.mktemp("drive")
     return work, measure(work)
 

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from helpers.audio import from_int16
 from helpers.config import SMOKE_MODEL_DIR
@@ -25,12 +24,7 @@ from tests.support import pretrained_model
 pytest.importorskip("ctranslate2", reason="pip install -e '.[ct2]' (the extra the export needs)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_en() -> Path:

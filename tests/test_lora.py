@@ -31,20 +31,14 @@ from helpers.extras.lora import (
 )
 from helpers.runtime.errors import CourseError
 from helpers.training import checkpoint_is_complete
-from tests.support import kill_after_first_checkpoint, pretrained_model
+from tests.support import ONE_THREAD, kill_after_first_checkpoint, pretrained_model
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CLIPS, STEPS, MAX_TOKENS = 2, 8, 48  # tiny.en learning run: 2 English clips, 8 steps of the LoRA recipe
 UNSEEN = 4  # English test clips, for comparing the merged model with the adapter on clips it did not learn
 MAX_STEPS = 6  # the smoke CLI runs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_en() -> Path:

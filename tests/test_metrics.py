@@ -262,3 +262,23 @@ def test_course_evaluate_wer_from_the_hub_equals_wer():
     predictions, references = COURSE_PAIRS
     score, note = course_evaluate_wer(predictions, references)
     assert score == wer_scores(predictions, references)["wer"], note
+
+
+def test_a_score_that_leaves_clips_out_says_how_many_and_why(processor, prepared, capsys):
+    from helpers.evaluation import evaluate_model
+    from helpers.metrics import left_out_note
+    from helpers.model import load_model_and_processor
+    from helpers.config import get_config
+
+    assert left_out_note(["a b", "!!!", ""]) == ("2 of 3 clips are left out of every score: their reference "
+                                                  "transcript has no words (empty, or only punctuation), so no "
+                                                  "error rate is defined for them.")
+    assert left_out_note(["a b"]) is None
+    _, done, _ = prepared
+    test = done["test"].select(range(2))
+    test = test.map(lambda row, i: {"sentence": "?!... —" if i == 0 else row["sentence"]}, with_indices=True)
+    config = get_config("smoke")
+    model, _ = load_model_and_processor(config.model, config.language, config.task)
+    result = evaluate_model(model, processor, test, batch_size=2, max_length=4)
+    assert result["scores"]["n"] == 1
+    assert "1 of 2 clips are left out of every score" in capsys.readouterr().out

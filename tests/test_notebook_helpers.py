@@ -125,6 +125,8 @@ def test_the_preparation_function_02_shows_keeps_and_drops_one_clip_at_a_time(co
     too_long = prepare_dataset(example, max_label_tokens=len(ids) - 1)
     assert too_long["drop_reason"] == "too_many_label_tokens" and too_long["labels"] == []
     assert prepare_dataset({**example, "sentence": "  "})["drop_reason"] == "empty_transcript"
+    no_words = {**example, "sentence": "?!... —"}
+    assert prepare_dataset(no_words)["drop_reason"] == "no_words_transcript"  # nothing to learn or score
     missing = {**example, "audio": str(corpus / "clips" / "missing.mp3")}
     assert prepare_dataset(missing)["drop_reason"] == "file_not_found"
 

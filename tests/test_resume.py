@@ -12,32 +12,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from helpers.cli import main
 from helpers.training import checkpoint_is_complete, last_checkpoint
-from tests.support import kill_after_first_checkpoint
+from tests.support import ONE_THREAD, kill_after_first_checkpoint
 
 MAX_STEPS = 6
-# One thread per process: the tiny model gains nothing from two, and the test machine's cores are shared.
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-@contextmanager
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_args(corpus: Path, out: Path) -> list[str]:
     return ["run", "--profile", "smoke", "--data", str(corpus), "--output-dir", str(out),
             "--max-steps", str(MAX_STEPS), "--save-steps", "2", "--eval-steps", "2", "--logging-steps", "1",
@@ -56,11 +39,10 @@ def train_logs(out: Path, step: int = MAX_STEPS) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, corpus):
+def reference(tmp_path_factory, corpus, one_torch_thread):
     """The uninterrupted run."""
     out = tmp_path_factory.mktemp("reference") / "out"
-    with one_torch_thread():
-        assert main(run_args(corpus, out)) == 0
+    assert main(run_args(corpus, out)) == 0
     return out
 
 
@@ -75,7 +57,7 @@ def killed(tmp_path_factory, corpus):
 
 
 @pytest.fixture(scope="module")
-def resumed(killed, corpus):
+def resumed(killed, corpus, one_torch_thread):
     """A half-written newer checkpoint is added, then the same command is run again."""
     out, resume_from = killed
     half = out / f"checkpoint-{resume_from + 2}"
@@ -88,7 +70,7 @@ def resumed(killed, corpus):
     from contextlib import redirect_stdout
 
     printed = io.StringIO()
-    with redirect_stdout(printed), one_torch_thread():
+    with redirect_stdout(printed):
         code = main(run_args(corpus, out))
     return out, resume_from, code, printed.getvalue()
 

@@ -196,3 +196,46 @@ def test_a_zero_shot_score_is_computed_once_and_stamped(ws, processor):
     assert not reused and read_stamp(workspace.artifact_path("baseline"))
     again, reused = evaluate_once("baseline", {"model": "m"}, lambda: pytest.fail("recomputed"), processor)
     assert reused and again["scores"] == {"wer": 120.0}
+
+
+def test_a_truncated_stamp_stops_the_stage_with_what_to_do(ws, processor):
+    """A half-synced Drive file: the stamp is there but cut short. It must not pass as "no stamp"."""
+    workspace.set_run(get_config("smoke"))
+    path = workspace.save_to_workspace(DatasetDict(train=Dataset.from_dict({"x": [1]})), "prepared", processor)
+    stamp_file = workspace.stamp_path(path)
+    stamp_file.write_text(stamp_file.read_text()[:40])
+    with pytest.raises(workspace.CourseError) as error:
+        workspace.load_from_workspace("prepared", processor)
+    message = str(error.value)
+    assert f"The run stamp of prepared ({stamp_file}) cannot be read" in message
+    assert "02_preprocess.ipynb" in message and "delete" in message
+
+
+def test_the_cli_stops_at_a_truncated_checkpoints_stamp(tmp_path, processor):
+    from helpers.cli import check_checkpoints
+
+    out = tmp_path / "out"
+    (out / "checkpoint-2").mkdir(parents=True)
+    (out / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (out / "checkpoint-2" / "model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    workspace.write_stamp(out / "checkpoints", run_stamp(get_config("smoke"), processor))
+    workspace.stamp_path(out / "checkpoints").write_text('{"profile": "sm')
+    with pytest.raises(workspace.CourseError, match="cannot be read.*--no-resume"):
+        check_checkpoints(run_stamp(get_config("smoke"), processor), out, resume=True)
+
+
+def test_resuming_with_another_seed_or_learning_rate_is_noticed(ws, processor):
+    def resume():  # what train(trainer, resume=True) does first with the trainer cell's Drive copies
+        workspace.checkpoint_copies_on_drive(processor).claim(resume=True, output_dir=ws / "runtime")
+
+    workspace.set_run(get_config("smoke"))
+    resume()
+    (workspace.artifact_path("training") / "checkpoint-100").mkdir(parents=True)
+    stamp = read_stamp(workspace.artifact_path("training"))
+    assert stamp["seed"] == get_config("smoke").seed and stamp["learning_rate"] == get_config("smoke").learning_rate
+    workspace.set_run(get_config("smoke", learning_rate=3e-5))
+    with pytest.raises(RunMismatch, match="learning_rate"):
+        resume()
+    workspace.set_run(get_config("smoke", seed=7))
+    with pytest.raises(RunMismatch, match="seed 42 \\(this run: 7\\)"):
+        resume()

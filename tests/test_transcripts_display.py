@@ -73,3 +73,15 @@ def test_transcripts_of_another_test_split_are_refused(prepared):
     test = ready["test"]
     with pytest.raises(CourseError, match="another test split"):
         transcripts_side_by_side({"references": ["a"], "zero_shot": ["b"], "fine_tuned": ["c"]}, test)
+
+
+def test_clips_the_zero_shot_sample_left_out_are_not_shown_first():
+    """On the t4 profile the zero-shot pass scores a sample: predictions.json holds None for the others."""
+    from helpers.audio import to_flac
+
+    test = [{"audio_16k": to_flac(np.zeros(1600, dtype=np.float32))} for _ in range(4)]
+    predictions = {"references": ["a", "b", "c", "d"], "zero_shot": [None, "zb", None, "zd"],
+                   "fine_tuned": ["fa", "fb", "fc", "fd"]}
+    html = transcripts_side_by_side(predictions, test, clips=2).data
+    assert "clip 1<" in html and "clip 3<" in html and "clip 0<" not in html
+    assert "(not in the zero-shot sample)" in transcripts_side_by_side(predictions, test, clips=[0]).data

@@ -339,9 +339,10 @@ when a learner is stuck, and what the figures should look like.
 {agenda}
 
 The compute times are for `SHORT_RUN = True` (at most 2,000 training and 500 test clips, 200 steps,
-evaluations on 100 clips): about 45 minutes of computing in all on a free T4. They are estimates from the
-course's 45 minutes for 500 steps, not yet measured on a T4. `SHORT_RUN = False` is the course's full run
-(500 steps on every clip, about 2 hours of computing): too long for one session with teaching. With the
+evaluations on 100 clips): about 20 minutes of computing in all on a free T4, from the unit's budget (the
+course's 45 T4 minutes for its 500 steps, divided among passes by work measured side by side), not yet
+measured on a T4. `SHORT_RUN = False` is the course's full run (500 steps on every clip, about 40 minutes of
+computing): too long for one session with teaching. With the
 smoke profile (a CPU, offline) the whole notebook takes about 4 minutes of CPU time.
 
 **What the short run should show** (not yet measured on a T4): a zero-shot score near the course's
@@ -362,7 +363,8 @@ cell below, and fixes every line marked TODO. It needs, as Colab secrets (the ke
   whisper-small then learns from the course's 96 bundled clips (Sinhala sentences spoken by espeak-ng, in
   Common Voice's layout). Every stage runs the same code in a few minutes; the figures are about a synthetic
   voice, not Dhivehi. A release downloaded in a browser and unpacked on Drive works too:
-  `DATA = "/content/drive/MyDrive/cv-corpus-XX/dv"`.
+  `DATA = "/content/drive/MyDrive/cv-corpus-XX/dv"`. **The teacher shared the release?** Set the `DATA` they
+  give: `DATA = "mirror:ORG/NAME"` (a private Hub dataset) or the shared Drive folder's path; no MDC key needed.
 - `HF_TOKEN` (optional): a Hugging Face token with write access, to push the model in stage 6; without
   one, stage 6 writes an export folder instead.
 
@@ -370,8 +372,9 @@ cell below, and fixes every line marked TODO. It needs, as Colab secrets (the ke
 
 # The cell before the set-up: the two choices a learner makes (plain Python: it runs before the install).
 WORKSHOP_CHOICES = '''\
-SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 45 minutes on a T4); False: the full run
-DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); no key: "bundled"'''
+SHORT_RUN = True  # 2,000 clips and 200 steps at most (about 20 minutes on a T4); False: the full run
+DATA = None  # None: Common Voice Dhivehi from the MDC (needs MDC_API_KEY); the teacher's mirror: "mirror:ORG/NAME"
+# or the shared Drive folder's path; no key: "bundled"'''
 
 PREFLIGHT_NOTE = """One line per check, each `ok` or what to do: the GPU, free space where the workspace lives (Drive
 in Colab: small fp16 copies of the checkpoints, about 0.5 GB each, and the model), free disk on the runtime (the

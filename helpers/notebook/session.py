@@ -15,6 +15,7 @@ code runs in a plain Jupyter kernel, offline and without a token, with no projec
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import huggingface_hub
@@ -32,7 +33,7 @@ from helpers.config import (
 from helpers.evaluation import evaluate_once
 from helpers.runtime.colab import interactive, mount_drive, quiet, short_course_errors
 from helpers.runtime.device import pipeline_placement
-from helpers.runtime.errors import CourseError
+from helpers.runtime.errors import CourseError, DiskError, check_writable, explain_disk_error
 from helpers.runtime.mirror import describe_cost
 from helpers.runtime.secrets import SecretNotGranted, in_colab
 from helpers.runtime.workspace import (
@@ -65,8 +66,8 @@ __all__ = [
 
 
 # The workshop's shortened run, per profile: fewer clips and steps, its own folder in the workspace (its
-# subsets must never feed the full course's stages). On a free T4 the whole workshop then takes about
-# 45 minutes (an estimate, see the workshop notebook); the smoke profile's about 4 minutes of CPU time.
+# subsets must never feed the full course's stages). On a free T4 the whole workshop then computes for about
+# 20 minutes (the unit's budget, benchmarks/budget.py); the smoke profile's about 4 minutes of CPU time.
 SHORT_RUN: dict[str, dict[str, Any]] = {
     "t4": dict(max_train_samples=2000, max_test_samples=500, max_steps=200, eval_steps=100, save_steps=100,
                validation_size=100),
@@ -130,8 +131,21 @@ def setup(drive: bool = True, needs_gpu: bool = False, short_run: bool = False, 
             print(f"Warning: {message}")
     set_run(config)
     print(f"Course code: helpers {helpers_version()} in {REPO_ROOT}")
-    print(f"Workspace: {workspace_dir(config.profile)}")
+    print(f"Workspace: {_writable_workspace(config.profile)}")
     return config
+
+
+def _writable_workspace(profile: str) -> Path:
+    """The profile's workspace, checked now, not when the notebook saves what it made minutes later."""
+    then = "then run the set-up cell again"
+    try:
+        folder = workspace_dir(profile)  # may make the folder: a read-only Drive stops here
+    except OSError as error:
+        sentence = explain_disk_error(error, then=then)
+        if sentence is None:
+            raise
+        raise DiskError(sentence) from error
+    return check_writable(folder, then=then)
 
 
 def login() -> None:

@@ -25,25 +25,27 @@ from helpers.evaluation import (
 )
 from helpers.model import load_model_and_processor
 from helpers.runtime.secrets import in_colab
+from helpers.services.data_mirror import MIRROR_SOURCE, fetch_from_hub
 from helpers.services.hub import find_token
 from helpers.services.mdc import check_access, find_common_voice, mdc_api_key
 
 # (start, what, what runs and for how long on a free T4 with SHORT_RUN = True, what to teach meanwhile).
-# The compute times are estimates from the course's 45 minutes for 500 steps, not measured on a T4.
+# The compute times are the unit's budget for SHORT_RUN's values (benchmarks/budget.py: the course's 45 T4 minutes
+# scaled by work measured side by side; set-up, download and push are estimates), not yet timed on a T4.
 AGENDA: tuple[tuple[str, str, str, str], ...] = (
-    ("0:00", "Welcome; set-up cell (pre-flight was the day before)", "install, 2 min",
+    ("0:00", "Welcome; set-up cell (pre-flight was the day before)", "install, about 1 min",
      "what Whisper is; the course's goal: Dhivehi from over 100 % WER to about 14 %"),
     ("0:10", "0 · Hub login", "1 min", "tokens and Colab secrets; never paste a token into a cell"),
-    ("0:15", "1 · Load Common Voice", "download and copy, 5-10 min",
+    ("0:15", "1 · Load Common Voice", "download and copy, about 3 min",
      "why Common Voice moved to the Mozilla Data Collective; listen to clips; train + dev against test"),
-    ("0:35", "2 · Preprocess", "3 min", "16 kHz, the log-mel, the 30 s window and 448 tokens; why \"sinhalese\""),
+    ("0:35", "2 · Preprocess", "about 1 min", "16 kHz, the log-mel, the 30 s window and 448 tokens; why \"sinhalese\""),
     ("0:50", "3 · Collate", "1 min", "-100 padding and the start token, on one real batch"),
-    ("1:00", "4 · Train: zero-shot score, then training", "zero-shot 5 min, training 20 min",
+    ("1:00", "4 · Train: zero-shot score, then training", "zero-shot about 1 min, training about 12 min",
      "the training arguments one by one; while it trains: the talking points in stage 4"),
     ("1:30", "Break", "training may still be finishing", ""),
-    ("1:45", "5 · Evaluate", "3 min (the zero-shot score is reused)",
+    ("1:45", "5 · Evaluate", "1-3 min (the zero-shot score is reused)",
      "four WERs, named; why BasicTextNormalizer flatters Thaana; the worst clips"),
-    ("2:15", "6 · Share", "push about 1 GB, 5 min", "the model card, pipeline(...), long recordings, the demo"),
+    ("2:15", "6 · Share", "push about 1 GB, about 2 min", "the model card, pipeline(...), long recordings, the demo"),
     ("2:35", "Try it yourself; questions", "", "the solutions are under each exercise"),
     ("3:00", "End", "", ""),
 )
@@ -124,6 +126,13 @@ def check_mdc(config: CourseConfig) -> Check:
     come back as what to do, the day before rather than during the class.
     """
     source = config.data
+    if source.startswith(MIRROR_SOURCE):  # the teacher's mirror on the Hub: can this learner's token read it?
+        try:
+            archive = fetch_from_hub(source[len(MIRROR_SOURCE):].strip(), download=False)
+        except DataSourceError as error:
+            return Check("MDC access", False, str(error))
+        return Check("MDC access", True, f"not needed: the class's mirror {source} holds {archive}, readable with "
+                                         "your token")
     if not source.startswith(("mdc:", "common-voice:")):
         return Check("MDC access", True, f"not needed: the data is {source}")
     if not mdc_api_key():

@@ -17,6 +17,7 @@ import datasets
 import tqdm.auto
 import tqdm.std
 import transformers
+from safetensors import SafetensorError
 
 try:  # IPython comes with Jupyter and Colab; the command line runs without it
     from IPython import get_ipython
@@ -24,7 +25,7 @@ except ImportError:  # pragma: no cover - every test environment has IPython
     def get_ipython():
         return None
 
-from helpers.runtime.errors import CourseError
+from helpers.runtime.errors import CourseError, explain_disk_error
 from helpers.runtime.secrets import in_colab
 from helpers.runtime.workspace import WORKSPACE_ENV
 
@@ -74,13 +75,26 @@ def short_course_errors() -> None:
         return
 
     def handler(shell, etype, value, tb, tb_offset=None):  # IPython's custom-exception signature
-        sentence = [f"{etype.__name__}: {value}"]
+        if issubclass(etype, CourseError):
+            sentence = [f"{etype.__name__}: {value}"]
+        else:  # a full or read-only disk, in whichever library's words, is one sentence too; the rest a traceback
+            disk = explain_disk_error(value, _workspace_root(), then="then run this cell again")
+            if disk is None:
+                sentence = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+            else:
+                sentence = [f"{etype.__name__}: {disk}"]
         # Shown as the cell's error output, one line for the whole traceback: a printed message alone would
         # leave no error in the notebook, and nbmake (CI) would pass a notebook that stopped here.
         shell._showtraceback(etype, value, sentence)
         return sentence
 
-    shell.set_custom_exc((CourseError,), handler)
+    # Not every Exception: IPython hands these a cell's SyntaxError too, before its own handling of it.
+    shell.set_custom_exc((CourseError, OSError, RuntimeError, SafetensorError), handler)
+
+
+def _workspace_root() -> Path | None:
+    """Where a notebook writes (for a disk error that names no file), or None when unset."""
+    return Path(os.environ[WORKSPACE_ENV]) if os.environ.get(WORKSPACE_ENV) else None
 
 
 def mount_drive() -> None:

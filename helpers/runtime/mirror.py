@@ -32,9 +32,10 @@ from safetensors.torch import save_file
 from transformers import TrainerCallback
 
 from helpers.runtime.checkpoints import STATE, checkpoint_is_complete, last_checkpoint
-from helpers.runtime.errors import first_line
+from helpers.runtime.errors import explain_disk_error, first_line
 
 OPTIMIZER = "optimizer.pt"
+PARTIAL_PREFIX = ".partial-"  # a copy being written: renamed to checkpoint-N once complete
 
 
 def _is_model_weights(path: Path) -> bool:
@@ -97,28 +98,54 @@ class CheckpointMirror(TrainerCallback):
         source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         try:
             self.copy(source, kwargs.get("optimizer"))
-        except OSError as error:  # Drive full or unmounted: the run itself is fine, only its safety copy is not
-            print(f"warning: could not copy {source.name} to {self.folder} ({first_line(error)}); training goes on, "
-                  "but a disconnect now would lose the steps since the last copy.", file=sys.stderr)
+        except Exception as error:  # noqa: BLE001 - whatever failed, only the safety copy is lost, not the run
+            # A full Drive reaches us as safetensors' SafetensorError or torch.save's RuntimeError as often as
+            # an OSError; training goes on either way, with the learner told what is at risk and why.
+            needed = copy_bytes(source)
+            why = explain_disk_error(error, self.folder, needed) or f"{type(error).__name__}: {first_line(error)}"
+            print(f"warning: could not copy {source.name} to {self.folder}: {why} Training goes on, but a "
+                  "disconnect now would lose the steps since the last copy.", file=sys.stderr)
             return
         keep = {source.name} | ({Path(state.best_model_checkpoint).name} if state.best_model_checkpoint else set())
         for old in self.folder.glob("checkpoint-*"):
             if old.is_dir() and old.name not in keep:
-                shutil.rmtree(old, ignore_errors=True)
+                self._delete(old)
+
+    def _delete(self, old: Path) -> None:
+        """Delete an older copy; when that fails, say what is left where (it counts against Drive's space)."""
+        failed = _remove_tree(old)
+        if failed:
+            left = sum(p.stat().st_size for p in old.rglob("*") if p.is_file()) if old.exists() else 0
+            why = explain_disk_error(failed[0], old) or first_line(failed[0])
+            print(f"warning: could not delete the older copy {old} ({why}); {left / 1e6:.1f} MB of it are left "
+                  f"there: delete that folder yourself (on Drive, then empty Drive's bin).", file=sys.stderr)
 
     def copy(self, checkpoint: Path, optimizer=None) -> Path:
-        """Write the small copy of ``checkpoint`` into the mirror folder; ``trainer_state.json`` last."""
+        """Write the small copy of ``checkpoint`` into the mirror folder; ``trainer_state.json`` last.
+
+        The copy is written under a temporary name (no ``checkpoint-N``, so nothing takes it for a checkpoint)
+        and renamed when complete: a full Drive or a disconnect mid-copy leaves no half copy where a resume looks.
+        """
         target = self.folder / checkpoint.name
-        shutil.rmtree(target, ignore_errors=True)  # a copy cut off by an earlier disconnect
-        target.mkdir(parents=True)
-        for path in sorted(p for p in checkpoint.iterdir() if p.is_file() and p.name != STATE):
-            if _is_model_weights(path):
-                write_fp16(path, target / path.name)
-            elif path.name == OPTIMIZER:
-                torch.save(_optimizer_without_moments(checkpoint, optimizer), target / OPTIMIZER)
-            else:
-                shutil.copy2(path, target / path.name)
-        shutil.copy2(checkpoint / STATE, target / STATE)
+        partial = self.folder / f"{PARTIAL_PREFIX}{checkpoint.name}"
+        for stale in self.folder.glob(f"{PARTIAL_PREFIX}*"):  # what an earlier failed or cut-off copy left
+            shutil.rmtree(stale, ignore_errors=True)
+        partial.mkdir(parents=True)
+        try:
+            for path in sorted(p for p in checkpoint.iterdir() if p.is_file() and p.name != STATE):
+                if _is_model_weights(path):
+                    write_fp16(path, partial / path.name)
+                elif path.name == OPTIMIZER:
+                    torch.save(_optimizer_without_moments(checkpoint, optimizer), partial / OPTIMIZER)
+                else:
+                    shutil.copy2(path, partial / path.name)
+            shutil.copy2(checkpoint / STATE, partial / STATE)
+            if target.exists():  # the same step saved again (a run started over)
+                shutil.rmtree(target)
+            partial.rename(target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)  # frees the space the half copy took
+            raise
         return target
 
     def restore(self, output_dir: str | Path) -> str | None:
@@ -149,6 +176,26 @@ class CheckpointMirror(TrainerCallback):
 
 def _step(folder: str | Path) -> int:
     return int(Path(folder).name.split("-")[1].split(".")[0])
+
+
+def _remove_tree(folder: Path) -> list[BaseException]:
+    """``shutil.rmtree(folder)``, going on past what cannot be deleted; returns the errors met."""
+    failed: list[BaseException] = []
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(folder, onexc=lambda function, path, error: failed.append(error))
+    else:  # onexc is new in 3.12; onerror is deprecated there
+        shutil.rmtree(folder, onerror=lambda function, path, info: failed.append(info[1]))
+    return failed
+
+
+def copy_bytes(checkpoint: Path) -> int:
+    """About how many bytes :meth:`CheckpointMirror.copy` writes for ``checkpoint``: fp16 weights (half the
+    fp32 file), the optimizer without moments (a few kilobytes), every other file as it is."""
+    total = 0
+    for path in (p for p in Path(checkpoint).iterdir() if p.is_file()) if Path(checkpoint).is_dir() else ():
+        size = path.stat().st_size
+        total += size // 2 if _is_model_weights(path) else (0 if path.name == OPTIMIZER else size)
+    return total
 
 
 def find_mirror(trainer) -> CheckpointMirror | None:

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import datasets
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
-from helpers.runtime.errors import CourseError
+from helpers.runtime.errors import CourseError, DiskError, explain_disk_error
+from helpers.runtime.lock import RunLock
 from helpers.runtime.mirror import CheckpointMirror
 from helpers.runtime.secrets import in_colab
 
@@ -152,9 +153,28 @@ def write_stamp(artifact: str | Path, stamp: dict) -> None:
     write_json(stamp_path(artifact), stamp)
 
 
+class UnreadableStamp(CourseError):
+    """A stamp that is there but cannot be read (cut short, as a half-synced Drive file is): never "no stamp"."""
+
+
 def read_stamp(artifact: str | Path) -> dict | None:
-    """The stamp of ``artifact``, or ``None`` when it has none."""
-    return read_json(stamp_path(artifact))
+    """The stamp of ``artifact``, or ``None`` when it has none; :class:`UnreadableStamp` when it is damaged."""
+    path = stamp_path(artifact)
+    if not path.exists():
+        return None
+    stamp = read_json(path)
+    if not isinstance(stamp, dict):  # fail closed: passing it as "no stamp" would let another run's files through
+        artifact = Path(artifact)
+        raise UnreadableStamp(f"The run stamp of {artifact.name} ({path}) cannot be read (cut short or damaged, as a "
+                              f"file Drive had not finished syncing is), so {artifact} cannot be checked against "
+                              f"this run: delete {artifact} and its stamp, then run the stage that made it again.")
+    return stamp
+
+
+def checkpoint_stamp(stamp: dict, config: CourseConfig) -> dict:
+    """``stamp`` plus what only checkpoints depend on, the seed and the learning rate: a resume with others is
+    noticed (two runs into one folder, or a changed set-up cell) instead of continuing another run's optimizer."""
+    return {**stamp, "seed": config.seed, "learning_rate": config.learning_rate}
 
 
 def differences(made: dict, now: dict) -> list[str]:
@@ -170,7 +190,10 @@ def check_stamp(artifact: str | Path, stamp: dict, start_over: str) -> None:
     artifact without a stamp (made before stamps existed) passes with a note.
     """
     artifact = Path(artifact)
-    made = read_stamp(artifact)
+    try:
+        made = read_stamp(artifact)
+    except UnreadableStamp as error:
+        raise UnreadableStamp(f"{error} {start_over}") from None
     if made is None:
         print(f"Note: {artifact.name} has no run stamp, so it cannot be checked against this run's settings.")
         return
@@ -259,6 +282,8 @@ def _start_over(name: str) -> str:
 def artifact_stamp(name: str, processor=None) -> dict:
     """What of this run shapes artifact ``name``: its stamp when this run makes it (see :data:`WHOLE_RUN`)."""
     stamp = run_stamp(_run, processor)
+    if name == "training":
+        return checkpoint_stamp(stamp, _run)
     if name in WHOLE_RUN:
         return stamp
     fields = _SHAPED_BY.get(name, MODEL_FIELDS)
@@ -358,10 +383,28 @@ def saving_to_workspace(*names: str, processor=None):
         else:
             path.unlink(missing_ok=True)
         stamp_path(path).unlink(missing_ok=True)
-    yield paths[0] if len(paths) == 1 else paths
+    try:
+        yield paths[0] if len(paths) == 1 else paths
+    except Exception as error:
+        written = sum(_size_on_disk(path) for path in paths)
+        sentence = explain_disk_error(error, paths[0].parent, then=(
+            f"then run this cell again, which saves what is still in memory without training again (the save had "
+            f"written {written / 1e6:.0f} MB when it stopped)"))
+        if sentence is None:
+            raise
+        for path in paths:  # a half-written folder is no artifact: gone, with its stamp, and its space freed
+            stamp_path(path).unlink(missing_ok=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise DiskError(sentence) from error
     for name, path in zip(names, paths):
         if path.exists():
             stamp(name, processor)
+
+
+def _size_on_disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
 def checkpoint_copies_on_drive(processor=None) -> CheckpointMirror:
@@ -369,11 +412,14 @@ def checkpoint_copies_on_drive(processor=None) -> CheckpointMirror:
 
     Whether the copies already there may be resumed is decided where ``RESUME`` is known:
     ``train(trainer, resume=RESUME)`` claims them (``CheckpointMirror.claim``). Resuming another run's (model,
-    data, language, training method...: their stamp says) stops with what differs; starting over deletes them,
-    and either way the folder is then stamped as this run's.
+    data, language, training method, seed, learning rate: their stamp says) stops with what differs; starting
+    over deletes them, and either way the folder is then stamped as this run's. The folder is locked for this
+    kernel's lifetime (:mod:`helpers.runtime.lock`): 04 open twice (two tabs, two runtimes) would mix its
+    checkpoints.
     """
     folder = artifact_path("training")
-    stamp = run_stamp(_run, processor)
+    RunLock(folder, "or stop the other notebook (Runtime > Disconnect and delete runtime in Colab)").acquire()
+    stamp = artifact_stamp("training", processor)
 
     def claim_for_this_run(resuming: bool) -> None:
         if resuming and read_stamp(folder) is not None:

@@ -10,8 +10,9 @@
 #
 # <!-- notebook-only -->
 # **Needs:** nothing, this is the first stage. **Makes:** nothing in the workspace (the token stays where
-# `huggingface_hub` keeps it). **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about
-# 2 minutes, most of it the set-up cell (an estimate).
+# `huggingface_hub` keeps it). **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about 1 minute, the
+# set-up cell (an estimate), and no T4 quota on a CPU runtime ([the unit's
+# budget](../docs/benchmarks.md#the-units-budget)).
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
 # **In the workshop:** a minute. The token found here serves the whole session: stage 6 pushes with it.
@@ -35,8 +36,8 @@ config = setup()
 # 3. a cached login (`hf auth login` in a terminal, or the login below).
 #
 # <!-- notebook-only -->
-# **In Colab, prefer the secret.** Each notebook runs in its own runtime, and a login made here lasts only
-# as long as this runtime: `06_share` will ask again. A secret reaches every notebook.
+# **In Colab, prefer the secret.** Each notebook runs in its own runtime, and a login made here lasts only as long as
+# this runtime: `06_share` will ask again. A secret reaches every notebook.
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
 # **Prefer the secret.** A login made here lasts as long as this runtime, the whole workshop; a secret

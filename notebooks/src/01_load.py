@@ -10,13 +10,14 @@
 # steps of fine-tuning on about 7 hours of it take the normalised WER from over 100 % to about 14 %.
 #
 # <!-- notebook-only -->
-# **Needs:** nothing (logging in with [00_hub_login.ipynb](00_hub_login.ipynb) is optional); for the real
-# run, a free Mozilla Data Collective account and API key (steps below). **Makes:** `loaded/` in the
-# workspace. **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about 10-15 minutes, most
-# of it downloading the release and copying its clips into the workspace (an estimate).
+# **Needs:** nothing (logging in with [00_hub_login.ipynb](00_hub_login.ipynb) is optional); for the real run, a free
+# Mozilla Data Collective account and API key (steps below). **Makes:** `loaded/` in the workspace. **Runtime:** a CPU
+# runtime is enough. **Time on a free Colab T4:** about 4 minutes: the set-up cell and downloading the release and
+# copying its clips (estimates), and no T4 quota on a CPU runtime ([the unit's
+# budget](../docs/benchmarks.md#the-units-budget)).
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
-# **In the workshop:** 5-10 minutes, most of it downloading the release and copying its clips into the
+# **In the workshop:** about 3 minutes (an estimate), most of it downloading the release and copying its clips into the
 # workspace. Learners without an MDC key set `DATA = "bundled"` above the set-up cell (see *The day before*).
 # <!-- /workshop-only -->
 #

@@ -10,12 +10,13 @@
 # cannot be trained on, so they are filtered out before training, not discovered during it.
 #
 # <!-- notebook-only -->
-# **Needs:** `loaded/` from [01_load.ipynb](01_load.ipynb). **Makes:** `prepared/` and `report.json` in the
-# workspace. **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about 10 minutes for the
-# whole release on Colab's two CPU cores (an estimate).
+# **Needs:** `loaded/` from [01_load.ipynb](01_load.ipynb). **Makes:** `prepared/` and `report.json` in the workspace.
+# **Runtime:** a CPU runtime is enough. **Time on a free Colab T4:** about 2 minutes: the set-up cell, then about 1
+# minute of preprocessing for the whole release on two CPU cores (measured), and no T4 quota on a CPU runtime ([the
+# unit's budget](../docs/benchmarks.md#the-units-budget)).
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
-# **In the workshop:** about 3 minutes for the short run's clips on Colab's two CPU cores.
+# **In the workshop:** about a minute for the short run's clips on Colab's two CPU cores.
 # <!-- /workshop-only -->
 #
 # **In the course:** [Feature Extractor, Tokenizer and Processor](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#feature-extractor-tokenizer-and-processor),
@@ -129,8 +130,10 @@ print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labe
 # C libraries that let threads share the cores, without the worker processes, pickling and shard files of
 # `datasets.map(num_proc=...)`), writes the rows in their order with one `datasets.map`, keeps the clips
 # whose reason is empty, and reports the others: audio over 30 s, labels over the limit, empty transcripts,
-# and clips that are missing or not decodable audio. (A changed function prepares every clip again; an
-# unchanged one reuses what the last run saved in the `datasets` cache.)
+# transcripts with no words (only punctuation: nothing to learn, and no score could count them), and clips
+# that are missing or not decodable audio. Clips dropped from the validation slice are replaced by prepared
+# training clips, and the report says so. (A changed function prepares every clip again; an unchanged one
+# reuses what the last run saved in the `datasets` cache.)
 
 # %%
 from helpers.preparation import format_report, prepare_splits

@@ -11,9 +11,10 @@
 # to predict it.
 #
 # <!-- notebook-only -->
-# **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** nothing (the trainer
-# builds its batches itself); it is here to understand, and can be skipped. **Runtime:** a CPU runtime is
-# enough. **Time on a free Colab T4:** about 2 minutes (an estimate).
+# **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** nothing (the trainer builds
+# its batches itself); it is here to understand, and can be skipped. **Runtime:** a CPU runtime is enough.
+# **Time on a free Colab T4:** about 1 minute, the set-up cell (an estimate), and no T4 quota on a CPU runtime
+# ([the unit's budget](../docs/benchmarks.md#the-units-budget)).
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
 # **In the workshop:** a minute; nothing is saved, it is here to understand.

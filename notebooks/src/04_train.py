@@ -10,14 +10,15 @@
 # time), a small copy of each save goes to Drive, and running this stage again resumes from the last one.
 #
 # <!-- notebook-only -->
-# **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/`
-# (the small copies of the checkpoints) and `model/` (the fine-tuned model and processor) in the workspace.
-# **Runtime: a GPU** (Runtime > Change runtime type > T4 GPU). **Time on a free Colab T4:** about 50
-# minutes: 500 steps and five evaluations of 300 clips (an estimate).
+# **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/` (the small copies of
+# the checkpoints) and `model/` (the fine-tuned model and processor) in the workspace. **Runtime: a GPU** (Runtime >
+# Change runtime type > T4 GPU). **Time on a free Colab T4:** about 22-30 minutes: the set-up cell, 500 steps and one
+# evaluation of 300 validation clips, projected by [the unit's budget](../docs/benchmarks.md#the-units-budget) from
+# the course's 45 T4 minutes for its 500 steps and evaluation (not yet timed on a T4).
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
-# **In the workshop:** the zero-shot score first (about 5 minutes), so the baseline is on screen while
-# the model trains; then 200 steps with two evaluations of 100 clips (about 20 minutes with `SHORT_RUN`).
+# **In the workshop:** the zero-shot score first (about a minute), so the baseline is on screen while
+# the model trains; then 200 steps with two evaluations of 100 clips (about 12 minutes with `SHORT_RUN`).
 # <!-- /workshop-only -->
 #
 # **In the course:** [Define the Training Configuration](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#define-the-training-configuration),
@@ -189,9 +190,9 @@ prepared = load_from_workspace("prepared", processor)
 # in the set-up cell: `setup(needs_gpu=True, peft="lora")`; for a bigger model add
 # `model="openai/whisper-medium"`. Experimental, not yet run on a GPU: with `!pip install -q bitsandbytes`,
 # `load_in_8bit=True` keeps the frozen weights in 8 bits. The recipe becomes LoRA's (learning rate 1e-3,
-# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this cell
-# does nothing. When you
-# switch between full fine-tuning and LoRA, set `RESUME = False` below: their checkpoints differ.
+# linear decay: the adapter starts at zero); everything after this cell stays the same. Without `peft` this
+# cell does nothing. When you switch between full fine-tuning and LoRA, set `RESUME = False` below: their
+# checkpoints differ.
 
 # %%
 from helpers.extras.lora import lora_from_config
@@ -271,7 +272,7 @@ zero_shot = zero_shot_baseline(config, prepared["test"], processor)
 display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 
 # %% [markdown] tags=["workshop-only"]
-# **While the next cell trains** (about 20 minutes with `SHORT_RUN`), the live table and TensorBoard above
+# **While the next cell trains** (about 12 minutes with `SHORT_RUN`), the live table and TensorBoard above
 # give the class something to read:
 #
 # - **The loss** falls fastest in the first 50 steps, the learning-rate warm-up: ask why the course warms up
@@ -293,9 +294,12 @@ display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 # the same learning-rate schedule, random state and order of the data, and AdamW's moments start again (a
 # restarted kernel on the same runtime still has the full checkpoints, moments included, and uses them).
 # A run that already finished is loaded, not trained again. Checkpoints of a run with other settings (another
-# language, LoRA instead of full fine-tuning) are never resumed: the cell stops and says what differs. Set
-# `RESUME = False` to start over: the earlier run's checkpoints, here and on Drive, are deleted first, so a
-# later resume cannot continue the old run.
+# language, LoRA instead of full fine-tuning, another learning rate) are never resumed: the cell stops and says
+# what differs. Set `RESUME = False` to start over: the earlier run's checkpoints, here and on Drive, are
+# deleted first, so a later resume cannot continue the old run. When Drive fills up, training goes on: a
+# warning names the copy that could not be written, how much it needs and where to free space. A full runtime
+# disk stops training with one sentence saying the same; after freeing space, run this cell again and it
+# resumes from the last complete checkpoint.
 
 # %%
 from helpers.training import train
@@ -312,8 +316,10 @@ result = train(trainer, resume=RESUME)  # a TrainOutput, or None when the run ha
 # so `from_pretrained` and `pipeline` can load the folder alone. After LoRA, the adapter is saved alone
 # (`adapter/`, megabytes) and merged into the weights (`model/`: a plain Whisper, no PEFT needed to load
 # it). `saving_to_workspace` gives the workspace's folders and, once they are written, marks them as this
-# run's, so 05 and 06 never score another run's model. Every evaluation, with the course's normalised WER
-# (`wer`) beside ours (`wer_words`):
+# run's, so 05 and 06 never score another run's model. If Drive is full, the cell stops with one sentence
+# (how much is free, where to free space) and leaves no half-written folder: free space and run this cell
+# again, which saves the model still in memory without training again. Every evaluation, with the course's
+# normalised WER (`wer`) beside ours (`wer_words`):
 
 # %%
 from helpers.extras.lora import merge_and_save

@@ -17,15 +17,17 @@
 #
 # <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb) and `model/` from
-# [04_train.ipynb](04_train.ipynb). **Makes:** `baseline.json`, `results.json` and `predictions.json` in
-# the workspace. **Runtime: a GPU** (Runtime > Change runtime type > T4 GPU). **Time on a free Colab T4:**
-# three passes over the test split (zero-shot, fine-tuned greedy, fine-tuned with 5 beams), to be measured
-# with the fast decoding path (a static cache, compiled); the zero-shot pass is reused from `baseline.json`
-# when you run this again.
+# [04_train.ipynb](04_train.ipynb). **Makes:** `baseline.json`, `results.json` and `predictions.json` in the
+# workspace. **Runtime: a GPU** (Runtime > Change runtime type > T4 GPU). **Time on a free Colab T4:** about 5-14
+# minutes: the set-up cell, the zero-shot pass on 400 test clips and the fine-tuned greedy pass on all 2,212 (14 if
+# every decoder step is as slow as eager decoding on the GPUs measured; the fast path is meant to avoid that),
+# projected by [the unit's budget](../docs/benchmarks.md#the-units-budget) from the course's 45 T4 minutes (not yet
+# timed on a T4); 5 beams, opt-in, add about as long again as the greedy pass. The zero-shot pass is reused from
+# `baseline.json` when you run this again.
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
-# **In the workshop:** a few minutes (an estimate): the zero-shot score computed in stage 4 is reused; the fine-tuned
-# model is scored greedily and with beams.
+# **In the workshop:** one to three minutes (the unit's budget): the zero-shot score computed in stage 4 is
+# reused; the fine-tuned model is scored greedily on the short run's test clips.
 # <!-- /workshop-only -->
 #
 # **In the course:** [Evaluation Metrics](https://huggingface.co/learn/audio-course/chapter5/fine-tuning#evaluation-metrics),
@@ -168,7 +170,7 @@ else:
 # benchmark (tiny.en 33.1 -> 17.4 %, base 21.6 -> 16.1 %) at 4-5 times the CPU time.
 #
 # **Opt-in: `setup(needs_gpu=True, eval_num_beams=5)`.** A 5-beam pass over the test split costs about as
-# long again as the greedy one, some 6 more minutes of a free T4 (the unit's budget, `benchmarks/budget.py`),
+# long again as the greedy one, some 4-12 more minutes of a free T4 (the unit's budget, `benchmarks/budget.py`),
 # so the real run leaves it off (`eval_num_beams=1`) and this cell says so; with beams set, the fine-tuned
 # model is scored again on the same split, with the time each pass took.
 
@@ -248,10 +250,11 @@ print(f"Fine-tuned: wer {fine_tuned['scores']['wer']:.2f} %, wer_words {fine_tun
 # and after.
 
 # %%
-from helpers.notebook.display import transcripts_side_by_side
-from helpers.notebook.session import load_from_workspace
+import json
 
-transcripts_side_by_side(load_from_workspace("predictions"), test, clips=5)
+from helpers.notebook.display import transcripts_side_by_side
+
+transcripts_side_by_side(json.loads(predictions_file.read_text(encoding="utf-8")), test, clips=5)
 
 # %% [markdown]
 # ## Try it yourself

@@ -13,12 +13,13 @@
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb) (test clips), `model/` from
 # [04_train.ipynb](04_train.ipynb), `results.json` and `predictions.json` from
 # [05_evaluate.ipynb](05_evaluate.ipynb); a Hub token to push (see [00_hub_login.ipynb](00_hub_login.ipynb)).
-# **Makes:** a Hub repository, or `export/` in the workspace. **Runtime:** a CPU runtime is enough (the
-# pipeline uses the GPU when there is one). **Time on a free Colab T4:** about 5 minutes, most of it
-# uploading about 1 GB (an estimate).
+# **Makes:** a Hub repository, or `export/` in the workspace. **Runtime:** a CPU runtime is enough (the pipeline
+# uses the GPU when there is one). **Time on a free Colab T4:** about 3 minutes: the set-up cell and uploading
+# about 1 GB (estimates), and no T4 quota on a CPU runtime ([the unit's
+# budget](../docs/benchmarks.md#the-units-budget)).
 # <!-- /notebook-only -->
 # <!-- workshop-only -->
-# **In the workshop:** about 5 minutes, most of it uploading about 1 GB; with the token from stage 0, or
+# **In the workshop:** about 2 minutes (an estimate), most of it uploading about 1 GB; with the token from stage 0, or
 # an export folder without one.
 # <!-- /workshop-only -->
 #
