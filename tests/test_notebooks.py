@@ -191,11 +191,12 @@ REINSTALLING = {"-U", "--upgrade", "--force-reinstall", "-I", "--ignore-installe
 # Runs a notebook's code cells up to its set-up cell in a fresh Python, inside Colab (a stand-in
 # google.colab module) or not; subprocess.run records the set-up's commands instead of running them.
 SETUP_RUNNER = r"""
-import json, subprocess, sys, types
+import importlib.machinery, json, subprocess, sys, types
 source_file, colab, report = sys.argv[1:4]
 install, found, rest = open(source_file, encoding="utf-8").read().partition("from helpers.notebook.session import setup")
-if colab == "1":
+if colab == "1":  # with a spec, as an imported module has (accelerate's find_spec("google.colab") reads it)
     sys.modules["google.colab"] = types.ModuleType("google.colab")
+    sys.modules["google.colab"].__spec__ = importlib.machinery.ModuleSpec("google.colab", None)
 calls, real_run = [], subprocess.run
 subprocess.run = lambda command, *a, **k: calls.append(command) or subprocess.CompletedProcess(command, 0, "", "")
 namespace = {"__name__": "__main__"}
