@@ -50,6 +50,7 @@ class DriveStandIn:
         self._sizes: dict[str, int] = {}
         self._watches: dict[int, Path] = {}
         self._moves: dict[int, str] = {}
+        self._folder_moves: dict[int, Path] = {}
         self._libc = ctypes.CDLL("libc.so.6", use_errno=True)
         self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if self._fd < 0:
@@ -96,6 +97,20 @@ class DriveStandIn:
             elif path.is_file() and self._relative(path) not in self._sizes:
                 self._count(path)
 
+    def _renamed(self, old: Path, new: Path) -> None:
+        """A folder renamed inside the watched folder: Drive renames it in place, nothing is uploaded again.
+
+        What was written under the old name counts under the new one (the mirror writes a copy under a
+        temporary name and renames it when complete), and the watches follow the folder.
+        """
+        before, after = self._relative(old) + os.sep, self._relative(new) + os.sep
+        for table in (self._sizes, self.written):
+            for inner in [k for k in table if k.startswith(before)]:
+                table[after + inner[len(before):]] = table.pop(inner)
+        for wd, folder in list(self._watches.items()):
+            if folder == old or old in folder.parents:
+                self._watches[wd] = new / folder.relative_to(old)
+
     def _run(self) -> None:
         while True:
             ready, _, _ = select.select([self._fd, self._stop_read], [], [])
@@ -128,13 +143,16 @@ class DriveStandIn:
         path = folder / name
         key = self._relative(path)
         if mask & _IN_ISDIR:
-            if mask & (_IN_CREATE | _IN_MOVED_TO):
+            if mask & _IN_MOVED_TO and cookie in self._folder_moves:
+                self._renamed(self._folder_moves.pop(cookie), path)
+            elif mask & (_IN_CREATE | _IN_MOVED_TO):
                 self._watch(path)
-            elif mask & (_IN_DELETE | _IN_MOVED_FROM):
+            elif mask & _IN_MOVED_FROM:
+                self._folder_moves[cookie] = path  # renamed inside the folder, or moved out: known at MOVED_TO
+            elif mask & _IN_DELETE:
                 prefix = key + os.sep
                 for inner in [k for k in self._sizes if k.startswith(prefix)]:
-                    size = self._sizes.pop(inner)
-                    self.deleted += size if mask & _IN_DELETE else 0
+                    self.deleted += self._sizes.pop(inner)
             return
         if mask & _IN_CLOSE_WRITE:
             self._count(path)

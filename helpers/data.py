@@ -40,7 +40,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from datasets import Audio, Dataset, DatasetDict, concatenate_datasets, load_dataset
+import datasets
+from datasets import Audio, Dataset, DatasetDict, concatenate_datasets
 from datasets.exceptions import DatasetsError
 
 from helpers.config import CACHE_DIR, VALIDATION_SIZE
@@ -296,7 +297,7 @@ def load_from_hub(dataset_id: str, seed: int = 42, validation_size: int = VALIDA
     """Load a Hub dataset (``owner/name`` or ``owner/name:config``) with the same train/validation/test shape."""
     name, _, config = dataset_id.partition(":")
     try:
-        splits = load_dataset(name, config or None)
+        splits = datasets.load_dataset(name, config or None)
     # What the Hub and datasets raise for a dataset that cannot be had (not found, gated, bad token, offline,
     # an unknown config, a loading script datasets no longer runs); a bug of ours keeps its traceback.
     except (OSError, ValueError, RuntimeError, DatasetsError, *transport_errors()) as error:

@@ -311,3 +311,18 @@ def test_budget_measurement_runs_both_sides_on_a_real_model():
     loops = costs["zero_shot"]
     assert loops["clips"] == 18 and 0 <= loops["loop_share"] <= 1 and loops["limit"] == 16
     assert loops["tokens_stopped"] <= loops["tokens_free"]  # the stop only ever shortens a transcript
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU check; on a GPU run the script itself")
+def test_gpu_unit_script_runs_on_a_cpu_with_a_tiny_model(tmp_path):
+    """benchmarks.gpu_unit's code path (gpu_checks.sh's zero-shot phase): loops forced, ours stopped, the course's not."""
+    from benchmarks import gpu_unit
+
+    results = gpu_unit.main(["--tiny", "--device", "cpu", "--clips", "3", "--loop-every", "1", "--no-fast",
+                             "--results-dir", str(tmp_path)])
+    course, ours = results["paths"]
+    assert (course["path"], ours["path"]) == ("course", "ours")
+    assert course["rows_at_limit"] == 3  # every row loops (--loop-every 1) and nothing stops it before 128
+    assert ours["rows_at_limit"] == 0 and ours["stop_repeats"] == 4  # RepeatedTail stopped every loop
+    assert 0 < ours["tokens"] and ours["max_length"] == results["cap"]
+    assert json.loads((tmp_path / "gpu-unit-latest.json").read_text())["device"] == "cpu"

@@ -1,28 +1,37 @@
 """The notebooks' set-up cell, unmodified, in a Colab-shaped runtime: what a learner's first cell really does.
 
-The runtime is built as Colab's image has it: a fresh virtual environment with an older stack preinstalled
-(transformers 4.x, datasets 4.0, huggingface_hub 0.x, ipykernel) and a torch build that must be kept; a
-``google.colab`` stand-in (tests/colab_standin: Drive mounts a local folder, the HF_TOKEN secret exists but
-this notebook may not read it); and a local git remote standing in for GitHub, holding the release tag made by
-``tools/release.py`` (git's ``url.<base>.insteadOf`` redirects the cell's GitHub URL without changing the cell).
+The runtime is built from what Colab publishes of its own (tests/colab_runtime.txt: the lines of Colab's
+pip-freeze.txt this test needs): numpy 2.1.3, pandas 2.2.3, matplotlib 3.10.0, requests 2.32.4, IPython 7.34.0,
+ipykernel 6.17.1, tornado 6.5.7, transformers 5.15.0, datasets 4.0.0, huggingface_hub 1.27.0, ..., installed
+exactly, without their dependencies' resolution, as the image has them. Outside that environment, as Colab keeps
+them out of a notebook pip's reach, lie ``google.colab``'s stand-in (tests/colab_standin: Drive mounts a local
+folder, the HF_TOKEN secret exists but this notebook may not read it), with google-colab's pins in its metadata,
+and torch. Two departures from Colab's image, both for want of a download: the runtime's Python is this one (3.11,
+Colab's is 3.13), and its torch is this environment's CPU build (2.13.0, shared through a ``.pth`` file, not a
+second download), since Colab's CPU torch 2.11 for 3.13 is published on download.pytorch.org only and PyPI's is the
+CUDA build (gigabytes); since the notebooks import torch and transformers in their set-up, they need a real one.
+The kernel starts as Colab's does, with google.colab, numpy, pandas and
+matplotlib imported, and records the version of every imported module's distribution. A local git remote stands
+in for GitHub, holding the release tag made by ``tools/release.py`` (git's ``url.<base>.insteadOf`` redirects the
+cell's GitHub URL without changing the cell).
 
 The cell writes to the absolute ``/content/...`` of Colab. The kernel therefore runs in a private mount
 namespace (``unshare -m``) in which a temporary folder is bind-mounted on /content: the cell runs as written,
 and nothing it writes reaches the machine's /content. That needs root, as CI has.
 
-Torch is not installed a second time (minutes, gigabytes): the runtime sees this environment's torch through a
-``.pth`` file, in a folder outside the runtime's own environment, as Colab's torch lives outside anything pip may
-remove; pip sees it installed, and the test checks it is the same torch after the cell.
-
-Then notebook 00 runs in that kernel (the t4 profile, as in Colab; offline), and 04 stops on this GPU-less
-runtime with what to do. The first run downloads the packages from PyPI; pip's cache serves later runs.
+Then notebook 00 runs in that kernel (the t4 profile, as in Colab; offline): the set-up cell must install what the
+runtime lacks and leave every package the runtime owns (what was imported, what google-colab pins, torch) as it
+was, so that no restart is asked for. 04, whose cell adds the LoRA extra, stops on this GPU-less runtime with what
+to do. The first run downloads the packages from PyPI; pip's cache serves later runs.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import random
+import re
 import shutil
 import string
 import subprocess
@@ -33,26 +42,34 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from packaging.utils import canonicalize_name
 from support import repository_copy
 
 import helpers
 from helpers.config import REPO_ROOT
+from helpers.notebook.colab_install import RUNTIME_OWNED
 from helpers.notebook.course import COLAB_CHECKOUT, CONSTRAINTS, RELEASE, REPO_URL
 from tools.constraints import read as read_constraints
 from tools.constraints import share_torch
 from tools.release import git, release
 
-# What Colab's image has preinstalled, older than what the course tested with: the cell must upgrade these.
-COLAB_STACK = ["transformers>=4.50,<5", "datasets==4.0.0", "huggingface_hub<1", "ipykernel"]
+# Colab's runtime, from its published pip-freeze.txt (the file's header says which, and when).
+COLAB_RUNTIME = Path(__file__).parent / "colab_runtime.txt"
 STANDIN = Path(__file__).parent / "colab_standin"
 # Made at run time, as the other token tests do: no token-shaped string sits in a tracked file.
 SECRET = "hf_" + "".join(random.Random().choices(string.ascii_letters, k=34))
 KERNEL = "colab-standin"
+TORCH = importlib.metadata.version("torch")  # this environment's, which the runtime shares
 
 pytestmark = [pytest.mark.colab_runtime, pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="needs root and unshare: the set-up cell writes to /content, bind-mounted in a private mount namespace",
 )]
+
+
+def colab_pins() -> dict[str, str]:
+    """``{canonical name: version}`` of tests/colab_runtime.txt, and of the google-colab stand-in."""
+    return {**read_constraints(COLAB_RUNTIME), "google-colab": "1.0.0"}
 
 
 def python_in(runtime_python: Path, code: str, env: dict[str, str]) -> str:
@@ -61,14 +78,16 @@ def python_in(runtime_python: Path, code: str, env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
-def torch_seen(runtime_python: Path, env: dict[str, str]) -> tuple[str, str]:
-    return tuple(python_in(runtime_python, "import torch; print(torch.__version__); print(torch.__file__)",
-                           env).splitlines())
+def versions_in(runtime_python: Path, env: dict[str, str]) -> dict[str, str]:
+    """``{canonical name: version}`` of every distribution the runtime's Python sees."""
+    code = ("import importlib.metadata as m, json, re; print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name'])"
+            ".lower(): d.version for d in m.distributions()}))")
+    return json.loads(python_in(runtime_python, code, env))
 
 
 @pytest.fixture(scope="module")
 def colab(tmp_path_factory):
-    """A Colab-shaped runtime; yields a dict of its paths, environment and the torch it saw first."""
+    """A Colab-shaped runtime; yields a dict of its paths, environment and the versions it started with."""
     tmp = tmp_path_factory.mktemp("colab")
     # GitHub: a bare repository holding the release tag, made by the release command from this working tree.
     source = repository_copy(tmp / "source")
@@ -78,34 +97,34 @@ def colab(tmp_path_factory):
     gitconfig = tmp / "gitconfig"
     gitconfig.write_text(f'[url "{(tmp / "github.git").as_uri()}"]\n\tinsteadOf = {REPO_URL}\n')
 
-    # The runtime: an environment with an older stack, and, outside it, torch and the google.colab stand-in.
+    # The runtime: Colab's published versions in an environment; outside it, torch and the google.colab stand-in.
     venv.create(tmp / "env", with_pip=True)
     python = tmp / "env" / "bin" / "python"
-    site = Path(python_in(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])", {}))
-    runtime = share_torch(site, tmp / "runtime-usr-local")  # what Colab keeps outside the learner's reach
-    shutil.copytree(STANDIN / "google", runtime / "google")
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("COURSE_", "PYTHON", "VIRTUAL_ENV", "HF_TOKEN"))}  # pip's settings are kept
     env.update(PATH=f"{python.parent}{os.pathsep}{env['PATH']}", GIT_CONFIG_GLOBAL=str(gitconfig),
                HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "hf-home"), OMP_NUM_THREADS="1", MPLBACKEND="agg")
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", *COLAB_STACK],  # no .pyc: CPU
-                             env=env, capture_output=True, text=True, timeout=900)
+    site = Path(python_in(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])", env))
+    runtime = share_torch(site, tmp / "runtime-usr-local")  # what Colab keeps outside the learner's reach
+    shutil.copytree(STANDIN, runtime, dirs_exist_ok=True)
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", "--no-deps",  # no .pyc: CPU
+                              "-r", str(COLAB_RUNTIME)], env=env, capture_output=True, text=True, timeout=1200)
     assert install.returncode == 0, install.stderr[-3000:]
-    before = {n: python_in(python, f"from importlib.metadata import version; print(version('{n}'))", env)
-              for n in ("transformers", "datasets", "huggingface_hub")}
-    assert before["transformers"].startswith("4.") and before["datasets"] == "4.0.0", before
-    assert before["huggingface_hub"].startswith("0."), before
+    before = versions_in(python, env)
+    assert {name: before.get(name) for name in colab_pins()} == colab_pins()  # Colab's, exactly
+    assert before["torch"] == TORCH
 
-    # Colab's google.colab is imported when its kernel starts; its kernel runs in /content.
+    # Colab's kernel starts with google.colab, numpy, pandas and matplotlib imported; it runs in /content.
     content, drive = tmp / "content", tmp / "drive"
     content.mkdir()
     drive.mkdir()
     (tmp / "secrets.json").write_text(json.dumps({"HF_TOKEN": {"value": SECRET, "granted": False}}))
-    env.update(COLAB_STANDIN_DRIVE=str(drive), COLAB_STANDIN_SECRETS=str(tmp / "secrets.json"))
+    env.update(COLAB_STANDIN_DRIVE=str(drive), COLAB_STANDIN_SECRETS=str(tmp / "secrets.json"),
+               COLAB_STANDIN_IMPORTED=str(tmp / "imported-at-start.json"))
     spec = tmp / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
     launch = ('mount --bind "$1" /content && cd /content && exec "$2" -m ipykernel_launcher -f "$3" '
-              '"--IPKernelApp.exec_lines=import google.colab"')
+              '"--IPKernelApp.exec_lines=import colab_kernel_startup"')
     spec.joinpath("kernel.json").write_text(json.dumps({
         "argv": ["unshare", "-m", "sh", "-c", launch, "sh", str(content), str(python), "{connection_file}"],
         "display_name": "Colab stand-in", "language": "python"}))
@@ -113,7 +132,7 @@ def colab(tmp_path_factory):
     Path("/content").mkdir(exist_ok=True)  # the mount point; what the kernel writes there goes to `content`
     try:
         yield dict(tmp=tmp, python=python, env=env, content=content, drive=drive, source=source, tag=tag,
-                   runtime=runtime, torch=torch_seen(python, env), before=before, jupyter=tmp / "jupyter")
+                   runtime=runtime, before=before, jupyter=tmp / "jupyter", imported=tmp / "imported-at-start.json")
     finally:
         if created:
             Path("/content").rmdir()
@@ -144,18 +163,40 @@ def outputs(notebook: nbformat.NotebookNode) -> str:
 
 @pytest.fixture(scope="module")
 def notebook_00(colab):
-    return run_notebook(colab, "00_hub_login.ipynb")
+    """Notebook 00 run twice, each in a fresh kernel (the second as after Runtime > Restart session): both runs'
+    notebooks and errors, the runtime's versions after them, and those of the distributions the first kernel had
+    loaded when it started."""
+    first = run_notebook(colab, "00_hub_login.ipynb")
+    imported = {canonicalize_name(n): v for n, v in json.loads(colab["imported"].read_text()).items()}
+    again = run_notebook(colab, "00_hub_login.ipynb")
+    return first, again, versions_in(colab["python"], colab["env"]), imported
+
+
+# What the course's tested versions need that Colab's runtime (tests/colab_runtime.txt) holds older: datasets 5
+# needs pyarrow>=21 (Colab: 18.1.0, loaded by pandas when the kernel starts), datacollective requests>=2.32.5
+# (Colab: 2.32.4, google-colab's pin; not loaded). And here only, setuptools (loaded by its .pth hook): the shared
+# torch 2.13 requires setuptools>=77.0.3, above Colab's 75.2.0, which Colab's torch 2.11 runs with. Nothing else
+# the runtime owns may move.
+MUST_MOVE = {"pyarrow", "requests", "setuptools"}
+LOADED_AND_MOVED = ["pyarrow", "setuptools"]
 
 
 def test_the_setup_cell_fetches_the_release_tag_and_notebook_00_runs(colab, notebook_00):
-    notebook, error = notebook_00
-    assert error is None, str(error)[-3000:]
+    (notebook, error), (again, error_again), _, _ = notebook_00
     checkout = colab["content"] / Path(COLAB_CHECKOUT).name
     tagged = git("rev-parse", f"{colab['tag']}^{{commit}}", root=colab["source"])
     assert git("rev-parse", "HEAD", root=checkout) == tagged
     assert (checkout / f".installed-{RELEASE}").is_file()
     printed = outputs(notebook)
-    assert f"Fetching {REPO_URL} at {RELEASE} ..." in printed and "Installed in" in printed
+    assert f"Fetching {REPO_URL} at {RELEASE} ..." in printed
+    assert re.search(r"Set-up took \d+ s\.", printed), printed[-3000:]
+    # The one restart the course's versions need, asked for in so many words; then the notebook runs through.
+    assert error is not None and error.ename == "RestartNeeded", error
+    assert f"had already loaded {', '.join(LOADED_AND_MOVED)}, which" in error.evalue
+    assert "Runtime > Restart session, then run this notebook again from the top" in error.evalue
+    assert error_again is None, str(error_again)[-3000:]
+    printed = outputs(again)
+    assert "Fetching" not in printed and "Set-up took" not in printed  # the install is not repeated
     assert "Mounted at /content/drive" in printed and (colab["drive"] / "whisper-course" / "t4").is_dir()
     assert "Profile 't4'" in printed  # Colab gets the course's real profile
     assert f"helpers {helpers.__version__} in /content/whisper-finetune-companion" in printed
@@ -164,26 +205,56 @@ def test_the_setup_cell_fetches_the_release_tag_and_notebook_00_runs(colab, note
     assert SECRET not in printed
 
 
-def test_the_project_is_installed_at_the_tested_versions_and_colabs_torch_is_kept(colab, notebook_00):
+def test_the_setup_cell_moves_none_of_the_runtimes_own_packages_but_what_our_pins_need(colab, notebook_00):
+    """What was loaded when the kernel started, what google-colab pins and Colab's list: as they were, but for
+    :data:`MUST_MOVE`; Colab asks for a restart when an install changes the distribution of a loaded module."""
+    _, _, after, imported = notebook_00
+    before = colab["before"]
+    assert {"numpy", "pandas", "matplotlib", "ipython", "ipykernel", "tornado", "google-colab"} <= set(imported)
+    pinned_by_colab = ("google-auth", "ipykernel", "ipython", "pandas", "jupyter-server", "portpicker", "requests",
+                       "tornado")
+    owned = {*imported, *pinned_by_colab, *(n for n in RUNTIME_OWNED if n in before)}
+    assert {name for name in owned if after.get(name) != before[name]} == MUST_MOVE
+    assert sorted(MUST_MOVE & set(imported)) == LOADED_AND_MOVED
+    # Colab's published versions, named: the ones a set-up cell used to move.
+    assert {name: after[name] for name in ("numpy", "pandas", "matplotlib", "ipython", "ipykernel", "tornado",
+                                           "torch")} == {
+        "numpy": "2.1.3", "pandas": "2.2.3", "matplotlib": "3.10.0", "ipython": "7.34.0", "ipykernel": "6.17.1",
+        "tornado": "6.5.7", "torch": TORCH}
+    torch = python_in(colab["python"], "import torch; print(torch.__file__)", colab["env"])
+    assert Path(torch).is_relative_to(colab["runtime"])  # the same torch, from the same place
+
+
+def test_what_the_runtime_lacks_is_installed_at_the_tested_versions(colab, notebook_00):
     pinned = read_constraints(REPO_ROOT / CONSTRAINTS)
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from tools.constraints import closure; "
             "print(json.dumps({n: d.version for n, d in closure(['whisper-course-helpers'], "
             "stop=('torch',)).items()}))")
     done = subprocess.run([str(colab["python"]), "-c", code, str(colab["content"] / Path(COLAB_CHECKOUT).name)],
                           env=colab["env"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
     installed = json.loads(done.stdout)
     installed.pop("whisper-course-helpers")
-    assert {"transformers", "datasets", "huggingface-hub", "peft", "ctranslate2", "datacollective"} <= set(installed)
-    assert {n: v for n, v in installed.items() if pinned.get(n) != v} == {}  # every one at its pin
-    assert installed["transformers"] != colab["before"]["transformers"]  # the older stack was upgraded
-    assert torch_seen(colab["python"], colab["env"]) == colab["torch"]  # the same torch, from the same place
-    assert Path(colab["torch"][1]).is_relative_to(colab["runtime"])
+    _, _, after, imported = notebook_00
+    # The runtime's own stay at Colab's versions; everything else the course needs is at the tested pin.
+    ours = {n: v for n, v in installed.items() if n in MUST_MOVE or (n not in imported and n not in RUNTIME_OWNED)}
+    assert {n: v for n, v in ours.items() if pinned.get(n) != v} == {}
+    assert {"transformers", "datasets", "huggingface-hub", "accelerate", "datacollective", "jiwer"} <= set(ours)
+    before = colab["before"]
+    assert before["transformers"] == "5.15.0" and installed["transformers"] == pinned["transformers"]
+    assert before["datasets"] == "4.0.0" and installed["datasets"] == pinned["datasets"]
+    # 00 offers no extra: Colab's peft stays, and ctranslate2 is not installed.
+    assert after["peft"] == before["peft"] == "0.20.0" and "ctranslate2" not in after
 
 
-def test_04_on_a_runtime_without_a_gpu_stops_with_what_to_do(colab, notebook_00):
+def test_04_installs_the_lora_extra_and_on_a_runtime_without_a_gpu_stops_with_what_to_do(colab, notebook_00):
     notebook, error = run_notebook(colab, "04_train.ipynb")
     assert error is not None and error.ename == "CourseError", error
     assert "needs a GPU, and this runtime has none" in error.evalue
     assert "Runtime > Change runtime type > T4 GPU" in error.evalue
+    assert re.search(r"Set-up took \d+ s\. No restart needed\.", outputs(notebook))  # adding peft moves nothing loaded
     setup_index = next(i for i, c in enumerate(notebook.cells) if "setup" in c.metadata.get("tags", []))
     assert all(not c.get("outputs") for c in notebook.cells[setup_index + 1:])  # nothing ran after it
+    after = versions_in(colab["python"], colab["env"])
+    assert after["peft"] == read_constraints(REPO_ROOT / CONSTRAINTS)["peft"]  # the extra 04 offers, at its pin
+    assert after["numpy"] == "2.1.3" and after["torch"] == TORCH

@@ -102,7 +102,7 @@ def test_prepare_command_with_an_english_only_checkpoint(english_model, corpus, 
         made["processor"] = processor
         return made["prepared"], report
 
-    monkeypatch.setattr(cli, "prepare_splits", keep)  # the name the command calls
+    monkeypatch.setattr(cli, "prepare_splits", keep)  # the real one still runs; the name the command calls
     code = main(["prepare", "--profile", "smoke", "--model", str(english_model), "--language", "sinhalese",
                  "--data", str(corpus), "--output-dir", str(tmp_path), "--max-train-samples", "4",
                  "--max-test-samples", "2", "--num-proc", "1"])

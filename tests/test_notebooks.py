@@ -8,6 +8,7 @@ to what the helpers run.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import json
 import os
 import re
@@ -194,8 +195,8 @@ SETUP_RUNNER = r"""
 import importlib.machinery, json, subprocess, sys, types
 source_file, colab, report = sys.argv[1:4]
 install, found, rest = open(source_file, encoding="utf-8").read().partition("from helpers.notebook.session import setup")
-if colab == "1":  # with a spec, as an imported module has (accelerate's find_spec("google.colab") reads it)
-    sys.modules["google.colab"] = types.ModuleType("google.colab")
+if colab == "1":
+    sys.modules["google.colab"] = types.ModuleType("google.colab")  # with a spec, as libraries look it up
     sys.modules["google.colab"].__spec__ = importlib.machinery.ModuleSpec("google.colab", None)
 calls, real_run = [], subprocess.run
 subprocess.run = lambda command, *a, **k: calls.append(command) or subprocess.CompletedProcess(command, 0, "", "")
@@ -343,7 +344,7 @@ def test_setup_cell_installs_only_in_colab_and_never_replaces_colabs_torch(name,
     assert pinned["torch"] == installed_version("torch") and pinned["numpy"] == installed_version("numpy")
     ours = read_constraints(REPO_ROOT / CONSTRAINTS)
     assert pinned["transformers"] == ours["transformers"] and pinned["datasets"] == ours["datasets"]
-    assert "Set-up took" in printed and "no restart needed" in printed
+    assert "Set-up took" in printed and "No restart needed." in printed
     assert [a[-1] for c in commands for a in pip_installs(c)] == [COLAB_CHECKOUT + "".join(
         f"[{','.join(EXTRAS[name])}]" for _ in [0] if name in EXTRAS)]  # the extras this notebook offers
     for source in code_cells(load(name)):  # any other install (gradio in 06) is Colab-only, and leaves torch
@@ -393,10 +394,10 @@ def test_the_setup_cell_installs_the_pinned_release_and_says_how_long_it_took():
     assert f'"{RELEASE}"' in cell and "fetch -q --depth 1 {repo} {release}" in cell
     assert "main" not in cell.replace("google.colab", "")  # never whatever main is today
     assert 'print(f"Fetching {repo} at {release} ...", flush=True)' in cell
-    assert "install(checkout, extras=(), start=start)" in cell  # says how long set-up took, from the fetch on
+    assert "install(checkout, extras, installed, start=start)" in cell  # says how long set-up took, from the fetch on
     assert RELEASE == f"v{helpers.__version__}"  # tools/release.py tags the commit that carries this version
     assert 'version = { attr = "helpers.__version__" }' in (REPO_ROOT / "pyproject.toml").read_text()
-    assert install.__defaults__[1] == CONSTRAINTS  # the tested versions, not the newest
+    assert inspect.signature(install).parameters["constraints"].default == CONSTRAINTS  # the tested versions
 
 
 def test_the_setup_cell_fails_loudly_when_the_release_cannot_be_fetched(tmp_path, monkeypatch, capsys):

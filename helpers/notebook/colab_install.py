@@ -25,8 +25,9 @@ from pathlib import Path
 
 # Imported or pinned by Colab before the first cell, or built for its runtime (torch and its family), even where
 # a given runtime has not imported them yet: google-colab's own requirements and whatever is imported add to these.
-RUNTIME_OWNED = ("numpy", "pandas", "matplotlib", "ipython", "ipykernel", "tornado", "requests",
-                 "torch", "torchvision", "torchaudio")
+# torch and its family: a CUDA build made for the runtime, never moved, even where a pin of ours would need it.
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+RUNTIME_OWNED = ("numpy", "pandas", "matplotlib", "ipython", "ipykernel", "tornado", "requests", *TORCH_FAMILY)
 COLAB_PACKAGE = "google-colab"
 PROJECT = "whisper-course-helpers"
 # Written into the fetched folder: the constraints pip installs with here.
@@ -62,10 +63,7 @@ def runtime_owned(modules: Iterable[str] | None = None) -> dict[str, str]:
         names.update(n for n in map(_requirement_name, metadata.requires(COLAB_PACKAGE) or []) if n)
     except metadata.PackageNotFoundError:
         pass
-    imported = {module.partition(".")[0] for module in (sys.modules if modules is None else modules)}
-    for module, distributions in metadata.packages_distributions().items():
-        if module in imported:
-            names.update(distributions)
+    names.update(imported_distributions(modules))
     owned = {}
     for name in names:
         try:
@@ -88,47 +86,86 @@ def runtime_constraints(ours: str, owned: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _conflict(stderr: str) -> str:
-    """pip's own account of a conflict, without its generic advice."""
-    keep = [line.strip() for line in stderr.splitlines()
-            if re.search(r"requires|depends on|conflict|constraint|Cannot install|The user requested", line)
-            and "pip.pypa.io" not in line]
-    return "\n".join(dict.fromkeys(keep)) or stderr[-3000:]
+def _released(output: str, owned: Mapping[str, str]) -> set[str]:
+    """The runtime's packages that pip's account of a conflict names as held by our constraint on them."""
+    held = re.findall(r"The user requested \(constraint\) ([A-Za-z0-9._-]+)==", output)
+    return {canonical(name) for name in held} & set(owned)
 
 
-def install(checkout: str | Path, extras: Iterable[str] = (), constraints: str = "constraints.txt",
-            start: float | None = None) -> dict[str, str]:
+def imported_distributions(modules: Iterable[str] | None = None) -> set[str]:
+    """Canonical names of the distributions whose modules are imported (``sys.modules``): what a restart reloads.
+
+    A namespace shared by several distributions (``google``: google-colab, protobuf, google-auth) counts only the
+    ones whose own package under it is imported.
+    """
+    modules = set(sys.modules if modules is None else modules)
+    top = {module.partition(".")[0] for module in modules}
+    found = set()
+    for module, names in metadata.packages_distributions().items():
+        if module not in top:
+            continue
+        for name in names if len(names) == 1 else [n for n in names if _second_level(n) & modules]:
+            found.add(canonical(name))
+    return found
+
+
+def _second_level(name: str) -> set[str]:
+    """``{"google.protobuf", ...}``: the dotted names two levels deep of a distribution's Python files."""
+    files = metadata.distribution(name).files or []
+    return {".".join(f.parts[:2]).removesuffix(".py") for f in files if len(f.parts) >= 2 and f.suffix == ".py"}
+
+
+class RestartNeeded(SetupError):
+    """The course is installed, but it had to move a package this runtime had already loaded."""
+
+
+def install(checkout: str | Path, extras: Iterable[str] = (), done_file: str | Path | None = None,
+            constraints: str = "constraints.txt", start: float | None = None) -> dict[str, tuple[str, str]]:
     """``pip install -e checkout[extras]`` with :func:`runtime_constraints`; prints how long set-up took.
 
-    Returns the runtime's own packages, as they were and still are. Raises :class:`SetupError` with pip's
-    words when our pins cannot live with the runtime's versions, or if a package the runtime owns changed
-    anyway (then the runtime needs a restart, and the message says so).
+    The runtime's own packages are held at its versions. Where a pin of ours cannot live beside one of them (pip
+    names the constraint in its conflict), that one package is released to our pin and pip tries again; torch and
+    its family never are. Writes ``done_file`` once installed. Returns what moved, ``{name: (old, new)}`` (empty:
+    nothing the runtime owns changed). Raises :class:`RestartNeeded` when a moved package was already imported
+    (the kernel still runs the old copy), and :class:`SetupError` with pip's words when nothing installs.
     """
     start = time.time() if start is None else start
     checkout = Path(checkout)
     owned = runtime_owned()
+    held = dict(owned)
     pinned = checkout / RUNTIME_CONSTRAINTS
-    pinned.write_text(runtime_constraints((checkout / constraints).read_text(encoding="utf-8"), owned),
-                      encoding="utf-8")
     target = f"{checkout}[{','.join(extras)}]" if extras else str(checkout)
-    print("Installing it with pip, at the versions it was tested with; the runtime's own packages "
-          f"({', '.join(n for n in ('torch', 'numpy', 'pandas', 'matplotlib') if n in owned)}, ...) stay as they are",
-          "...", flush=True)
-    done = subprocess.run(f"pip install -q -c {pinned} -e '{target}'", shell=True, capture_output=True, text=True)
+    print("Installing it with pip, at the versions it was tested with, beside the runtime's own packages "
+          f"({', '.join(n for n in ('torch', 'numpy', 'pandas', 'matplotlib') if n in owned)}, ...)", "...", flush=True)
+    for _ in range(len(owned) + 1):
+        pinned.write_text(runtime_constraints((checkout / constraints).read_text(encoding="utf-8"), held),
+                          encoding="utf-8")
+        done = subprocess.run(f"pip install -c {pinned} -e '{target}'", shell=True, capture_output=True, text=True)
+        output = done.stdout + done.stderr
+        released = _released(output, held) if "ResolutionImpossible" in output else set()
+        if not done.returncode or not released or released & set(TORCH_FAMILY):
+            break
+        for name in released:  # our pin of it wins; said below, with whether a restart is needed
+            del held[name]
     if done.returncode:
-        if "ResolutionImpossible" in done.stderr:
-            raise SetupError("The course's tested versions cannot be installed beside this runtime's own packages, "
-                             "which the set-up keeps so that no restart is needed. Open an issue with this message; "
-                             "meanwhile the notebook from an earlier release may install. pip says:\n"
-                             + _conflict(done.stderr))
-        raise SetupError(f"Installing the course failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        conflict = output[output.find("The conflict is caused by"):].split("To fix this")[0].strip()
+        raise SetupError(f"Installing the course failed (exit {done.returncode}):\n"
+                         + (conflict or done.stderr[-3000:]))
     moved = {name: (version, _version(name)) for name, version in owned.items() if _version(name) != version}
-    if moved:  # cannot happen with the constraints above; said plainly if pip ever does it anyway
-        raise SetupError("The install changed the runtime's own " + ", ".join(
-            f"{name} {old} -> {new}" for name, (old, new) in sorted(moved.items()))
-            + ": Runtime > Restart session, then run this cell again.")
-    print(f"Set-up took {time.time() - start:.0f} s; no restart needed.")
-    return owned
+    if done_file is not None:
+        Path(done_file).touch()
+    loaded = sorted(set(moved) & imported_distributions())
+    kept = "" if not moved else f" It moved {_listed(moved, sorted(moved))} to the course's tested versions."
+    print(f"Set-up took {time.time() - start:.0f} s.{kept}", "" if loaded else "No restart needed.")
+    if loaded:
+        raise RestartNeeded(f"This runtime had already loaded {', '.join(loaded)}, which the course's tested versions "
+                            "needed to move: Runtime > Restart session, then run this notebook again from the top "
+                            "(the install is not repeated).")
+    return moved
+
+
+def _listed(moved: Mapping[str, tuple[str, str]], names: Iterable[str]) -> str:
+    return ", ".join(f"{name} {moved[name][0]} -> {moved[name][1]}" for name in names)
 
 
 def _version(name: str) -> str | None:

@@ -104,8 +104,9 @@ if "google.colab" in sys.modules:
     import time
 
     repo, release = "{REPO_URL}", "{RELEASE}"
-    checkout = "{COLAB_CHECKOUT}"
-    if not os.path.exists(f"{{checkout}}/.installed-{{release}}"):  # once per runtime
+    checkout, extras = "{COLAB_CHECKOUT}", {{extras}}
+    installed = f"{{checkout}}/.installed-{{release}}" + "".join(f"-{{extra}}" for extra in extras)
+    if not os.path.exists(installed):  # once per runtime
         start = time.time()
         print(f"Fetching {{repo}} at {{release}} ...", flush=True)
         done = subprocess.run(f"rm -rf {{checkout}} && git init -q {{checkout}} && cd {{checkout}} && "
@@ -117,8 +118,7 @@ if "google.colab" in sys.modules:
         sys.path.insert(0, checkout)
         from helpers.notebook.colab_install import install
 
-        install(checkout, extras={{extras}}, start=start)  # says how long set-up took
-        open(f"{{checkout}}/.installed-{{release}}", "w").close()
+        install(checkout, extras, installed, start=start)  # says how long set-up took
     if checkout not in sys.path:
         sys.path.insert(0, checkout)
 '''

@@ -3,11 +3,12 @@
 #
 # **What this stage does.** It writes out the course's `Seq2SeqTrainingArguments` and `Seq2SeqTrainer`
 # with this run's values, fine-tunes Whisper on the prepared training split, measures the WER on the
-# validation clips while training, keeps checkpoints, saves the best model, and plots the loss and WER.
+# validation clips at the end of training, keeps checkpoints, saves the model, and plots the loss and WER.
 #
-# **Why.** This is the fine-tuning itself. On a free Colab T4 the course's 500 steps take about 45
-# minutes, long enough for a disconnect; so the trainer saves every 100 steps (about 9 minutes of T4
-# time), a small copy of each save goes to Drive, and running this stage again resumes from the last one.
+# **Why.** This is the fine-tuning itself. On a free Colab T4 the course's 500 steps and evaluation take about
+# 45 minutes (here, with SDPA attention, about 29 for the steps), long enough for a disconnect; so the trainer
+# saves every 100 steps, a small copy of each save goes to Drive, and running this stage again resumes from
+# the last one.
 #
 # <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/` (the small copies of
