@@ -277,11 +277,11 @@ def measure_costs(model_dir: Path, corpus: Path, train_batch: int = 2, steps: in
     from helpers.data import load_common_voice
     from helpers.evaluation import RepeatedTail, transcribe_ids
     from helpers.model import load_model_and_processor
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
 
     started = time.perf_counter()
     model, processor = load_model_and_processor(str(model_dir), "sinhalese", "transcribe")
-    prepared, _ = prepare_dataset(load_common_voice(str(corpus), validation_size=2), processor, num_proc=1)
+    prepared, _ = prepare_splits(load_common_voice(str(corpus), validation_size=2), processor, num_proc=1)
     collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
     train = prepared["train"]
     batch = collator([train[i] for i in range(train_batch)])
@@ -352,11 +352,11 @@ def remeasure_decoder(model_dir: Path, corpus: Path, eval_batches=(8, 16)) -> di
     from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
     from helpers.data import load_common_voice
     from helpers.model import load_model_and_processor
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
 
     model, processor = load_model_and_processor(str(model_dir), "sinhalese", "transcribe")
     model.eval()
-    test = prepare_dataset(load_common_voice(str(corpus), validation_size=2), processor, num_proc=1)[0]["test"]
+    test = prepare_splits(load_common_voice(str(corpus), validation_size=2), processor, num_proc=1)[0]["test"]
     collator = DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id)
     return {str(rows): decoder_step_seconds(model, collator, test, rows) for rows in eval_batches}
 

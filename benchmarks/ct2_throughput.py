@@ -66,14 +66,14 @@ def main(argv: list[str] | None = None) -> dict:
     from helpers.evaluation import transcribe
     from helpers.extras.ctranslate2 import CT2Whisper, export_ctranslate2
     from helpers.model import load_model_and_processor
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
     from tools.pretrained_whisper import ensure_pretrained
 
     folder = ensure_pretrained(args.model)
     language = "english" if args.model == "base" else None
     task = "transcribe" if language else None
     model, processor = load_model_and_processor(str(folder), language, task)
-    clips = prepare_dataset({"test": english_clips(args.clips)}, processor, num_proc=1)[0]["test"]
+    clips = prepare_splits({"test": english_clips(args.clips)}, processor, num_proc=1)[0]["test"]
     order = sorted(range(len(clips)), key=lambda i: clips[i]["duration"])  # as transcribe() sorts
     audio = [from_int16(clips[i]["audio_16k"]) for i in order]
     seconds = sum(len(a) for a in audio) / 16000

@@ -185,11 +185,11 @@ def small_data(processor, train_clips: int = 8, validation_clips: int = 2):
 
     from helpers.config import BUNDLED_CORPUS
     from helpers.data import load_common_voice
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
 
     splits = load_common_voice(BUNDLED_CORPUS, validation_size=validation_clips)
     splits = DatasetDict(train=splits["train"].select(range(train_clips)), validation=splits["validation"])
-    return prepare_dataset(splits, processor, num_proc=1)[0]
+    return prepare_splits(splits, processor, num_proc=1)[0]
 
 
 def smoke_trainer(prepared, drive: Path, runtime: Path, max_steps: int = SMOKE_STEPS):

@@ -27,7 +27,7 @@ def run(steps: int, batch_size: int, work: Path) -> dict:
     from helpers.data import load_common_voice
     from helpers.evaluation import evaluate_model
     from helpers.model import load_model_and_processor
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
     from helpers.runtime.mirror import CheckpointMirror
     from helpers.training import build_trainer, train
     from tools.pretrained_whisper import ensure_pretrained
@@ -38,7 +38,7 @@ def run(steps: int, batch_size: int, work: Path) -> dict:
                         eval_steps=half, logging_steps=1, train_batch_size=batch_size, eval_batch_size=8,
                         generation_max_length=96, save_total_limit=3)
     _, processor = load_model_and_processor(model_dir, None, None)
-    prepared = prepare_dataset(english(load_common_voice(BUNDLED_CORPUS)), processor, num_proc=1)[0]
+    prepared = prepare_splits(english(load_common_voice(BUNDLED_CORPUS)), processor, num_proc=1)[0]
 
     def trained(runtime: Path, drive: Path, resume: bool) -> dict:
         model, _ = load_model_and_processor(model_dir, None, None)

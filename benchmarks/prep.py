@@ -68,20 +68,20 @@ def run_recipe(data: Path, out: Path, num_proc: int) -> dict:
 
 
 def run_ours(data: Path, out: Path, num_proc: int) -> dict:
-    """Our path: ``helpers.preparation.prepare_dataset`` (16 kHz FLAC audio) over the course's splits."""
+    """Our path: ``helpers.preparation.prepare_splits`` (16 kHz FLAC audio) over the course's splits."""
     from datasets import DatasetDict
 
     from helpers.config import SMOKE_MODEL_DIR
     from helpers.data import _cv_split
     from helpers.model import load_processor
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
 
     processor = load_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")
     start, cpu = time.perf_counter(), cpu_seconds()
     # The course's two splits (train + dev, test), as the recipe reads them: this compares preprocessing, and
     # load_common_voice would also hold a validation slice of dev out of training.
     splits = DatasetDict(train=_cv_split(Path(data), ("train", "dev")), test=_cv_split(Path(data), ("test",)))
-    prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=num_proc)
+    prepared, report = prepare_splits(splits, processor, max_label_tokens=448, num_proc=num_proc)
     prepared.save_to_disk(str(out))
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     names = {"train": _clip_names(data, ("train", "dev")), "test": _clip_names(data, ("test",))}

@@ -44,7 +44,7 @@ from helpers.extras.ctranslate2 import export_ctranslate2, transcribe_ct2
 from helpers.extras.lora import check_peft, lora_from_config, merge_and_save
 from helpers.extras.sharing import PushError, course_model_card, push_model
 from helpers.model import load_model_and_processor, load_processor
-from helpers.preparation import format_report, prepare_dataset
+from helpers.preparation import format_report, prepare_splits
 from helpers.runtime.checkpoints import last_checkpoint
 from helpers.runtime.distributed import (
     from_main_process,
@@ -216,7 +216,7 @@ def load_and_prepare(config: CourseConfig, processor, output_dir: Path):
     with local_main_process_first():  # in a distributed run one process fills the datasets cache, the others read it
         splits = subsample(load_common_voice(config.data, seed=config.seed, validation_size=config.validation_size),
                            config.max_train_samples, config.max_test_samples)
-        prepared, report = prepare_dataset(splits, processor, max_label_tokens=448, num_proc=config.num_proc,
+        prepared, report = prepare_splits(splits, processor, max_label_tokens=448, num_proc=config.num_proc,
                                            seed=config.seed)
     if is_main_process():
         write_json(output_dir / "report.json", report)  # atomic: a kill never leaves half a report

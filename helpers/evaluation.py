@@ -49,7 +49,7 @@ from helpers.metrics import (
 )
 from helpers.runtime.device import explain_oom, inference_placement, model_for_inference
 from helpers.runtime.errors import CourseError
-from helpers.runtime.workspace import artifact_path, read_json, stamp, write_json
+from helpers.runtime.workspace import artifact_path, language_token, read_json, stamp, write_json
 
 
 class _WhisperSuppressTokensNotice(logging.Filter):
@@ -338,12 +338,13 @@ def describe_zero_shot(result: dict) -> str:
 
 
 def evaluation_key(config: CourseConfig, model: str, dataset: Dataset, processor: WhisperProcessor) -> dict:
-    """What a score depends on: model, data, language, task, generation settings (the zero-shot pass's sample
-    and stopping included), the clips themselves, and the names of the scores (a baseline saved when ``wer``
-    meant another metric is computed again)."""
+    """What a score depends on: model, data, language (as Whisper's token: any spelling of it), task, generation
+    settings (the zero-shot pass's sample and stopping included), the clips themselves, and the names of the
+    scores (a baseline saved when ``wer`` meant another metric is computed again)."""
     clips = hashlib.sha256(json.dumps(references_of(dataset, processor), ensure_ascii=False).encode()).hexdigest()
-    return {"model": str(model), "data": config.data, "language": config.language, "task": config.task,
-            "generation_max_length": config.generation_max_length, "n": len(dataset), "clips": clips[:16],
+    return {"model": str(model), "data": config.data, "language": language_token(config.language),
+            "task": config.task, "generation_max_length": config.generation_max_length, "n": len(dataset),
+            "clips": clips[:16],
             "fp16": config.fp16 and torch.cuda.is_available(), "metrics": list(SCORE_NAMES),
             "zero_shot": {"samples": config.zero_shot_samples, "seed": config.seed, "stop_repeats": config.stop_repeats,
                           "token_margin": config.zero_shot_token_margin}}

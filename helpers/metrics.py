@@ -21,7 +21,6 @@ from typing import Callable
 
 import evaluate
 import jiwer
-import numpy as np
 from huggingface_hub import constants
 from packaging.version import Version
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer
@@ -121,13 +120,29 @@ def left_out_note(references: list[str]) -> str | None:
             "words (empty, or only punctuation), so no error rate is defined for them.")
 
 
-def _rate(error_rate: Callable, references: list[str], predictions: list[str]) -> float:
-    # Corpus-level: all errors over all reference units (words or characters), as jiwer and evaluate do.
-    # A reference that a metric's own normaliser empties (Whisper's can, e.g. "(laughs)") adds its
-    # prediction as insertions (jiwer >= 4); with no reference unit at all the rate is undefined.
-    if not any(reference.strip() for reference in references):
-        return float("nan")
-    return round(100 * error_rate(list(references), list(predictions)), 2)
+class ErrorRate:
+    """What the course's ``metric = evaluate.load("wer")`` gives: ``metric.compute(predictions=..., references=...)``,
+    a fraction, corpus-level (all errors over all reference words), with jiwer directly (see the module's note).
+
+    A reference that a metric's own normaliser empties (Whisper's can, e.g. "(laughs)") adds its prediction
+    as insertions (jiwer >= 4); with no reference word (or character) at all the rate is undefined: NaN.
+    """
+
+    def __init__(self, measure: Callable[[list[str], list[str]], float]):
+        self.measure = measure
+
+    def compute(self, predictions: list[str], references: list[str]) -> float:
+        if not any(reference.strip() for reference in references):
+            return float("nan")
+        return float(self.measure(list(references), list(predictions)))
+
+
+metric = ErrorRate(jiwer.wer)  # the course's evaluate.load("wer")
+cer_metric = ErrorRate(jiwer.cer)  # evaluate.load("cer"), for our cer_words
+
+
+def _rate(error_rate: ErrorRate, references: list[str], predictions: list[str]) -> float:
+    return round(100 * error_rate.compute(predictions=predictions, references=references), 2)
 
 
 def wer_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
@@ -146,10 +161,10 @@ def wer_scores(predictions: list[str], references: list[str]) -> dict[str, float
     refs, hyps = [references[i] for i in keep], [predictions[i] for i in keep]
     norm_refs, norm_hyps = [normalize(t) for t in refs], [normalize(t) for t in hyps]
     return {
-        "wer_ortho": _rate(jiwer.wer, refs, hyps),
-        "wer": _rate(jiwer.wer, [basic_normalize(t) for t in refs], [basic_normalize(t) for t in hyps]),
-        "wer_words": _rate(jiwer.wer, norm_refs, norm_hyps),
-        "cer_words": _rate(jiwer.cer, norm_refs, norm_hyps),
+        "wer_ortho": _rate(metric, refs, hyps),
+        "wer": _rate(metric, [basic_normalize(t) for t in refs], [basic_normalize(t) for t in hyps]),
+        "wer_words": _rate(metric, norm_refs, norm_hyps),
+        "cer_words": _rate(cer_metric, norm_refs, norm_hyps),
         "n": len(keep),
     }
 
@@ -194,14 +209,47 @@ def _offline_mode(evaluate) -> bool:
 
 
 def make_compute_metrics(tokenizer) -> Callable:
-    """A ``compute_metrics`` for ``Seq2SeqTrainer(predict_with_generate=True)``: decodes and scores."""
+    """The course's ``compute_metrics`` for ``Seq2SeqTrainer(predict_with_generate=True)``, with our two scores.
 
-    def compute_metrics(prediction) -> dict[str, float]:
-        pred_ids = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
-        label_ids = np.where(prediction.label_ids == -100, tokenizer.pad_token_id, prediction.label_ids)
-        predictions = tokenizer.batch_decode(pred_ids, skip_special_tokens=True)
-        references = tokenizer.batch_decode(label_ids, skip_special_tokens=True)
-        return wer_scores(predictions, references)
+    Line for line the course's (``wer_ortho`` on the raw text; ``wer`` after ``BasicTextNormalizer``, over
+    the pairs whose normalised reference is not empty), then ``wer_words`` and ``cer_words`` after
+    :func:`normalize`, over the pairs :func:`scored_pairs` keeps; ``n`` is how many clips were decoded.
+    """
+    normalizer = BasicTextNormalizer()
+
+    def compute_metrics(pred) -> dict[str, float]:
+        pred_ids = pred.predictions
+        label_ids = pred.label_ids
+
+        # replace -100 with the pad_token_id
+        label_ids[label_ids == -100] = tokenizer.pad_token_id
+        # (ours) generated ids are padded with -100 too, when a batch's rows end at different lengths
+        pred_ids[pred_ids < 0] = tokenizer.pad_token_id
+
+        # we do not want to group tokens when computing the metrics
+        pred_str = tokenizer.batch_decode(pred_ids, skip_special_tokens=True)
+        label_str = tokenizer.batch_decode(label_ids, skip_special_tokens=True)
+
+        # compute orthographic wer
+        wer_ortho = 100 * metric.compute(predictions=pred_str, references=label_str)
+
+        # compute normalised WER
+        pred_str_norm = [normalizer(pred) for pred in pred_str]
+        label_str_norm = [normalizer(label) for label in label_str]
+        # filtering step to only evaluate the samples that correspond to non-zero references:
+        pred_str_norm = [pred_str_norm[i] for i in range(len(pred_str_norm)) if len(label_str_norm[i]) > 0]
+        label_str_norm = [label_str_norm[i] for i in range(len(label_str_norm)) if len(label_str_norm[i]) > 0]
+
+        wer = 100 * metric.compute(predictions=pred_str_norm, references=label_str_norm)
+
+        # ours: after our normaliser, which keeps vowel marks, so words stay whole (see helpers.metrics)
+        keep = scored_pairs(pred_str, label_str)
+        pred_str_words = [normalize(pred_str[i]) for i in keep]
+        label_str_words = [normalize(label_str[i]) for i in keep]
+        wer_words = 100 * metric.compute(predictions=pred_str_words, references=label_str_words)
+        cer_words = 100 * cer_metric.compute(predictions=pred_str_words, references=label_str_words)
+
+        return {"wer_ortho": wer_ortho, "wer": wer, "wer_words": wer_words, "cer_words": cer_words, "n": len(pred_str)}
 
     return compute_metrics
 

@@ -45,15 +45,17 @@ _PREPARED_FEATURES = Features({"sentence": Value("string"), "audio_16k": Value("
 _PREPARE_BATCH = 64  # rows per map batch (one Arrow write) and per read of the source rows
 
 
-def prepare_example(audio, sentence: str, label_ids: list[int], max_label_tokens: int = 448) -> dict:
-    """The course's ``prepare_dataset`` for one clip, with its filters.
+def prepare_dataset(example: dict, max_label_tokens: int = 448) -> dict:
+    """The course's ``prepare_dataset``: one example in, what the model learns from out, with the filters.
 
-    Audio -> 16 kHz samples, stored as FLAC (the collator computes the log-mel features per batch); the
-    sentence's ``label_ids`` (tokenised beforehand, see :func:`prepare_split`) -> labels; and the reason
-    to drop the clip, if there is one (empty when it is kept).
+    ``example`` is a row: ``audio``, ``sentence`` and ``labels``, the sentence's label ids (tokenised
+    beforehand for the whole split, in one call: see :func:`prepare_split`). Audio -> 16 kHz samples, stored
+    as FLAC (the collator computes the log-mel features per batch); label ids -> labels; and the reason to
+    drop the clip, if there is one (empty when it is kept).
     """
+    sentence, label_ids = example["sentence"], example["labels"]
     try:
-        wave = load_audio(audio)  # decode, mix to mono, resample to 16 kHz
+        wave = load_audio(example["audio"])  # decode, mix to mono, resample to 16 kHz
     except AudioDecodeError as error:  # missing, empty, undecodable or truncated
         return {"audio_16k": b"", "labels": [], "duration": 0.0, "drop_reason": error.reason}
     duration = len(wave) / SAMPLING_RATE
@@ -71,7 +73,7 @@ def prepare_example(audio, sentence: str, label_ids: list[int], max_label_tokens
 
 
 def _prepared_rows(dataset: Dataset, max_label_tokens: int, workers: int,
-                   prepare_one: Callable = prepare_example) -> Iterator[tuple[str, dict]]:
+                   prepare_one: Callable = prepare_dataset) -> Iterator[tuple[str, dict]]:
     """``(source, prepare_one(...))`` for every row of ``dataset``, in order.
 
     With ``workers`` > 1 the clips are prepared in that many threads, up to two batches ahead of the map
@@ -89,7 +91,7 @@ def _prepared_rows(dataset: Dataset, max_label_tokens: int, workers: int,
 
     def prepare(audio, sentence: str, label_ids: list[int]) -> tuple[str, dict]:
         source = (audio or {}).get("path") or "<bytes>"
-        return source, prepare_one(audio, sentence, label_ids, max_label_tokens)
+        return source, prepare_one({"audio": audio, "sentence": sentence, "labels": label_ids}, max_label_tokens)
 
     if workers <= 1:
         for row in rows:
@@ -124,7 +126,7 @@ def _prepare_batch(audios: list, rows: Iterator[tuple[str, dict]]) -> dict:
 
 
 def _fingerprint(dataset: Dataset, processor: WhisperProcessor, max_label_tokens: int,
-                 prepare_one: Callable = prepare_example) -> str:
+                 prepare_one: Callable = prepare_dataset) -> str:
     """A cache key for ``prepare_split``'s map, from what decides its output (the labels included).
 
     Without it, ``datasets`` would fingerprint the map by dill-pickling its function and ``fn_kwargs``: the
@@ -145,14 +147,14 @@ def _fingerprint(dataset: Dataset, processor: WhisperProcessor, max_label_tokens
 
 def prepare_split(
     dataset: Dataset, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1, desc: str = "",
-    prepare: Callable = prepare_example,
+    prepare: Callable = prepare_dataset,
 ) -> tuple[Dataset, dict]:
     """Decode, resample and tokenise one split; return the kept rows and a report of what was dropped.
 
     ``max_label_tokens`` is the model's ``max_target_positions``: the labels include the prefix tokens
     (start of transcript, language, task, no-timestamps) and the end token. ``num_proc`` clips are prepared
     at a time, in threads (see :func:`_prepared_rows`); the rows are the same for any number. ``prepare``
-    prepares one clip, called as :func:`prepare_example` is (notebook 02 passes its own, editable copy); a
+    prepares one clip, called as :func:`prepare_dataset` is (notebook 02 passes its own, editable copy); a
     ``drop_reason`` it invents is reported as it is.
     """
     fingerprint = _fingerprint(dataset, processor, max_label_tokens, prepare)
@@ -200,13 +202,15 @@ def prepare_split(
     return kept, report
 
 
-def prepare_dataset(
+def prepare_splits(
     splits: DatasetDict, processor: WhisperProcessor, max_label_tokens: int = 448, num_proc: int = 1,
-    prepare: Callable = prepare_example, seed: int = 42,
+    prepare: Callable = prepare_dataset, seed: int = 42,
 ) -> tuple[DatasetDict, dict]:
-    """:func:`prepare_split` on every split, each clip through ``prepare``; returns the prepared
-    ``DatasetDict`` and a per-split report. A validation split that lost clips is refilled from the
-    prepared training clips (:func:`refill_validation`, drawn with ``seed``)."""
+    """The course's ``common_voice.map(prepare_dataset, ...)`` and its 30 s filter, on every split.
+
+    :func:`prepare_split` on each, every clip through ``prepare`` (:func:`prepare_dataset`, or notebook 02's
+    edited copy); returns the prepared ``DatasetDict`` and a per-split report. A validation split that lost
+    clips is refilled from the prepared training clips (:func:`refill_validation`, drawn with ``seed``)."""
     prepared, report = {}, {}
     for name, split in splits.items():
         prepared[name], report[name] = prepare_split(split, processor, max_label_tokens, num_proc, desc=name,

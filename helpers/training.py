@@ -41,6 +41,18 @@ _CHECKPOINTING = (
     else "gradient_checkpointing"
 )
 
+# The course's Seq2SeqTrainingArguments as its page writes them (chapter 5, "Define the Training Configuration"),
+# under its names: 04 shows them beside this run's values. transformers has renamed two of them since.
+COURSE_TRAINING_ARGUMENTS: dict[str, object] = dict(
+    output_dir="./whisper-small-dv", per_device_train_batch_size=16, gradient_accumulation_steps=1,
+    learning_rate=1e-5, lr_scheduler_type="constant_with_warmup", warmup_steps=50, max_steps=500,
+    gradient_checkpointing=True, fp16=True, fp16_full_eval=True, evaluation_strategy="steps",
+    per_device_eval_batch_size=16, predict_with_generate=True, generation_max_length=225, save_steps=500,
+    eval_steps=500, logging_steps=25, report_to=["tensorboard"], load_best_model_at_end=True,
+    metric_for_best_model="wer", greater_is_better=False, push_to_hub=True,
+)
+RENAMED_ARGUMENTS = {"evaluation_strategy": "eval_strategy", "gradient_checkpointing": _CHECKPOINTING}
+
 
 def training_arguments(config: CourseConfig, output_dir: str | Path, **extra) -> Seq2SeqTrainingArguments:
     """The course's ``Seq2SeqTrainingArguments``, from ``config``; ``extra`` overrides any of them.
@@ -174,10 +186,11 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
     Optimizer, scheduler, RNG states and the step counter come back from the checkpoint, so the run goes
     on as if it had never stopped. When the trainer has a :class:`~helpers.runtime.mirror.CheckpointMirror` (the
     small copies on Drive) and its output folder has nothing as new (a new Colab runtime), the copies are
-    restored first; then AdamW's moments start again. Without ``resume`` the run starts over, and an earlier
-    run's checkpoints and Drive copies are deleted first: left there, the Trainer's rotation would keep the
-    higher-numbered old ones and delete the new, and a later resume would continue the old run. A CUDA
-    out-of-memory error becomes ``OutOfMemory``.
+    restored first; then AdamW's moments start again. Resuming another run's copies (another method, language,
+    model...: their stamp says) stops with ``RunMismatch``, naming what differs. Without ``resume`` the run
+    starts over, and an earlier run's checkpoints and Drive copies are deleted first: left there, the
+    Trainer's rotation would keep the higher-numbered old ones and delete the new, and a later resume would
+    continue the old run. A CUDA out-of-memory error becomes ``OutOfMemory``.
     """
     full_save = None
     if trainer.is_world_process_zero():
@@ -192,6 +205,8 @@ def train(trainer: Seq2SeqTrainer, resume: bool = True):
             check_writable(mirror.folder, cost["mirror"], "a copy of a checkpoint", "then run this again")
         if not resume:
             _remove_earlier_checkpoints([Path(trainer.args.output_dir)] + ([mirror.folder] if mirror else []))
+        if mirror:  # another run's checkpoints stop a resume here, where RESUME is known; starting over restamps
+            mirror.claim(resume, trainer.args.output_dir)
         note = mirror.restore(trainer.args.output_dir) if mirror and resume else None
         if note:
             print(note)

@@ -98,10 +98,10 @@ def corpus() -> Path:
 def prepared(processor, corpus):
     """``(splits, prepared, report)`` for the bundled corpus, prepared once for the whole session."""
     from helpers.data import load_common_voice
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
 
     splits = load_common_voice(str(corpus))
-    return splits, *prepare_dataset(splits, processor, num_proc=2)
+    return splits, *prepare_splits(splits, processor, num_proc=2)
 
 
 @pytest.fixture(scope="module")

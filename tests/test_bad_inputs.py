@@ -343,12 +343,12 @@ def test_out_of_memory_while_evaluating_names_the_eval_batch_size(corpus, proces
     from helpers.data import load_common_voice
     from helpers.evaluation import transcribe
     from helpers.model import load_model_and_processor
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
     from helpers.runtime.device import OutOfMemory
 
     model, processor = load_model_and_processor(str(SMOKE_MODEL_DIR), "sinhalese", "transcribe")
     test = load_common_voice(corpus)["test"].select(range(2))
-    prepared, _ = prepare_dataset({"test": test}, processor)
+    prepared, _ = prepare_splits({"test": test}, processor)
 
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory.")

@@ -3,7 +3,7 @@
 The stand-in is ``build_smoke_model(english_only=True)``: GPT-2's vocabulary (``<|endoftext|>`` 50256,
 ``<|startoftranscript|>`` 50257, ``<|notimestamps|>`` 50362) and a generation config without languages, as
 openai/whisper-*.en. Its labels must start ``<|startoftranscript|><|notimestamps|>`` in the notebooks'
-path (``load_processor`` + ``prepare_dataset``, notebooks 02/03), in ``load_model_and_processor`` and in
+path (``load_processor`` + ``prepare_splits``, notebooks 02/03), in ``load_model_and_processor`` and in
 ``python -m helpers prepare``, however the language is set. ``None`` also clears a config field now.
 """
 
@@ -60,13 +60,13 @@ def test_english_only_checkpoints_are_recognised(english_model, tmp_path):
 
 
 def test_notebook_path_gives_labels_without_language(english_model, few_clips, capsys):
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
 
     config = get_config("smoke", model=str(english_model))  # notebooks 02/03: the profile's language stays
     assert config.language == "sinhalese"
     processor = load_processor(config.model, config.language, config.task)
     assert capsys.readouterr().out.count(NOTE) == 1
-    prepared, report = prepare_dataset(few_clips, processor)
+    prepared, report = prepare_splits(few_clips, processor)
     assert report["train"]["kept"] == 4
     assert_english_only_labels(prepared, processor)
 
@@ -91,19 +91,18 @@ def test_multilingual_checkpoints_keep_language_and_task(capsys):
 
 
 def test_prepare_command_with_an_english_only_checkpoint(english_model, corpus, tmp_path, capsys, monkeypatch):
-    from helpers import preparation
     from helpers import cli
     from helpers.cli import main
 
     made = {}
-    prepare_dataset = preparation.prepare_dataset
+    prepare_splits = cli.prepare_splits
 
     def keep(splits, processor, *args, **kwargs):  # what prepare computes, to look at its labels
-        made["prepared"], report = prepare_dataset(splits, processor, *args, **kwargs)
+        made["prepared"], report = prepare_splits(splits, processor, *args, **kwargs)
         made["processor"] = processor
         return made["prepared"], report
 
-    monkeypatch.setattr(cli, "prepare_dataset", keep)  # the real one still runs
+    monkeypatch.setattr(cli, "prepare_splits", keep)  # the real one still runs; the name the command calls
     code = main(["prepare", "--profile", "smoke", "--model", str(english_model), "--language", "sinhalese",
                  "--data", str(corpus), "--output-dir", str(tmp_path), "--max-train-samples", "4",
                  "--max-test-samples", "2", "--num-proc", "1"])

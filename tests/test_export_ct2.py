@@ -42,11 +42,11 @@ def _both(model_dir: Path, language: str | None, test_clips, max_length: int, tm
     """(transformers' transcripts through our evaluation, CTranslate2's, the CT2 folder) on every test clip."""
     from helpers.evaluation import transcribe
     from helpers.model import load_model_and_processor
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
 
     task = "transcribe" if language else None
     model, processor = load_model_and_processor(str(model_dir), language, task)
-    prepared = prepare_dataset({"test": test_clips}, processor, num_proc=1)[0]["test"]
+    prepared = prepare_splits({"test": test_clips}, processor, num_proc=1)[0]["test"]
     assert len(prepared) == len(test_clips) == 24
     ours = transcribe(model, processor, prepared, batch_size=8, max_length=max_length)
     ct2_dir = export_ctranslate2(model_dir, tmp / "ct2", quantization=None)

@@ -132,7 +132,7 @@ def test_a_failing_clip_stops_the_workers_with_its_error(processor, corpus):
     from helpers.data import load_common_voice
 
     split = load_common_voice(corpus)["test"]
-    real, calls, never = preparation.prepare_example, [], threading.Event()
+    real, calls, never = preparation.prepare_dataset, [], threading.Event()
 
     def flaky(audio, *args, **kwargs):
         calls.append(audio)

@@ -115,7 +115,7 @@ def learned(tmp_path_factory, corpus):
     from helpers.evaluation import evaluate_model
     from helpers.extras.lora import lora_from_config
     from helpers.model import load_model_and_processor
-    from helpers.preparation import prepare_dataset
+    from helpers.preparation import prepare_splits
     from helpers.training import build_trainer, train
 
     folder = str(_tiny_en())
@@ -126,7 +126,7 @@ def learned(tmp_path_factory, corpus):
     model, processor = load_model_and_processor(folder, None, None)
     splits = load_common_voice(str(corpus))
     english = {name: [i for i, s in enumerate(split["sentence"]) if s.isascii()] for name, split in splits.items()}
-    ready = prepare_dataset({"train": splits["train"].select(english["train"][:CLIPS]),
+    ready = prepare_splits({"train": splits["train"].select(english["train"][:CLIPS]),
                              "test": splits["test"].select(english["test"][:UNSEEN])}, processor, num_proc=1)[0]
     clips = ready["train"]
     base = {n: p.detach().clone() for n, p in model.named_parameters()}

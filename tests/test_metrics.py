@@ -7,6 +7,7 @@ rakaransaya, repaya: al-lakuna and ZERO WIDTH JOINER), so a typo in a literal ca
 import math
 import unicodedata
 
+import jiwer
 import numpy as np
 import pytest
 from transformers.trainer_utils import EvalPrediction
@@ -172,6 +173,26 @@ def test_compute_metrics_maps_minus_100_back_to_padding(processor):
     preds = np.array([ref + [tok.pad_token_id] * 2])
     scores = make_compute_metrics(tok)(EvalPrediction(predictions=preds, label_ids=labels))
     assert scores["wer_words"] == 0.0 and scores["wer_ortho"] == 0.0 and scores["n"] == 1
+
+
+def test_compute_metrics_scores_as_the_course_writes_it_and_adds_ours(processor):
+    """The course's two scores as its compute_metrics computes them (wer drops the pairs whose reference
+    BasicTextNormalizer empties, here "(laughs)"), then ours, which keep that pair: it has a word for us."""
+    tok = processor.tokenizer
+    references, predictions = ["Hello world", "(laughs)"], ["hello word", "ha"]
+    width = max(len(tok(text).input_ids) for text in references + predictions)
+
+    def padded(text, pad):
+        ids = tok(text).input_ids
+        return ids + [pad] * (width - len(ids))
+
+    labels = np.array([padded(text, -100)[1:] for text in references])  # start stripped, -100 padding
+    preds = np.array([padded(text, -100) for text in predictions])  # generate's rows padded with -100 too
+    scores = make_compute_metrics(tok)(EvalPrediction(predictions=preds, label_ids=labels))
+    assert scores["wer_ortho"] == pytest.approx(100 * 3 / 3)  # Hello, world, (laughs): all three wrong
+    assert scores["wer"] == pytest.approx(100 * 1 / 2)  # only "hello world" is left to score: "word" is wrong
+    assert scores["wer_words"] == pytest.approx(100 * 2 / 3) and scores["n"] == 2  # word, laughs wrong
+    assert scores["cer_words"] == pytest.approx(100 * jiwer.cer(["hello world", "laughs"], ["hello word", "ha"]))
 
 
 def test_alignment_report_shows_word_level_errors():

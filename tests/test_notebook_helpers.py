@@ -15,7 +15,7 @@ from helpers.data import load_common_voice, read_cv_tsv, subsample
 from helpers.extras import sharing
 from helpers.notebook import display, session
 from helpers.notebook.course import COURSE_FIGURES, colab_badge, colab_url
-from helpers.preparation import prepare_dataset, prepare_example
+from helpers.preparation import prepare_dataset, prepare_splits
 from helpers.runtime import colab
 from helpers.runtime import workspace as ws
 from helpers.runtime.errors import CourseError
@@ -109,7 +109,7 @@ def test_embedded_clips_survive_the_originals_and_missing_ones_are_counted(tmp_p
     audio = loaded["train"]["audio"][:]
     assert [len(a["bytes"] or b"") > 1000 for a in audio] == [True, True, True, False]
     assert audio[3]["path"].endswith("missing.mp3")
-    prepared, report = prepare_dataset(loaded, processor)
+    prepared, report = prepare_splits(loaded, processor)
     assert report["train"]["kept"] == 3 and report["train"]["dropped_by_reason"] == {"file_not_found": 1}
     assert prepared["train"]["sentence"][:] == [r["sentence"] for r in rows]
 
@@ -118,14 +118,17 @@ def test_the_preparation_function_02_shows_keeps_and_drops_one_clip_at_a_time(co
     row = read_cv_tsv(corpus / "train.tsv")[0]
     audio, sentence = str(corpus / "clips" / row["path"]), row["sentence"]
     ids = processor.tokenizer(sentence).input_ids
-    kept = prepare_example(audio, sentence, ids)
+    example = {"audio": audio, "sentence": sentence, "labels": ids}  # one row, as the course's prepare_dataset takes
+    kept = prepare_dataset(example)
     assert kept["drop_reason"] == "" and kept["labels"] == ids and 1.0 < kept["duration"] < 30.0
     assert kept["audio_16k"][:4] == b"fLaC"
-    too_long = prepare_example(audio, sentence, ids, max_label_tokens=len(ids) - 1)
+    too_long = prepare_dataset(example, max_label_tokens=len(ids) - 1)
     assert too_long["drop_reason"] == "too_many_label_tokens" and too_long["labels"] == []
-    assert prepare_example(audio, "  ", ids)["drop_reason"] == "empty_transcript"
-    assert prepare_example(audio, "?!... —", ids)["drop_reason"] == "no_words_transcript"  # nothing to learn or score
-    assert prepare_example(str(corpus / "clips" / "missing.mp3"), sentence, ids)["drop_reason"] == "file_not_found"
+    assert prepare_dataset({**example, "sentence": "  "})["drop_reason"] == "empty_transcript"
+    no_words = {**example, "sentence": "?!... —"}
+    assert prepare_dataset(no_words)["drop_reason"] == "no_words_transcript"  # nothing to learn or score
+    missing = {**example, "audio": str(corpus / "clips" / "missing.mp3")}
+    assert prepare_dataset(missing)["drop_reason"] == "file_not_found"
 
 
 def test_subsample_keeps_the_first_clips_like_the_cli():
@@ -135,16 +138,30 @@ def test_subsample_keeps_the_first_clips_like_the_cli():
     assert smaller["train"]["x"][:] == [0, 1, 2, 3] and smaller["test"].num_rows == 2
 
 
-def test_training_arguments_table_explains_each_argument_with_this_runs_value():
-    config = get_config("smoke")
-    args = training_arguments(config, "/tmp/whisper-course-args")
+def test_training_arguments_table_shows_the_course_s_value_beside_this_run_s():
+    from helpers.training import COURSE_TRAINING_ARGUMENTS
+
+    args = training_arguments(get_config("smoke"), "/tmp/whisper-course-args")
     table = display.explain_training_arguments(args).data
-    for name in ("per_device_train_batch_size", "learning_rate", "warmup_steps", "max_steps", "eval_steps",
-                 "predict_with_generate", "generation_max_length", "load_best_model_at_end", "push_to_hub"):
-        assert f"| `{name}` | {getattr(args, name)} |" in table
-    assert "| `output_dir` | whisper-course-args |" in table
-    assert "| `lr_scheduler_type` | linear |" in table or "| `lr_scheduler_type` | constant_with_warmup |" in table
-    assert ("`activation_checkpointing`" in table) != ("`gradient_checkpointing`" in table)  # only the one in use
+    rows = {line.split(" | ")[0].strip("| `"): line.split(" | ")[1:3] for line in table.splitlines()[2:]}
+    # The smoke profile's values differ from the course's: each in bold beside the course's.
+    assert rows["per_device_train_batch_size"] == ["16", f"**{args.per_device_train_batch_size}**"] != ["16", "16"]
+    assert rows["max_steps"] == ["500", f"**{args.max_steps}**"] and rows["output_dir"][1] == "**whisper-course-args**"
+    assert rows["learning_rate"][0] == "1e-05" and rows["metric_for_best_model"] == ["wer", "**wer_words**"]
+    for name in ("predict_with_generate", "load_best_model_at_end", "greater_is_better"):  # the same: not bold
+        assert rows[name] == [str(COURSE_TRAINING_ARGUMENTS[name])] * 2
+    assert rows["eval_strategy"] == ["steps (`evaluation_strategy`)", "steps"]  # the course's name beside today's
+    assert rows["remove_unused_columns"] == ["not set: True", "**False**"]  # the default the course's call gets
+    assert ("activation_checkpointing" in rows) != ("gradient_checkpointing" in rows)  # only the one in use
+
+
+def test_the_t4_run_keeps_the_course_s_recipe():
+    from helpers.training import COURSE_TRAINING_ARGUMENTS
+
+    args = training_arguments(get_config("t4"), "/tmp/whisper-course-args")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type",
+                 "warmup_steps", "max_steps", "per_device_eval_batch_size", "generation_max_length", "logging_steps"):
+        assert getattr(getattr(args, name), "value", getattr(args, name)) == COURSE_TRAINING_ARGUMENTS[name], name
 
 
 def test_best_evaluation_is_the_checkpoint_the_trainer_kept():
@@ -190,19 +207,19 @@ def test_a_smoke_result_says_it_is_noise_and_what_the_real_run_reaches():
 
 
 def test_the_helpers_own_source_is_shown_with_the_lines_that_matter_marked():
-    source = display.show_source(prepare_example, marks={"duration > MAX_AUDIO_SECONDS": "the course's filter"})
+    source = display.show_source(prepare_dataset, marks={"duration > MAX_AUDIO_SECONDS": "the course's filter"})
     text = repr(source)
     marked = [line for line in text.splitlines() if line.startswith(">>")]
     assert len(marked) == 1 and "duration > MAX_AUDIO_SECONDS" in marked[0]
-    assert text.splitlines()[0] == "# helpers.preparation.prepare_example" and "the course's filter" in text
+    assert text.splitlines()[0] == "# helpers.preparation.prepare_dataset" and "the course's filter" in text
     page = source._repr_html_()
-    assert "prepare_example" in page and "<b>line 13</b>: the course&#x27;s filter" in page
+    assert "prepare_dataset" in page and "<b>line 15</b>: the course&#x27;s filter" in page
     highlighted = page.split('<span style="background-color: #ffffcc">')  # the default style's highlight
     assert len(highlighted) == 2 and "MAX_AUDIO_SECONDS" in highlighted[1].split("\n")[0]
     with pytest.raises(ValueError, match="on 0 lines"):
-        display.show_source(prepare_example, marks={"a line that is not there": "?"})
+        display.show_source(prepare_dataset, marks={"a line that is not there": "?"})
     with pytest.raises(ValueError, match="not exactly one"):
-        display.show_source(prepare_example, marks={"drop_reason": "on several lines"})
+        display.show_source(prepare_dataset, marks={"drop_reason": "on several lines"})
 
 
 def test_model_card_labels_hide_local_paths_and_find_the_language():

@@ -737,7 +737,7 @@ def test_every_repository_link_in_the_notebooks_resolves():
 
 # --- The course's code is in the notebooks as editable cells, the same code as helpers/ ---
 
-LOADED = {"02_preprocess.ipynb": ["prepare_example"], "03_collate.ipynb": ["DataCollatorSpeechSeq2SeqWithPadding"],
+LOADED = {"02_preprocess.ipynb": ["prepare_dataset"], "03_collate.ipynb": ["DataCollatorSpeechSeq2SeqWithPadding"],
           "04_train.ipynb": ["make_compute_metrics", "DataCollatorSpeechSeq2SeqWithPadding"]}
 
 
@@ -773,7 +773,8 @@ def test_a_cell_that_differs_from_the_helpers_is_caught(monkeypatch):
     from helpers.metrics import make_compute_metrics
 
     cell = next(c for c in load("04_train.ipynb").cells if loaded_name(c) == "make_compute_metrics")
-    edited = cell.source.replace("prediction.label_ids == -100", "prediction.label_ids == -1")
+    edited = cell.source.replace("label_ids[label_ids == -100]", "label_ids[label_ids == -1]")
+    assert edited != cell.source
     assert definitions_in(edited)["make_compute_metrics"] != inspect.getsource(make_compute_metrics).rstrip("\n")
     # A source whose %load cell hides more than the stand-in import is refused, not silently dropped.
     source = sync_notebooks.read_source("04_train.ipynb")
@@ -806,13 +807,13 @@ def test_the_notebook_s_edited_preparation_function_is_what_prepares_the_clips(p
 
     from helpers.preparation import prepare_split
 
-    cell = next(c for c in load("02_preprocess.ipynb").cells if loaded_name(c) == "prepare_example")
+    cell = next(c for c in load("02_preprocess.ipynb").cells if loaded_name(c) == "prepare_dataset")
     # On disk, as 02 loads it: datasets then caches each map's result beside it, under the map's fingerprint.
     prepared[0]["test"].select(range(6)).save_to_disk(tmp_path / "loaded")
     split = load_from_disk(tmp_path / "loaded")
     scope: dict = {"__name__": "__main__"}
-    exec(compile(cell.source, "<02 prepare_example>", "exec"), scope)
-    as_shipped, report = prepare_split(split, processor, prepare=scope["prepare_example"])
+    exec(compile(cell.source, "<02 prepare_dataset>", "exec"), scope)
+    as_shipped, report = prepare_split(split, processor, prepare=scope["prepare_dataset"])
     theirs, their_report = prepare_split(split, processor)
     assert as_shipped["labels"][:] == theirs["labels"][:] and report == their_report
     # The learner's change: a shorter limit (the median clip's duration). The map's cache must not answer
@@ -821,8 +822,8 @@ def test_the_notebook_s_edited_preparation_function_is_what_prepares_the_clips(p
     cut = durations[len(durations) // 2]
     edited = cell.source.replace("if duration > MAX_AUDIO_SECONDS:", f"if duration > {cut!r}:")
     assert edited != cell.source
-    exec(compile(edited, "<02 prepare_example, edited>", "exec"), scope)
-    shorter, report = prepare_split(split, processor, prepare=scope["prepare_example"])
+    exec(compile(edited, "<02 prepare_dataset, edited>", "exec"), scope)
+    shorter, report = prepare_split(split, processor, prepare=scope["prepare_dataset"])
     assert sorted(shorter["duration"]) == [d for d in durations if d <= cut] != durations
     assert report["dropped_by_reason"] == {"too_long_audio": sum(d > cut for d in durations)}
     assert len(list((tmp_path / "loaded").glob("cache-*.arrow"))) >= 2  # each function's rows cached apart

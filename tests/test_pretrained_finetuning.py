@@ -97,5 +97,6 @@ def test_the_offline_profile_teaches_multilingual_base_to_write_sinhala(tmp_path
     # zero-shot, base answers Sinhala speech in Latin letters (or loops); fine-tuned it writes Sinhala script
     assert sinhala_share(transcripts["zero_shot"]) < 0.2 < 0.9 < sinhala_share(transcripts["fine_tuned"])
     assert all(text.strip() for text in transcripts["fine_tuned"])
-    # the main command's notebooks, with these values: CER 263 -> 69 (docs/offline-run.md)
-    assert after["cer_words"] < 80 and after["cer_words"] <= before["cer_words"] / 2
+    # the main command's notebooks, with these values: CER 263 -> 69 (docs/offline-run.md), measured before the
+    # zero-shot pass stopped looping transcripts (RepeatedTail): the baseline's CER no longer counts the loops
+    assert after["cer_words"] < 80 and after["cer_words"] < before["cer_words"]

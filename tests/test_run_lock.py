@@ -103,10 +103,10 @@ def test_04_in_a_second_kernel_is_refused_by_the_drive_copies(monkeypatch, tmp_p
     """04 open twice (two tabs, two runtimes): the second notebook's trainer cell stops with who holds the workspace."""
     monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path))
     workspace.set_run(get_config("smoke"))
-    mirror = workspace.claim_checkpoint_copies(processor)
+    mirror = workspace.checkpoint_copies_on_drive(processor)
     try:
         code = ("from helpers.config import get_config; from helpers.runtime import workspace; "
-                "workspace.set_run(get_config('smoke')); workspace.claim_checkpoint_copies()")
+                "workspace.set_run(get_config('smoke')); workspace.checkpoint_copies_on_drive()")
         second = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
                                 env={**os.environ, **ENV, "COURSE_WORKSPACE": str(tmp_path)}, timeout=300, check=False)
         assert second.returncode != 0

@@ -22,6 +22,7 @@ from helpers.config import BUNDLED_CORPUS, SINHALA_CORPUS, CourseConfig, is_rand
 from helpers.metrics import CHECKPOINT_METRIC
 from helpers.notebook.course import COURSE_FIGURES
 from helpers.runtime.errors import CourseError
+from helpers.training import COURSE_TRAINING_ARGUMENTS, RENAMED_ARGUMENTS
 
 # Every error rate with its name, wherever one is printed, so that nobody compares unlike numbers: the
 # course's names mean the course's metrics (wer: 14 % after 500 steps), ours have their own (wer_words).
@@ -36,15 +37,16 @@ METRIC_LABELS: dict[str, str] = {
 
 def markdown_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]):
     """An ``IPython.display.Markdown`` table (renders in Jupyter and Colab; plain text elsewhere)."""
-    def cell(value: Any) -> str:
-        value = getattr(value, "value", value)  # an Enum (e.g. SchedulerType.LINEAR) as its plain value
-        if isinstance(value, float):  # percentages with two decimals; a learning rate as itself
-            value = f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:g}"
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
+
+
+def _cell(value: Any) -> str:
+    value = getattr(value, "value", value)  # an Enum (e.g. SchedulerType.LINEAR) as its plain value
+    if isinstance(value, float):  # percentages with two decimals; a learning rate as itself
+        value = f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def disk_size(path: Path) -> int:
@@ -200,16 +202,27 @@ TRAINING_ARGUMENT_NOTES: dict[str, str] = {
 
 
 def explain_training_arguments(args) -> Any:
-    """A table of the training arguments: this run's value and what each does and costs on a T4."""
+    """A table of the training arguments: the course's value (``COURSE_TRAINING_ARGUMENTS``, under the
+    course's name where transformers has renamed it) beside this run's, in bold where they differ, and what
+    each does and costs on a T4. An argument the course does not set shows the default it gets there."""
+    course = {RENAMED_ARGUMENTS.get(name, name): (name, value) for name, value in COURSE_TRAINING_ARGUMENTS.items()}
+    defaults = type(args)()  # what the course's call gets for an argument it leaves out
     rows = []
     for name, note in TRAINING_ARGUMENT_NOTES.items():
         if not hasattr(args, name) or (name == "gradient_checkpointing" and hasattr(args, "activation_checkpointing")):
             continue  # transformers renamed gradient_checkpointing to activation_checkpointing: show the one in use
         value = getattr(args, name)
+        if name in course:
+            course_name, course_value = course[name]
+            theirs = _cell(course_value) + (f" (`{course_name}`)" if course_name != name else "")
+        else:
+            course_value = getattr(defaults, name)
+            theirs = f"not set: {_cell(course_value)}"
+        same = _cell(course_value) == _cell(value)
         if name == "output_dir":
             value = Path(value).name  # the full path is printed elsewhere; keep the table narrow
-        rows.append((f"`{name}`", value, note))
-    return markdown_table(rows, ["argument", "this run", "what it does, what it costs on a T4"])
+        rows.append((f"`{name}`", theirs, _cell(value) if same else f"**{_cell(value)}**", note))
+    return markdown_table(rows, ["argument", "the course's", "this run", "what it does, what it costs on a T4"])
 
 
 def best_evaluation(log_history: list[dict], best_step: int | None = None) -> dict:

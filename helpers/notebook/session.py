@@ -39,7 +39,7 @@ from helpers.runtime.secrets import SecretNotGranted, in_colab
 from helpers.runtime.workspace import (
     WORKSPACE_ENV,
     artifact_path,
-    claim_checkpoint_copies,
+    checkpoint_copies_on_drive,
     embed_audio,
     helpers_version,
     load_from_workspace,
@@ -61,7 +61,7 @@ __all__ = [
     "save_to_workspace", "load_from_workspace", "saving_to_workspace", "saved_path", "artifact_path", "embed_audio",
     "evaluate_once",
     # handed on: checkpoints and inference
-    "runtime_dir", "claim_checkpoint_copies", "describe_cost", "pipeline_placement",
+    "runtime_dir", "checkpoint_copies_on_drive", "describe_cost", "pipeline_placement",
 ]
 
 

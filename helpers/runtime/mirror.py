@@ -24,6 +24,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -70,11 +71,26 @@ class CheckpointMirror(TrainerCallback):
     """After every checkpoint save, copy what resuming needs to ``folder`` (on Drive in Colab), smaller.
 
     Pass it to the trainer (``callbacks=[CheckpointMirror(folder)]``) and train with ``helpers.training.train``,
-    which restores from ``folder`` when the trainer's own output folder has nothing newer.
+    which restores from ``folder`` when the trainer's own output folder has nothing newer. ``claim``, when
+    given, is called by :meth:`claim` once ``train`` knows whether it resumes (the workspace's stamp check).
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, claim: Callable[[bool], None] | None = None):
         self.folder = Path(folder)
+        self.claim_for_run = claim
+
+    def claim(self, resume: bool, output_dir: str | Path) -> None:
+        """Make the checkpoints here and in ``output_dir`` this run's, once ``resume`` is known.
+
+        Calls the ``claim`` given to the mirror with whether earlier checkpoints (here or in ``output_dir``)
+        are to be resumed: it stops a resume of another run's before anything is touched, and marks the folder
+        as this run's (:func:`helpers.runtime.workspace.checkpoint_copies_on_drive`). Starting over,
+        ``train`` has deleted them first.
+        """
+        if self.claim_for_run is not None:
+            earlier = any(path.is_dir() for folder in (self.folder, Path(output_dir))
+                          for path in folder.glob("checkpoint-*"))
+            self.claim_for_run(resume and earlier)
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:

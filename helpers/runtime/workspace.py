@@ -8,9 +8,10 @@ made it: saving stamps it, loading it checks the stamp against the run set up in
 without a word. The savers and loaders do this themselves, so the notebooks' cells show no bookkeeping.
 
 Three layers, in this order below: JSON files written atomically (a killed session never leaves half of
-one); run stamps (which run made each artifact: profile, model, data, language, task, training method,
-tokenizer fingerprint, helpers version, in a ``.stamps`` folder beside it, where neither ``from_pretrained``
-nor a Hub push looks); and the workspace's artifacts, their savers and loaders.
+one); run stamps (what shaped each artifact: profile, data, language as Whisper's token, task, tokenizer
+fingerprint, and for a model and its checkpoints also the base model and the training method, in a
+``.stamps`` folder beside it, where neither ``from_pretrained`` nor a Hub push looks); and the workspace's
+artifacts, their savers and loaders.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import datasets
+from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
 from helpers.runtime.errors import CourseError, DiskError, explain_disk_error
 from helpers.runtime.lock import RunLock
@@ -74,13 +76,24 @@ def read_json(path: str | Path):
 
 # Run stamps. Each Colab notebook is its own runtime and chooses its settings anew; a learner whose 02 ran on
 # a CPU runtime with other settings must not have 04 fine-tune whisper-small on the wrong data without a word.
-# So every artifact gets a stamp (profile, model, data source, language, task, training method, tokenizer
-# fingerprint, helpers version) in a ``.stamps`` folder beside it, where neither ``from_pretrained`` nor a Hub
-# push sees it, and a stage that reads an artifact compares the stamp with its own run: one sentence says what
-# differs and how to start over.
+# So every artifact gets a stamp of what shaped it in a ``.stamps`` folder beside it, where neither
+# ``from_pretrained`` nor a Hub push sees it, and a stage that reads an artifact compares the stamp with its own
+# run: one sentence says what differs and how to start over. Only what shaped the artifact is compared, so a
+# change that cannot have changed it (LoRA or another learning rate in 04, for the data 02 prepared) stops nothing.
 STAMP_DIR = ".stamps"
 # A different helpers version is worth a note, not a stop: the files' format has not changed within a release.
 _NOTED_ONLY = ("helpers",)
+# What shapes each artifact, as fields of :func:`run_stamp`. The clips 01 loads depend on their source; once
+# tokenised (02), on the tokenizer, the language and the task too; a score on the model it scores. None of them
+# depends on how a model is then trained.
+SOURCE_FIELDS = ("profile", "data", "helpers")
+LABEL_FIELDS = (*SOURCE_FIELDS, "language", "task", "tokenizer")
+MODEL_FIELDS = (*LABEL_FIELDS, "model")
+_SHAPED_BY = {"loaded": SOURCE_FIELDS, "prepared": LABEL_FIELDS, "report": LABEL_FIELDS}
+# A model, its adapter and its checkpoints record the whole run, how it trained included (the method): resuming
+# checkpoints needs all of it to match (see ``CheckpointMirror.claim``), while the stages after 04 score and
+# share whatever model 04 saved last, and compare only the fields in MODEL_FIELDS.
+WHOLE_RUN = ("training", "model", "adapter")
 
 
 class RunMismatch(CourseError):
@@ -110,10 +123,19 @@ def training_method(config: CourseConfig) -> str:
             + (" 8-bit" if config.load_in_8bit else ""))
 
 
+def language_token(language: str | None) -> str | None:
+    """Whisper's token for ``language``, as its tokenizer maps names and codes: "sinhala", "Sinhalese" and
+    "si" are all ``<|si|>``. A name Whisper does not know stays as it is (the model's loader refuses it)."""
+    if not language:
+        return None
+    code = TO_LANGUAGE_CODE.get(language.lower(), language.lower())
+    return f"<|{code}|>" if code in LANGUAGES else language
+
+
 def run_stamp(config: CourseConfig, processor=None) -> dict:
     """The stamp of the current run; with ``processor``, its tokenizer's fingerprint too."""
     stamp = {"profile": config.profile, "model": str(config.model), "data": str(config.data),
-             "language": config.language, "task": config.task, "method": training_method(config),
+             "language": language_token(config.language), "task": config.task, "method": training_method(config),
              "helpers": helpers_version()}
     if processor is not None:
         stamp["tokenizer"] = tokenizer_fingerprint(processor.tokenizer)
@@ -257,17 +279,27 @@ def _start_over(name: str) -> str:
             f"run (or delete {_folder()} to start the whole course over).")
 
 
+def artifact_stamp(name: str, processor=None) -> dict:
+    """What of this run shapes artifact ``name``: its stamp when this run makes it (see :data:`WHOLE_RUN`)."""
+    stamp = run_stamp(_run, processor)
+    if name == "training":
+        return checkpoint_stamp(stamp, _run)
+    if name in WHOLE_RUN:
+        return stamp
+    fields = _SHAPED_BY.get(name, MODEL_FIELDS)
+    return {key: value for key, value in stamp.items() if key in fields}
+
+
 def check(name: str, processor=None) -> None:
-    """Stop when artifact ``name`` exists but was made by a run other than this notebook's."""
+    """Stop when artifact ``name`` exists but was shaped by settings other than this notebook's.
+
+    Only the fields that shape it are compared; a model is read whatever method trained it.
+    """
     path = artifact_path(name)
     if _run is not None and path.exists():
-        check_stamp(path, _stamp_of(name, processor), _start_over(name))
-
-
-def _stamp_of(name: str, processor=None) -> dict:
-    """This run's stamp for artifact ``name``: the checkpoints' holds the seed and learning rate too."""
-    stamp = run_stamp(_run, processor)
-    return checkpoint_stamp(stamp, _run) if name == "training" else stamp
+        fields = _SHAPED_BY.get(name, MODEL_FIELDS)
+        now = {key: value for key, value in run_stamp(_run, processor).items() if key in fields}
+        check_stamp(path, now, _start_over(name))
 
 
 def saved_path(name: str, made_by: str | None = None, processor=None) -> Path:
@@ -295,14 +327,8 @@ def stamp(name: str, processor=None) -> Path:
     """Stamp artifact ``name`` as made by this run (after writing it); returns its path."""
     path = artifact_path(name)
     if _run is not None:
-        write_stamp(path, _stamp_of(name, processor))
+        write_stamp(path, artifact_stamp(name, processor))
     return path
-
-
-def claim(name: str, processor=None) -> Path:
-    """Check that artifact ``name``, if it exists, is this run's (checkpoints to resume), then stamp it."""
-    check(name, processor)
-    return stamp(name, processor)
 
 
 def save_to_workspace(data, name: str, processor=None) -> Path:
@@ -346,9 +372,17 @@ def saving_to_workspace(*names: str, processor=None):
     """Yield the paths of artifacts ``names`` to write; once written, stamp those that exist with this run.
 
     For what a library saves itself (a model folder, an export): ``with saving_to_workspace("model") as
-    model_dir: trainer.save_model(model_dir)``. With several names, a tuple of paths.
+    model_dir: trainer.save_model(model_dir)``. With several names, a tuple of paths. What an earlier run left
+    there is removed first: a folder never mixes two runs' files, and an artifact this run does not write (a
+    LoRA run's adapter, after full fine-tuning) is not stamped as this run's.
     """
     paths = tuple(artifact_path(name) for name in names)
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        stamp_path(path).unlink(missing_ok=True)
     try:
         yield paths[0] if len(paths) == 1 else paths
     except Exception as error:
@@ -373,15 +407,28 @@ def _size_on_disk(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
-def claim_checkpoint_copies(processor=None) -> CheckpointMirror:
-    """Check that the checkpoint copies already in the workspace, if any, are this run's, stamp their folder
-    with this run, and return the :class:`~helpers.runtime.mirror.CheckpointMirror` that keeps small copies of
-    each save there (a new runtime resumes from them). The folder is locked for this kernel's lifetime
-    (:mod:`helpers.runtime.lock`): 04 open twice (two tabs, two runtimes) would mix its checkpoints.
+def checkpoint_copies_on_drive(processor=None) -> CheckpointMirror:
+    """The :class:`~helpers.runtime.mirror.CheckpointMirror` that keeps small copies of each save in the workspace.
+
+    Whether the copies already there may be resumed is decided where ``RESUME`` is known:
+    ``train(trainer, resume=RESUME)`` claims them (``CheckpointMirror.claim``). Resuming another run's (model,
+    data, language, training method, seed, learning rate: their stamp says) stops with what differs; starting
+    over deletes them, and either way the folder is then stamped as this run's. The folder is locked for this
+    kernel's lifetime (:mod:`helpers.runtime.lock`): 04 open twice (two tabs, two runtimes) would mix its
+    checkpoints.
     """
-    RunLock(artifact_path("training"), "or stop the other notebook (Runtime > Disconnect and delete runtime in "
-            "Colab)").acquire()
-    return CheckpointMirror(claim("training", processor))
+    folder = artifact_path("training")
+    RunLock(folder, "or stop the other notebook (Runtime > Disconnect and delete runtime in Colab)").acquire()
+    stamp = artifact_stamp("training", processor)
+
+    def claim_for_this_run(resuming: bool) -> None:
+        if resuming and read_stamp(folder) is not None:
+            check_stamp(folder, stamp, "Set RESUME = False in 04's training cell to start over (the earlier run's "
+                                       "checkpoints are deleted first), or give this notebook that run's settings "
+                                       "to resume it.")
+        write_stamp(folder, stamp)
+
+    return CheckpointMirror(folder, claim=claim_for_this_run)
 
 
 def embed_audio(splits):

@@ -94,11 +94,11 @@ print(f"stored: {info.samplerate} Hz, {info.channels} channel(s), {info.frames} 
 # common_voice["train"] = common_voice["train"].filter(lambda length: length < 30.0, input_columns=["input_length"])
 # ```
 #
-# Ours has the same shape, audio in and label ids out, with the filters inside, each dropped clip keeping
-# its reason. Two things differ. It stores the 16 kHz audio (as lossless FLAC) rather than the course's
-# 80 × 3000 float32 log-mel matrix, 960 KB per clip however short: the collator (03) computes the log-mel
-# features for a whole batch at once. And the sentences are tokenised beforehand, all at once, in one call
-# of the fast tokenizer.
+# Ours has the course's name and shape, one example in and audio and label ids out, with the filters
+# inside, each dropped clip keeping its reason. Two things differ. It stores the 16 kHz audio (as lossless
+# FLAC) rather than the course's 80 × 3000 float32 log-mel matrix, 960 KB per clip however short: the
+# collator (03) computes the log-mel features for a whole batch at once. And the sentences are tokenised
+# beforehand, all at once, in one call of the fast tokenizer: the example comes with its `labels`.
 #
 # Here it is, yours to change: `load_audio` decodes and resamples to 16 kHz (the course's
 # `cast_column(Audio(sampling_rate=16000))`), `duration > MAX_AUDIO_SECONDS` is the course's 30 s filter,
@@ -107,28 +107,28 @@ print(f"stored: {info.samplerate} Hz, {info.channels} channel(s), {info.frames} 
 # and then every clip, run your version.
 
 # %%
-# %load -s prepare_example helpers/preparation.py
-from helpers.preparation import prepare_example
+# %load -s prepare_dataset helpers/preparation.py
+from helpers.preparation import prepare_dataset
 
 # isort: split
 
 # %% [markdown]
-# Run it on one clip:
+# Run it on one clip, its sentence tokenised as the whole split's will be:
 
 # %%
-example = loaded["train"][0]
-one = prepare_example(example["audio"], example["sentence"], processor.tokenizer(example["sentence"]).input_ids,
-                      max_label_tokens=max_tokens)
+example = {**loaded["train"][0], "labels": processor.tokenizer(loaded["train"][0]["sentence"]).input_ids}
+one = prepare_dataset(example, max_label_tokens=max_tokens)
 print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labels'])} ids; "
       f"duration: {one['duration']:.2f} s; dropped because: {one['drop_reason'] or '(kept)'}")
 
 # %% [markdown]
 # ## Prepare every clip, counting what is dropped
 #
-# `prepare_dataset` runs that function (`prepare=prepare_example`: the one above, with your changes) over
-# every split (train, validation and test), `num_proc` clips at a time in threads (decoding, resampling and
-# FLAC run in C libraries that let threads share the cores, without the worker processes, pickling and shard
-# files of `datasets.map(num_proc=...)`), writes the rows in their order with one `datasets.map`, keeps the clips
+# The course maps its function over the dataset (`common_voice.map(prepare_dataset, ...)`); `prepare_splits`
+# does that with the function above (`prepare=prepare_dataset`: yours, with your changes) over every split
+# (train, validation and test), `num_proc` clips at a time in threads (decoding, resampling and FLAC run in
+# C libraries that let threads share the cores, without the worker processes, pickling and shard files of
+# `datasets.map(num_proc=...)`), writes the rows in their order with one `datasets.map`, keeps the clips
 # whose reason is empty, and reports the others: audio over 30 s, labels over the limit, empty transcripts,
 # transcripts with no words (only punctuation: nothing to learn, and no score could count them), and clips
 # that are missing or not decodable audio. Clips dropped from the validation slice are replaced by prepared
@@ -136,10 +136,10 @@ print(f"audio_16k: {len(one['audio_16k'])} bytes of FLAC; labels: {len(one['labe
 # reuses what the last run saved in the `datasets` cache.)
 
 # %%
-from helpers.preparation import format_report, prepare_dataset
+from helpers.preparation import format_report, prepare_splits
 
-prepared, report = prepare_dataset(loaded, processor, max_label_tokens=max_tokens, num_proc=config.num_proc,
-                                   prepare=prepare_example)
+prepared, report = prepare_splits(loaded, processor, max_label_tokens=max_tokens, num_proc=config.num_proc,
+                                  prepare=prepare_dataset)
 print(format_report(report))
 
 # %% [markdown]

@@ -3,11 +3,12 @@
 #
 # **What this stage does.** It writes out the course's `Seq2SeqTrainingArguments` and `Seq2SeqTrainer`
 # with this run's values, fine-tunes Whisper on the prepared training split, measures the WER on the
-# validation clips while training, keeps checkpoints, saves the best model, and plots the loss and WER.
+# validation clips at the end of training, keeps checkpoints, saves the model, and plots the loss and WER.
 #
-# **Why.** This is the fine-tuning itself. On a free Colab T4 the course's 500 steps take about 45
-# minutes, long enough for a disconnect; so the trainer saves every 100 steps (about 9 minutes of T4
-# time), a small copy of each save goes to Drive, and running this stage again resumes from the last one.
+# **Why.** This is the fine-tuning itself. On a free Colab T4 the course's 500 steps and evaluation take about
+# 45 minutes (here, with SDPA attention, about 29 for the steps), long enough for a disconnect; so the trainer
+# saves every 100 steps, a small copy of each save goes to Drive, and running this stage again resumes from
+# the last one.
 #
 # <!-- notebook-only -->
 # **Needs:** `prepared/` from [02_preprocess.ipynb](02_preprocess.ipynb). **Makes:** `training/` (the small copies of
@@ -123,7 +124,8 @@ training_args = Seq2SeqTrainingArguments(
 )
 
 # %% [markdown]
-# Each argument with this run's value, and what it does and costs on a T4:
+# Each argument: the course's value (as on the course's page) beside this run's, in bold where this run's
+# differs, and what it does and costs on a T4:
 
 # %%
 from helpers.notebook.display import explain_training_arguments
@@ -134,11 +136,14 @@ explain_training_arguments(training_args)
 # ## `compute_metrics`
 #
 # During evaluation the trainer generates transcripts and hands `compute_metrics` the generated ids and
-# the labels. The course's decodes both and calls `evaluate.load("wer")` twice (on the raw text, and after
-# `BasicTextNormalizer`). Ours decodes the same way and returns four error rates, named the same
-# everywhere: the course's two under the course's names, `wer_ortho` (raw text) and `wer` (after
-# `BasicTextNormalizer`), and two of ours, `wer_words` and `cer_words` (after a normaliser that keeps
-# Thaana's vowel marks, so words stay whole). 05 shows the scoring code.
+# the labels. Below is the course's function, line for line: it turns the labels' `-100` back into padding,
+# decodes both, computes `wer_ortho` on the raw text, then `wer` after Whisper's `BasicTextNormalizer`, on the
+# pairs whose normalised reference is not empty. The course loads `metric = evaluate.load("wer")`, which
+# fetches a script from the Hub; our `metric` does the same sums with jiwer (05 shows the two agree).
+#
+# Then two lines of ours: `wer_words` and `cer_words`, after a normaliser that removes case and punctuation
+# but keeps Thaana's vowel marks, so words stay whole. One more line of ours at the top: generated ids are
+# padded with `-100` too, when a batch's rows end at different lengths.
 #
 # **Which one picks the checkpoint: `wer_words`**, not the course's `wer` (so `metric_for_best_model`
 # above differs from the course's). `BasicTextNormalizer` turns every vowel mark into a space, cutting a
@@ -146,10 +151,9 @@ explain_training_arguments(training_args)
 # wrong, so it can prefer a checkpoint that writes fewer whole words correctly. `wer_words` counts words,
 # what a reader of the transcript sees. Both are logged at every evaluation, side by side.
 #
-# Below, ours, yours to change: `prediction.predictions < 0` catches generated ids padded with `-100` when
-# a batch's rows end at different lengths, `prediction.label_ids == -100` undoes the collator's padding
-# (the course: `label_ids[label_ids == -100] = tokenizer.pad_token_id`), and `wer_scores` returns the four
-# error rates. Edit it and run the cell: the trainer below calls your version at every evaluation.
+# It is wrapped in `make_compute_metrics(tokenizer)`, which hands it the tokenizer (the course uses the
+# notebook's `processor`). Yours to change: edit it and run the cell, and the trainer below calls your version
+# at every evaluation.
 
 # %%
 # %load -s make_compute_metrics helpers/metrics.py
@@ -161,9 +165,10 @@ from helpers.metrics import make_compute_metrics
 # ## The model and the trainer
 #
 # The model is loaded with the language and task set on its generation config (today's API: no
-# `forced_decoder_ids`). The data prepared in 02 and any checkpoints in the workspace must come from this
-# same run (model, data, language, tokenizer): `load_from_workspace` checks the data, the Drive copies below
-# check the checkpoints, and another run's files stop the notebook with one sentence instead of training on them.
+# `forced_decoder_ids`). The data prepared in 02 must have this run's data, language, task and tokenizer
+# (not its training method or learning rate, which do not change the data): `load_from_workspace` checks,
+# and another run's data stops the notebook with one sentence instead of training on it. Checkpoints are
+# checked where `RESUME` is known, in the training cell below.
 
 # %%
 from helpers.model import load_model_and_processor
@@ -215,7 +220,7 @@ from helpers.collator import DataCollatorSpeechSeq2SeqWithPadding
 # %% tags=["trainer"]
 from transformers import Seq2SeqTrainer
 
-from helpers.notebook.session import claim_checkpoint_copies
+from helpers.notebook.session import checkpoint_copies_on_drive
 from helpers.training import validation_split
 
 trainer = Seq2SeqTrainer(
@@ -226,7 +231,7 @@ trainer = Seq2SeqTrainer(
     data_collator=DataCollatorSpeechSeq2SeqWithPadding(processor, model.config.decoder_start_token_id),
     compute_metrics=make_compute_metrics(processor.tokenizer),
     processing_class=processor,
-    callbacks=[claim_checkpoint_copies(processor)],  # after each save: a small copy on Drive
+    callbacks=[checkpoint_copies_on_drive(processor)],  # after each save: a small copy on Drive
 )
 
 # %% [markdown]
@@ -289,11 +294,13 @@ display(scores_table({"zero-shot": zero_shot["scores"]}), real_run_note(config))
 # disk is empty, so the newest copy on Drive is brought back first; training continues from that step with
 # the same learning-rate schedule, random state and order of the data, and AdamW's moments start again (a
 # restarted kernel on the same runtime still has the full checkpoints, moments included, and uses them).
-# A run that already finished is loaded, not trained again. Set `RESUME = False` to start over: the earlier
-# run's checkpoints, here and on Drive, are deleted first, so a later resume cannot continue the old run.
-# When Drive fills up, training goes on: a warning names the copy that could not be written, how much it
-# needs and where to free space. A full runtime disk stops training with one sentence saying the same; after
-# freeing space, run this cell again and it resumes from the last complete checkpoint.
+# A run that already finished is loaded, not trained again. Checkpoints of a run with other settings (another
+# language, LoRA instead of full fine-tuning, another learning rate) are never resumed: the cell stops and says
+# what differs. Set `RESUME = False` to start over: the earlier run's checkpoints, here and on Drive, are
+# deleted first, so a later resume cannot continue the old run. When Drive fills up, training goes on: a
+# warning names the copy that could not be written, how much it needs and where to free space. A full runtime
+# disk stops training with one sentence saying the same; after freeing space, run this cell again and it
+# resumes from the last complete checkpoint.
 
 # %%
 from helpers.training import train
