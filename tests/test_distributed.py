@@ -33,7 +33,9 @@ def two_process_run(tmp_path_factory, corpus):
 def test_only_the_main_process_scores_and_prints(two_process_run):
     _, output = two_process_run
     lines = output.splitlines()
-    assert sum(line.startswith("Zero-shot") for line in lines) == 1, output[-3000:]
+    # the scores, then what the pass covered (describe_zero_shot): each once, from the main process
+    assert sum(line.startswith("Zero-shot: {") for line in lines) == 1, output[-3000:]
+    assert sum(line.startswith("Zero-shot: ") and not line.startswith("Zero-shot: {") for line in lines) == 1
     assert sum(line.startswith("Fine-tuned:") for line in lines) == 1
     assert sum(line.startswith("test: kept") for line in lines) == 1  # the preparation report, once
 
