@@ -1,12 +1,13 @@
-"""Local stand-ins for the services the course talks to, at the network edge: the real client libraries
-(``datacollective``, ``huggingface_hub``) talk HTTP to them on 127.0.0.1, and Colab's ``google.colab``
-is a module shaped like Colab's own. Nothing of ``helpers`` is replaced.
+"""Local stand-ins for the services the course talks to, at the network edge: the course's MDC client
+(``helpers.services.mdc_http``, over ``requests``) and the real ``huggingface_hub`` talk HTTP to them on
+127.0.0.1, and Colab's ``google.colab`` is a module shaped like Colab's own. Nothing of ``helpers`` is replaced.
 
-* :class:`MdcStandIn` answers as the Mozilla Data Collective's API does for ``datacollective`` 0.7
-  (``api_utils._send_api_request``, ``download.py``): the public catalogue ``GET /api/datasets``, details
-  ``GET /api/datasets/<id>``, ``POST /api/datasets/<id>/download`` (Bearer key; 401 for a wrong key, 403
-  with the API's own words when the terms were not accepted) returning a pre-signed URL, size and
-  checksum, and the archive itself, with ``Range`` for a resumed download.
+* :class:`MdcStandIn` answers as the Mozilla Data Collective's API (``https://mozilladatacollective.com/api``)
+  does, the API its SDK ``datacollective`` 0.7 speaks: the public catalogue ``GET /api/datasets`` (400 for a
+  query parameter or value it does not take: ``q``, ``limit`` 1-100, ``page``, ``locale``, ``sort``, ...),
+  details ``GET /api/datasets/<id>``, ``POST /api/datasets/<id>/download`` (Bearer key; 401 for a wrong
+  key, 403 with the API's own words when the terms were not accepted) returning a pre-signed URL, size
+  and checksum, and the archive itself, with ``Range`` for a resumed download.
 * :class:`HubStandIn` answers the endpoints ``HfApi.whoami``, ``create_repo``, ``upload_folder`` and
   ``create_commit`` use (``/api/whoami-v2``, ``/api/repos/create``, ``/api/validate-yaml``,
   ``/api/{models,datasets}/<repo>/preupload/<rev>``, ``/api/{models,datasets}/<repo>/commit/<rev>``); it answers
@@ -107,6 +108,10 @@ class MdcStandIn(_Server):
     """
 
     KEY = "mdc-key-for-tests"
+    # The catalogue's query parameters (the SDK's list_datasets sends these names) and the sorts it takes.
+    CATALOGUE_PARAMS = ("q", "limit", "page", "task", "locale", "license", "format", "sort", "sortDirection",
+                        "uploadDate", "sample", "pricing")
+    SORTS = ("relevance", "newest", "size")
     RELEASE_ID = "cmf-cv23-dv"
     FILENAME = "mcv-scripted-dv-v23.0.tar.gz"
 
@@ -132,9 +137,7 @@ class MdcStandIn(_Server):
     def handle(self, request, method, url, body) -> None:
         path, query = url.path, parse_qs(url.query)
         if method == "GET" and path == "/api/datasets":
-            locales = set(query.get("locale", []))
-            items = [item for item in self.catalogue if not locales or item["locale"] in locales]
-            return self.send_json(request, 200, {"items": items, "total": len(items)})
+            return self._catalogue(request, query)
         found = re.fullmatch(r"/api/datasets/([^/]+)(/download)?", path)
         if found:
             item = next((i for i in self.catalogue if found.group(1) in (i["id"], i.get("slug"))), None)
@@ -147,6 +150,17 @@ class MdcStandIn(_Server):
         if method == "GET" and path == f"/files/{self.FILENAME}":
             return self._archive(request)
         self.send_json(request, 404, {"error": f"no route {method} {path}"})
+
+    def _catalogue(self, request, query: dict[str, list[str]]) -> None:
+        unknown = sorted(set(query) - set(self.CATALOGUE_PARAMS))
+        limit = query.get("limit", ["24"])[-1]
+        if unknown or not limit.isdigit() or not 1 <= int(limit) <= 100 or query.get("sort", ["relevance"])[-1] \
+                not in self.SORTS:
+            return self.send_json(request, 400, {"error": "Invalid query parameters", "message":
+                                                 f"unknown {unknown}" if unknown else "limit or sort out of range"})
+        locales = set(query.get("locale", []))
+        items = [item for item in self.catalogue if not locales or item["locale"] in locales]
+        return self.send_json(request, 200, {"items": items[: int(limit)], "total": len(items)})
 
     def _download_session(self, request, item) -> None:
         if request.headers.get("Authorization") != f"Bearer {self.KEY}":

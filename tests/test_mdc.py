@@ -1,16 +1,22 @@
-"""Common Voice from the Mozilla Data Collective, through the real ``datacollective`` SDK and a local server
-answering as the MDC's API does (tests/standins.py): the t4 profile's ``common-voice:<locale>`` finds the
+"""Common Voice from the Mozilla Data Collective, through the course's own client of its HTTP API and a local
+server answering as the MDC's API does (tests/standins.py): the t4 profile's ``common-voice:<locale>`` finds the
 newest release in the public catalogue and loads it; a missing, wrong or not-granted key, terms not
 accepted, an unknown id and a download cut halfway each end in one sentence saying what to do; a cut
-download is never used, and the next call resumes it or starts afresh and loads the release.
+download is never used, and the next call resumes it or starts afresh and loads the release. The MDC's SDK,
+which needs a newer requests than Colab's, is never imported; a ``.env`` file still gives the key, as it did
+with the SDK.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.config import REPO_ROOT
 from helpers.data import DataSourceError, load_common_voice
 from helpers.runtime.secrets import SecretNotGranted
 from helpers.services.mdc import find_common_voice
@@ -70,6 +76,7 @@ def test_common_voice_source_finds_the_newest_release_and_loads_it(mdc, corpus, 
     assert MdcStandIn.KEY not in out
     catalogue = next(path for method, path, _ in mdc.requests if path.startswith("/api/datasets?"))
     assert "locale=dv" in catalogue and "sort=newest" in catalogue
+    assert "q=Common+Voice+Scripted+Speech" in catalogue and "limit=50" in catalogue  # the stand-in checks the names
     session = next(headers for method, path, headers in mdc.requests if path.endswith("/download"))
     assert session["Authorization"] == f"Bearer {MdcStandIn.KEY}"
     assert (tmp_path / "mdc" / MdcStandIn.FILENAME).stat().st_size == len(mdc.archive)
@@ -147,7 +154,7 @@ def test_a_colab_secret_is_used_and_one_not_granted_says_how_to_grant_it(mdc, mo
 
     install_colab(monkeypatch, secrets={"MDC_API_KEY": MdcStandIn.KEY})
     assert_is_the_release(load_common_voice(f"mdc:{ID}"), corpus)
-    assert os.environ["MDC_API_KEY"] == MdcStandIn.KEY  # where the SDK reads it
+    assert os.environ["MDC_API_KEY"] == MdcStandIn.KEY  # read once, and seen by the run's processes
     assert MdcStandIn.KEY not in capsys.readouterr().out
 
 
@@ -169,9 +176,9 @@ def test_a_download_cut_halfway_is_never_used_and_the_next_call_resumes_it(mdc, 
     assert (folder / MdcStandIn.FILENAME).read_bytes() == mdc.archive and not part.exists()
 
 
-def test_a_short_archive_the_sdk_kept_is_removed_and_downloaded_again(mdc, corpus, tmp_path):
-    """With no Content-Length the client cannot tell a cut from the end: the SDK renames the short file into
-    place, and only the size the catalogue lists shows it is incomplete."""
+def test_a_short_archive_the_stream_ended_with_is_removed_and_downloaded_again(mdc, corpus, tmp_path):
+    """With no Content-Length the client cannot tell a cut from the end: the stream's file takes its final name,
+    and only the size the catalogue lists shows it is incomplete."""
     folder = tmp_path / "mdc"
     mdc.cut_next = "no-length"
     with pytest.raises(DataSourceError) as caught:
@@ -190,3 +197,39 @@ def test_a_download_folder_that_cannot_be_written_says_so(mdc, monkeypatch, tmp_
     with pytest.raises(DataSourceError) as caught:
         load_common_voice(f"mdc:{ID}")
     assert "the archive could not be written" in sentence(caught) and "MDC_DOWNLOAD_PATH" in str(caught.value)
+
+
+def test_a_dotenv_file_in_the_working_folder_gives_the_key(mdc, monkeypatch, tmp_path, corpus):
+    """The SDK loaded a ``.env`` file when imported; the docs still promise it, and the environment wins over it."""
+    monkeypatch.delenv("MDC_API_KEY")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"MDC_API_KEY={MdcStandIn.KEY}\n", encoding="utf-8")
+    assert_is_the_release(load_common_voice(f"mdc:{ID}"), corpus)
+    monkeypatch.setenv("MDC_API_KEY", "mdc-key-mistyped")  # set in the environment: the file does not override it
+    monkeypatch.setenv("MDC_DOWNLOAD_PATH", str(tmp_path / "elsewhere"))  # not downloaded there: the key is sent
+    with pytest.raises(DataSourceError, match="rejected the API key"):
+        load_common_voice(f"mdc:{ID}")
+
+
+# In a fresh process: download, unpack and look up the release, then name the modules of the MDC's SDK loaded.
+WITHOUT_SDK = """
+import json, os, sys
+from pathlib import Path
+from tests.standins import MdcStandIn, common_voice_archive
+from helpers.services.mdc import download_from_mdc, find_common_voice
+with MdcStandIn(common_voice_archive(Path(sys.argv[1]))) as server:
+    os.environ.update(MDC_API_URL=f"{server.url}/api", MDC_API_KEY=MdcStandIn.KEY, MDC_DOWNLOAD_PATH=sys.argv[2])
+    folder = download_from_mdc(find_common_voice("dv").id)
+unpacked = (folder / "cv-corpus-23.0-2025-09-05" / "dv" / "train.tsv").is_file()
+print(json.dumps([unpacked, sorted(m for m in sys.modules if m.partition(".")[0] == "datacollective")]))
+"""
+
+
+def test_the_mdcs_sdk_is_never_imported(corpus, tmp_path):
+    """Every datacollective release with the API the course uses needs requests>=2.32.5, which Colab's set-up
+    would have to move; the course speaks the MDC's HTTP itself, so nothing of ours may import the SDK."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_SDK, str(corpus), str(tmp_path / "mdc")], cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == [True, []]
