@@ -31,7 +31,7 @@ set +e
 echo "== Newest releases that differ from constraints.txt =="
 "$PY" -m tools.constraints --check | sed 's/^/  /'
 # A newest release pip could not install with the rest (one of its requirements cannot be met) is worth knowing.
-for name in transformers datasets huggingface_hub peft datacollective ctranslate2 accelerate; do
+for name in transformers datasets huggingface_hub peft ctranslate2 accelerate; do
   latest=$("$PY" -m pip index versions "$name" 2>/dev/null | sed -n '1s/.*(\(.*\))$/\1/p')
   installed=$("$PY" -c "from importlib.metadata import version; print(version('$name'))")
   [ -z "$latest" ] || [ "$latest" = "$installed" ] ||

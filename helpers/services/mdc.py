@@ -125,9 +125,9 @@ class _IncompleteArchive(Exception):
 def _mdc_problem(error: BaseException, dataset_id: str) -> str | None:
     """What a failed MDC request means and what to do, as the rest of a sentence; ``None`` for a bug of ours."""
     if isinstance(error, MdcError):
-        return {401: _KEY_REJECTED, 403: _terms_not_accepted(error.detail), 404: _no_such_dataset(dataset_id, error.detail),
-                410: _no_such_dataset(dataset_id, error.detail), 429: _RATE_LIMITED}.get(
-            error.status or 0, f"it answered with an error ({error}); try again later")
+        gone = _no_such_dataset(dataset_id, error.detail)  # 410: removed from the MDC
+        return {401: _KEY_REJECTED, 403: _terms_not_accepted(error.detail), 404: gone, 410: gone,
+                429: _RATE_LIMITED}.get(error.status or 0, f"it answered with an error ({error}); try again later")
     if isinstance(error, CutDownload):
         return (f"the download stopped after {error.kept / 1e6:.1f} of {error.total / 1e6:.1f} MB ({error.why}); run "
                 f"this again, which {'resumes where it stopped' if error.resumable else 'starts it again'}")
