@@ -8,7 +8,7 @@ Common Voice left the Hugging Face Hub in October 2025 and is published by the M
   its tsv files;
 * an ``audiofolder`` (audio files + ``metadata.csv`` or ``metadata.jsonl`` with ``file_name`` and a
   transcript column, at the top or in ``train/``, ``test/``... folders);
-* ``mdc:<dataset-id>``: downloaded with the ``datacollective`` SDK, API key in ``MDC_API_KEY``;
+* ``mdc:<dataset-id>``: downloaded from the Mozilla Data Collective's API, API key in ``MDC_API_KEY``;
 * ``common-voice:<locale>``: the newest Common Voice release for that locale in the MDC's public catalogue
   (:func:`find_common_voice`), then downloaded as ``mdc:<its id>``;
 * a Hub dataset id ``owner/name`` (optionally ``owner/name:config``), for mirrors and your own datasets;

@@ -1,8 +1,8 @@
 """The teacher's mirror: ``python -m helpers share-data`` puts the release the teacher downloaded into a private Hub
 dataset or a shared folder, and a learner's ``DATA`` reads it as the release itself.
 
-The services stand in at their edges: the MDC stand-in serves the catalogue and the archive to the real
-``datacollective`` client, the Hub stand-in takes the commit and serves the files back to the real
+The services stand in at their edges: the MDC stand-in serves the catalogue and the archive to the course's
+MDC client, the Hub stand-in takes the commit and serves the files back to the real
 ``huggingface_hub`` client (in processes whose ``HF_ENDPOINT`` is the stand-in, as a learner's would be the Hub),
 and a plain folder plays the shared Google Drive folder.
 """
@@ -46,7 +46,7 @@ def teacher(tmp_path, monkeypatch, corpus):
         monkeypatch.setenv("MDC_API_URL", f"{mdc.url}/api")
         monkeypatch.setenv("MDC_API_KEY", MdcStandIn.KEY)
         monkeypatch.setenv("MDC_DOWNLOAD_PATH", str(tmp_path / "teacher-disk"))
-        monkeypatch.chdir(tmp_path)  # no project .env for the SDK to read
+        monkeypatch.chdir(tmp_path)  # no project .env for mdc_api_key to read
         yield mdc
 
 

@@ -23,7 +23,7 @@ def learner(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "MDC_API_KEY", "COURSE_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no .env file of the project's for the MDC SDK to load
+    monkeypatch.chdir(tmp_path)  # no .env file of the project's for mdc_api_key to load
     return tmp_path
 
 

@@ -33,8 +33,8 @@ def first_line(error: BaseException) -> str:
 def error_chain(error: BaseException | None) -> list[BaseException]:
     """``error`` and every error it was raised from or while handling, outermost first.
 
-    Libraries re-raise a network or HTTP error as their own (transformers as ``OSError``, the MDC SDK as
-    ``DownloadError``), so what went wrong is often several links down.
+    Libraries re-raise a network or HTTP error as their own (transformers as ``OSError``, requests as a
+    ``ChunkedEncodingError`` around urllib3's ``IncompleteRead``), so what went wrong is often several links down.
     """
     seen: list[BaseException] = []
     while error is not None and all(error is not other for other in seen):
