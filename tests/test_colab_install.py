@@ -82,8 +82,7 @@ def test_where_our_pin_needs_a_loaded_package_to_move_the_runtimes_own_copy_is_k
     assert kept == {"datasets": version("datasets"), "fsspec": version("fsspec")}
     # once tried (ours rejected that copy), it is not kept again: the held package is then released as before
     assert runtime_copies(CONFLICT, held, ours, tried=kept) == {}
-    # a package the runtime does not have (Colab has no datacollective, whose every release needs requests>=2.32.5)
-    # offers no copy to keep
+    # a package the runtime does not have, whose pin needs a newer requests than the runtime's, offers no copy to keep
     lacking = "    not-installed-here 0.7.0 depends on requests>=2.32.5\n"
     assert importlib.util.find_spec("not_installed_here") is None
     assert runtime_copies(lacking, {"requests": "2.32.4"}, ours) == {}

@@ -25,9 +25,9 @@ and nothing it writes reaches the machine's /content. That needs root, as CI has
 Then notebook 00 runs in that kernel (the t4 profile, as in Colab; offline): the set-up cell must install what the
 runtime lacks and leave every package the runtime owns (what was imported, what google-colab pins, torch) as it
 was, so that no restart is asked for: where our datasets needs a newer pyarrow than the one pandas has loaded, the
-runtime's own datasets 4.0.0 is kept. Only requests, which google-colab pins but nothing has loaded, moves: every
-datacollective release with the API the course uses needs requests>=2.32.5. 04, whose cell adds the LoRA extra, stops on this GPU-less runtime with what
-to do. The first run downloads the packages from PyPI; pip's cache serves later runs.
+runtime's own datasets 4.0.0 is kept. requests stays at google-colab's 2.32.4 too: the course speaks the Mozilla Data
+Collective's HTTP API itself, where every release of the MDC's SDK needs requests>=2.32.5. 04, whose cell adds the
+LoRA extra, stops on this GPU-less runtime with what to do. The first run downloads the packages from PyPI; pip's cache serves later runs.
 """
 
 from __future__ import annotations
@@ -182,10 +182,6 @@ def notebook_00(colab):
     return first, again, versions_in(colab["python"], colab["env"]), imported
 
 
-# What the course needs that Colab's runtime (tests/colab_runtime.txt) holds older: datacollective needs
-# requests>=2.32.5 in every release with the API the course uses (Colab: 2.32.4, google-colab's pin; not loaded, so
-# no restart). Nothing else the runtime owns may move.
-MUST_MOVE = {"requests"}
 # Our datasets 5 needs pyarrow>=21 (Colab: 18.1.0, loaded by pandas when the kernel starts): the runtime's own
 # datasets, the floor the suite also passes at, is kept instead, with what it needs at Colab's versions.
 KEPT_AT_COLABS = {"datasets": "4.0.0", "fsspec": "2025.3.0", "dill": "0.3.8", "multiprocess": "0.70.16"}
@@ -202,8 +198,8 @@ def test_the_setup_cell_fetches_the_release_tag_and_notebook_00_runs(colab, note
     assert re.search(r"Set-up took \d+ s\.", printed), printed[-3000:]
     # No restart asked for: the notebook runs through on the first run, and on a second (as after a restart).
     assert error is None, str(error)[-3000:]
-    assert re.search(r"Set-up took \d+ s\. It moved requests 2\.32\.4 -> [\d.]+ to the course's tested versions\. "
-                     r"No restart needed\.", printed), printed[-3000:]
+    assert re.search(r"Set-up took \d+ s\. No restart needed\.", printed), printed[-3000:]  # and nothing moved
+    assert "It moved" not in printed
     assert "Mounted at /content/drive" in printed and (colab["drive"] / "whisper-course" / "t4").is_dir()
     assert error_again is None, str(error_again)[-3000:]
     assert "Fetching" not in outputs(again) and "Set-up took" not in outputs(again)  # the install is not repeated
@@ -215,23 +211,24 @@ def test_the_setup_cell_fetches_the_release_tag_and_notebook_00_runs(colab, note
         assert SECRET not in printed
 
 
-def test_the_setup_cell_moves_none_of_the_runtimes_own_packages_but_what_our_pins_need(colab, notebook_00):
-    """What was loaded when the kernel started, what google-colab pins and Colab's list: as they were, but for
-    :data:`MUST_MOVE`; Colab asks for a restart when an install changes the distribution of a loaded module."""
+def test_the_setup_cell_moves_none_of_the_runtimes_own_packages(colab, notebook_00):
+    """What was loaded when the kernel started, what google-colab pins and Colab's list: as they were, requests
+    (google-colab's pin) included; Colab asks for a restart when an install changes the distribution of a loaded
+    module. The MDC's SDK, which would have moved requests, is not installed."""
     _, _, after, imported = notebook_00
     before = colab["before"]
     assert {"numpy", "pandas", "matplotlib", "ipython", "ipykernel", "tornado", "google-colab"} <= set(imported)
     pinned_by_colab = ("google-auth", "ipykernel", "ipython", "pandas", "jupyter-server", "portpicker", "requests",
                        "tornado")
     owned = {*imported, *pinned_by_colab, *(n for n in RUNTIME_OWNED if n in before)}
-    assert {name for name in owned if after.get(name) != before[name]} == MUST_MOVE
-    assert not MUST_MOVE & set(imported)  # so no restart
+    assert {name for name in owned if after.get(name) != before[name]} == set()
+    assert "datacollective" not in after
     assert {"pyarrow", "setuptools"} <= set(imported)  # loaded at start, and kept
     # Colab's published versions, named: the ones a set-up cell used to move.
-    assert {name: after[name] for name in ("numpy", "pandas", "matplotlib", "ipython", "ipykernel", "tornado",
-                                           "torch")} == {
-        "numpy": "2.1.3", "pandas": "2.2.3", "matplotlib": "3.10.0", "ipython": "7.34.0", "ipykernel": "6.17.1",
-        "tornado": "6.5.7", "torch": TORCH}
+    assert {name: after[name] for name in ("numpy", "pandas", "matplotlib", "requests", "ipython", "ipykernel",
+                                           "tornado", "torch")} == {
+        "numpy": "2.1.3", "pandas": "2.2.3", "matplotlib": "3.10.0", "requests": "2.32.4", "ipython": "7.34.0",
+        "ipykernel": "6.17.1", "tornado": "6.5.7", "torch": TORCH}
     torch = python_in(colab["python"], "import torch; print(torch.__file__)", colab["env"])
     assert Path(torch).is_relative_to(colab["runtime"])  # the same torch, from the same place
 
@@ -249,11 +246,12 @@ def test_what_the_runtime_lacks_is_installed_at_the_tested_versions(colab, noteb
     _, _, after, imported = notebook_00
     # The runtime's own stay at Colab's versions; everything else the course needs is at the tested pin.
     ours = {n: v for n, v in installed.items()
-            if n in MUST_MOVE or (n not in imported and n not in RUNTIME_OWNED and n not in KEPT_AT_COLABS)}
+            if n not in imported and n not in RUNTIME_OWNED and n not in KEPT_AT_COLABS}
     assert {n: v for n, v in ours.items() if pinned.get(n) != v} == {}
     # Colab's datasets and what it needs, kept as Colab has them (ours would have moved pyarrow)
     assert {n: installed[n] for n in KEPT_AT_COLABS} == {n: after[n] for n in KEPT_AT_COLABS} == KEPT_AT_COLABS
-    assert {"transformers", "huggingface-hub", "accelerate", "datacollective", "jiwer"} <= set(ours)
+    assert {"transformers", "huggingface-hub", "accelerate", "python-dotenv", "jiwer"} <= set(ours)
+    assert "datacollective" not in installed and installed["requests"] == "2.32.4"  # Colab's, which ours accept
     before = colab["before"]
     assert before["transformers"] == "5.15.0" and installed["transformers"] == pinned["transformers"]
     assert {n: before[n] for n in KEPT_AT_COLABS} == KEPT_AT_COLABS
