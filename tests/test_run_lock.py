@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -50,12 +51,18 @@ def test_two_runs_into_one_output_dir_the_second_is_refused(tmp_path, corpus):
     first = cli("run", "--data", str(corpus), "--output-dir", str(out), *TINY_RUN)
     try:
         deadline = time.monotonic() + 120
-        while not (out / LOCK_NAME).exists() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert (out / LOCK_NAME).exists(), first.communicate()[1][-2000:]
-        second = cli("run", "--data", str(corpus), "--output-dir", str(out), *TINY_RUN, "--seed", "7",
-                     "--learning-rate", "1e-3")
-        _, err = second.communicate(timeout=300)
+        while (run_lock._read(out / LOCK_NAME)[0] or {}).get("pid") != first.pid:  # written whole, not just created
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-2000:]
+            time.sleep(0.05)
+        # Held where it stands (a stopped process is alive) until the second has tried: on a loaded machine the
+        # tiny first run could otherwise finish before the second starts.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = cli("run", "--data", str(corpus), "--output-dir", str(out), *TINY_RUN, "--seed", "7",
+                         "--learning-rate", "1e-3")
+            _, err = second.communicate(timeout=300)
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert second.returncode == 2, err[-2000:]
         assert "Traceback" not in err and err.strip().startswith("error: Another run is using")
         assert f"(pid {first.pid} on {socket.gethostname()}, started " in err and "--output-dir" in err
