@@ -17,6 +17,8 @@ import tempfile
 
 import pytest
 
+from tests.support import NOTEBOOKS_RAN
+
 _workspace: str | None = None
 _saved: dict[str, str | None] = {}
 
@@ -42,6 +44,17 @@ def pytest_runtest_setup(item):
     for key, value in _notebook_environment().items():
         _saved.setdefault(key, os.environ.get(key))
         os.environ[key] = value
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Record each notebook that ran through, and where (``tests.support.NOTEBOOKS_RAN``)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.passed and item.path.suffix == ".ipynb":
+        ran = item.config.stash.setdefault(NOTEBOOKS_RAN, {"workspace": os.environ["COURSE_WORKSPACE"], "passed": set(),
+                                                        "profile": os.environ["COURSE_PROFILE"]})
+        ran["passed"].add(item.path.name)
 
 
 @pytest.hookimpl(trylast=True)

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+# What notebooks/conftest.py records of the notebooks nbmake ran in this session: {"workspace": folder, "passed":
+# {notebook file names}, "profile": their profile}. tests/test_learner_paths.py starts from that workspace
+# instead of running 00-05 again.
+NOTEBOOKS_RAN = pytest.StashKey[dict]()
+
 # One thread per child process (a CLI run of the tiny model): the same reason as conftest.one_torch_thread.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

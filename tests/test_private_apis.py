@@ -97,17 +97,18 @@ class Worker:
 
 def test_xdist_schedules_by_our_split_scope(pytestconfig, monkeypatch):
     """The root conftest.py's scheduler overrides ``LoadScopeScheduling._split_scope``: a file's tests on one
-    worker, and all the notebooks on one worker, in order."""
+    worker, and all the notebooks on one worker, in order; and it fills ``workqueue`` longest unit first."""
     from xdist.scheduler import LoadScopeScheduling
 
-    with private_api("xdist LoadScopeScheduling._split_scope", "conftest.py (the suite's scheduling)"):
+    with private_api("xdist LoadScopeScheduling._split_scope, workqueue", "conftest.py (the suite's scheduling)"):
         assert list(inspect.signature(LoadScopeScheduling._split_scope).parameters) == ["self", "nodeid"]
         monkeypatch.setattr(pytestconfig.option, "tx", ["2*popen"])  # two workers, as pytest.ini's -n 2 asks
         scheduler = pytestconfig.hook.pytest_xdist_make_scheduler(config=pytestconfig, log=None)
         assert isinstance(scheduler, LoadScopeScheduling)
         collection = ["notebooks/00_hub_login.ipynb::00_hub_login.ipynb", "notebooks/01_load.ipynb::01_load.ipynb",
                       "notebooks/02_preprocess.ipynb::02_preprocess.ipynb", "tests/test_a.py::test_one",
-                      "tests/test_a.py::test_two", "tests/test_b.py::test_three", "tests/test_c.py::test_four"]
+                      "tests/test_a.py::test_two", "tests/test_b.py::test_three", "tests/test_c.py::test_four",
+                      "tests/test_learner_paths.py::test_five", "tests/test_colab_runtime.py::test_six"]
         workers = [Worker("gw0"), Worker("gw1")]
         for worker in workers:
             scheduler.add_node(worker)
@@ -119,11 +120,16 @@ def test_xdist_schedules_by_our_split_scope(pytestconfig, monkeypatch):
                     if index not in worker.done:
                         worker.done.add(index)
                         scheduler.mark_test_complete(worker, index)
+        first_sent = [collection[worker.sent[0]] for worker in workers]
     assert not scheduler.has_pending
+    # the longest units first (conftest.LONGEST_FIRST), though xdist would start with the units of most tests
+    assert first_sent == ["notebooks/00_hub_login.ipynb::00_hub_login.ipynb", "tests/test_colab_runtime.py::test_six"]
     sent = [[collection[i] for i in worker.sent] for worker in workers]
     assert sorted(sum(sent, [])) == sorted(collection)  # every test once
     notebooks = [worker for worker in sent if any(test.startswith("notebooks/") for test in worker)]
     assert len(notebooks) == 1 and [t for t in notebooks[0] if t.startswith("notebooks/")] == collection[:3]
+    # the learner's paths after the notebooks, on their worker: they go on from the notebooks' workspace
+    assert notebooks[0][3] == "tests/test_learner_paths.py::test_five"
     holding_a = [worker for worker in sent if any(t.startswith("tests/test_a.py") for t in worker)]
     assert len(holding_a) == 1 and {"tests/test_a.py::test_one", "tests/test_a.py::test_two"} <= set(holding_a[0])
 

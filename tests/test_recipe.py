@@ -38,7 +38,7 @@ def test_the_smoke_model_gets_its_own_recipe_and_a_pretrained_one_the_course_rec
     # the profile still decides what the machine can take: the smoke profile's batch and run length
     assert (pretrained.train_batch_size, pretrained.max_steps) == (8, 40)
     hub = get_config("smoke", model="openai/whisper-small")
-    assert hub.recipe == "course" and hub.warmup_steps == 3  # a tenth of the smoke profile's 30 steps
+    assert hub.recipe == "course" and hub.warmup_steps == 1  # a tenth of the smoke profile's 12 steps
     assert get_config("t4").warmup_steps == RECIPES["course"]["warmup_steps"] == 50
 
 
