@@ -48,6 +48,7 @@ class DriveStandIn:
         self.deleted = 0
         self.overflowed = False
         self._sizes: dict[str, int] = {}
+        self._scanned: set[str] = set()  # counted by a scan, not yet by their close
         self._watches: dict[int, Path] = {}
         self._moves: dict[int, str] = {}
         self._folder_moves: dict[int, Path] = {}
@@ -76,13 +77,19 @@ class DriveStandIn:
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.folder))
 
-    def _count(self, path: Path) -> None:
+    def _count(self, path: Path, scanned: bool = False) -> None:
         try:
             size = path.stat().st_size
         except OSError:
             return  # gone already (renamed away): counted when its new name is closed or moved in
         key = self._relative(path)
-        self.written[key] = self.written.get(key, 0) + size
+        # A file found by a folder's scan may still have been being written: its close, if the new watch saw it,
+        # replaces that count instead of adding to it (a busy machine scans mid-copy, then hears the close).
+        earlier = self._sizes.get(key, 0) if key in self._scanned else 0
+        self._scanned.discard(key)
+        if scanned:
+            self._scanned.add(key)
+        self.written[key] = self.written.get(key, 0) - earlier + size
         self._sizes[key] = size
 
     def _watch(self, folder: Path) -> None:
@@ -95,7 +102,7 @@ class DriveStandIn:
             if path.is_dir():
                 self._watch(path)
             elif path.is_file() and self._relative(path) not in self._sizes:
-                self._count(path)
+                self._count(path, scanned=True)
 
     def _renamed(self, old: Path, new: Path) -> None:
         """A folder renamed inside the watched folder: Drive renames it in place, nothing is uploaded again.
@@ -107,6 +114,9 @@ class DriveStandIn:
         for table in (self._sizes, self.written):
             for inner in [k for k in table if k.startswith(before)]:
                 table[after + inner[len(before):]] = table.pop(inner)
+        for inner in [k for k in self._scanned if k.startswith(before)]:
+            self._scanned.remove(inner)
+            self._scanned.add(after + inner[len(before):])
         for wd, folder in list(self._watches.items()):
             if folder == old or old in folder.parents:
                 self._watches[wd] = new / folder.relative_to(old)

@@ -21,6 +21,7 @@ from safetensors import safe_open
 
 from benchmarks.drive import (
     BUDGET_BYTES,
+    DriveStandIn,
     SMOKE_STEPS,
     measure,
     small_data,
@@ -70,6 +71,20 @@ def test_drive_holds_fp16_weights_and_no_optimizer_moments(measured):
     for name in ("scheduler.pt", "rng_state.pth", "training_args.bin"):
         assert (copy / name).read_bytes() == (full / name).read_bytes()
     assert json.loads((copy / "trainer_state.json").read_text()) == json.loads((full / "trainer_state.json").read_text())
+
+
+def test_the_stand_in_counts_a_file_found_mid_write_once(tmp_path):
+    """A new folder's scan can find a file still being written (a busy machine: the copy runs ahead of the
+    watcher); its close then replaces that count. Counted twice, one checkpoint copy was 0.45 GB too many."""
+    (tmp_path / "copy").mkdir()
+    with open(tmp_path / "copy" / "model.safetensors", "wb") as file:
+        file.write(b"x" * 1000)
+        file.flush()
+        with DriveStandIn(tmp_path) as stand_in:  # its first scan finds 1000 bytes of a file not yet closed
+            file.write(b"x" * 3000)
+            file.close()
+            (tmp_path / "other.json").write_bytes(b"y" * 10)
+    assert stand_in.written == {"copy/model.safetensors": 4000, "other.json": 10}
 
 
 def run_until_killed(work: Path, runtime: Path) -> int:
