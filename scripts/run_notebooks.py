@@ -10,7 +10,7 @@ there (the workshop, in its shortened run, keeps its own folder in it). The exec
 outputs and plots, go to ``<workspace>/executed/`` (with each kernel's own log beside it); the notebooks in
 ``notebooks/`` stay clean. Progress bars are saved as their last frame (text bars, with the carriage returns
 of their redraws applied). The profile is ``offline`` unless ``COURSE_PROFILE`` says otherwise: OpenAI's real
-multilingual whisper-base fine-tuned on the bundled Sinhala clips, about 5 minutes on 2 CPU cores
+multilingual whisper-base fine-tuned on the bundled Sinhala clips, about 6 minutes on 2 CPU cores
 (docs/offline-run.md). A summary per notebook follows: time, plots, and anything written to stderr (warnings).
 """
 

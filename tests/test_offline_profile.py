@@ -24,8 +24,8 @@ def test_the_offline_profile_teaches_multilingual_base_to_write_sinhala(tmp_path
     """The course's path with the offline profile's own values, as the main command's notebooks run them: a
     multilingual checkpoint, language "sinhalese", its encoder frozen, 20 steps, 8 test clips. Learning is
     the script changing and the CER falling well below 100 %: empty transcripts score 100 %, garbled ones
-    more, so a model that learned nothing fails. (The workshop's 10 steps are not enough: Sinhala script,
-    but a CER of 139 % on 4 clips.)
+    more, so a model that learned nothing fails. (Ten steps are not enough: Sinhala script, but looping, a CER
+    of 139 % on 4 clips.)
     """
     data = language_subset(corpus, tmp_path / "si", keep="si")
     out = tmp_path / "out"
