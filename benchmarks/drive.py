@@ -120,6 +120,9 @@ class DriveStandIn:
         for wd, folder in list(self._watches.items()):
             if folder == old or old in folder.parents:
                 self._watches[wd] = new / folder.relative_to(old)
+        # A busy machine may rename the folder before its creation is read: then no watch was ever added under
+        # the old name, and what it holds is counted now (files counted under the old name are skipped).
+        self._watch(new)
 
     def _run(self) -> None:
         while True:

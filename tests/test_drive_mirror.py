@@ -87,6 +87,19 @@ def test_the_stand_in_counts_a_file_found_mid_write_once(tmp_path):
     assert stand_in.written == {"copy/model.safetensors": 4000, "other.json": 10}
 
 
+def test_the_stand_in_counts_a_folder_renamed_before_its_creation_was_read(tmp_path):
+    """The mirror writes ``.partial-N`` and renames it ``checkpoint-N``; on a busy machine both happen before the
+    watcher reads the creation, so no watch under the old name ever existed. Uncounted, one checkpoint copy was
+    0.45 GB too few at whisper-small's size."""
+    stand_in = DriveStandIn(tmp_path)  # watching, but reading no event until entered
+    (tmp_path / ".partial-6").mkdir()
+    (tmp_path / ".partial-6" / "model.safetensors").write_bytes(b"x" * 4000)
+    (tmp_path / ".partial-6").rename(tmp_path / "checkpoint-6")
+    with stand_in:
+        (tmp_path / "checkpoint-6" / "trainer_state.json").write_bytes(b"y" * 10)
+    assert stand_in.written == {"checkpoint-6/model.safetensors": 4000, "checkpoint-6/trainer_state.json": 10}
+
+
 def run_until_killed(work: Path, runtime: Path) -> int:
     """Train the same run in a real process; SIGKILL it once Drive has a copy at step 4 or later."""
     mirror = work / "drive" / "training"
