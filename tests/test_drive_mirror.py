@@ -21,8 +21,8 @@ from safetensors import safe_open
 
 from benchmarks.drive import (
     BUDGET_BYTES,
-    DriveStandIn,
     SMOKE_STEPS,
+    DriveStandIn,
     measure,
     small_data,
     smoke_trainer,
