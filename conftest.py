@@ -27,8 +27,9 @@ def pytest_xdist_make_scheduler(config, log):
     its own temporary workspace, and 02 then stops for want of 01's output; ``--dist loadgroup`` would say this
     with marks, but it renames node ids, which pytest 9.2 no longer allows; a separate notebook run (``--dist
     loadfile`` for tests/, then ``-n 0`` for notebooks/) leaves a core idle while the notebooks run one after
-    another (measured on a subset: docs/developing.md). This relies on xdist's private ``_split_scope`` and
-    ``workqueue`` (listed in helpers/runtime/trainer_internals.py, tests/test_private_apis.py)."""
+    another (measured on a subset: docs/developing.md). This relies on xdist's private ``_split_scope``,
+    ``_assign_work_unit`` and ``workqueue`` (listed in helpers/runtime/trainer_internals.py,
+    tests/test_private_apis.py)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class FilesTogetherNotebooksInOrder(LoadScopeScheduling):
@@ -37,21 +38,11 @@ def pytest_xdist_make_scheduler(config, log):
             # The learner's paths go on from the workspace the notebooks left (tests/test_learner_paths.py).
             return "notebooks" if path.endswith(".ipynb") or path == LEARNER_PATHS else path
 
-        def schedule(self) -> None:
-            if self.collection is None and self.collection_is_completed:
-                self._order_longest_first()
-            super().schedule()
-
-        def _order_longest_first(self) -> None:
-            # Fill the queue as xdist would (it does so only when it is empty), then move the longest units up.
-            collection = list(next(iter(self.registered_collections.values())))
-            units: dict[str, dict[str, bool]] = {}
-            for nodeid in collection:
-                units.setdefault(self._split_scope(nodeid), {})[nodeid] = False
+        def _assign_work_unit(self, node) -> None:
+            # The longest unit still waiting goes out first; the others keep xdist's order (most tests first).
             rank = {scope: i for i, scope in enumerate(LONGEST_FIRST)}
-            ordered = sorted(units.items(), key=lambda unit: (rank.get(unit[0], len(rank)), -len(unit[1])))
-            self.workqueue.clear()
-            self.workqueue.update(ordered)
+            self.workqueue.move_to_end(min(self.workqueue, key=lambda scope: rank.get(scope, len(rank))), last=False)
+            super()._assign_work_unit(node)
 
     return FilesTogetherNotebooksInOrder(config, log)
 

@@ -100,8 +100,10 @@ def test_xdist_schedules_by_our_split_scope(pytestconfig, monkeypatch):
     worker, and all the notebooks on one worker, in order; and it fills ``workqueue`` longest unit first."""
     from xdist.scheduler import LoadScopeScheduling
 
-    with private_api("xdist LoadScopeScheduling._split_scope, workqueue", "conftest.py (the suite's scheduling)"):
+    with private_api("xdist LoadScopeScheduling._split_scope, _assign_work_unit, workqueue",
+                     "conftest.py (the suite's scheduling)"):
         assert list(inspect.signature(LoadScopeScheduling._split_scope).parameters) == ["self", "nodeid"]
+        assert list(inspect.signature(LoadScopeScheduling._assign_work_unit).parameters) == ["self", "node"]
         monkeypatch.setattr(pytestconfig.option, "tx", ["2*popen"])  # two workers, as pytest.ini's -n 2 asks
         scheduler = pytestconfig.hook.pytest_xdist_make_scheduler(config=pytestconfig, log=None)
         assert isinstance(scheduler, LoadScopeScheduling)

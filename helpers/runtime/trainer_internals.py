@@ -33,8 +33,9 @@ Used where they are needed (guarded by ``tests/test_private_apis.py``):
 - Whisper's prompt-length rule, copied as ``helpers.evaluation.StaticDecoding.PROMPT_TOKENS``: ``generate``
   counts ``max_length`` after a decoder prompt of four tokens (``WhisperGenerationMixin``), so a static cache
   needs that many positions more.
-- pytest-xdist's ``LoadScopeScheduling._split_scope(nodeid)`` and its ``workqueue``: the root ``conftest.py``
-  groups a file's tests, and all the notebooks, each on one worker, and starts the longest units first;
+- pytest-xdist's ``LoadScopeScheduling._split_scope(nodeid)``, ``_assign_work_unit(node)`` and ``workqueue``:
+  the root ``conftest.py`` groups a file's tests, and all the notebooks, each on one worker, and starts the
+  longest units first;
   ``--dist loadfile`` would scatter the notebooks, which hand their workspace on from one to the next
   (docs/developing.md says what was measured).
 """
